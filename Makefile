@@ -1,0 +1,52 @@
+# simwatch — every target sets up what it needs; `make demo` and `make test` work on a fresh machine.
+SHELL := /bin/bash
+PY := .venv/bin/python
+STAMP := .venv/.installed-stamp
+export KAFKA_IMPL ?= apache
+
+.PHONY: setup up down demo test test-unit test-integration bench lint fmt schemas clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@command -v python3.11 >/dev/null || command -v python3 >/dev/null || { echo "python 3.11 is required"; exit 1; }
+	test -x $(PY) || python3 -m venv .venv
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+up: setup
+	scripts/stack.sh up
+
+down:
+	scripts/stack.sh down
+
+demo: setup
+	scripts/demo.sh
+
+lint: setup
+	.venv/bin/ruff check services libs tests scripts
+	.venv/bin/ruff format --check services libs tests scripts
+	.venv/bin/mypy
+
+fmt: setup
+	.venv/bin/ruff format services libs tests scripts
+	.venv/bin/ruff check --fix services libs tests scripts
+
+schemas: setup
+	$(PY) -m simwatch_contracts.schemas
+
+# Lint, then the whole suite against the Kafka and Redis it starts (and stops again,
+# unless they were already running).
+test: setup lint
+	scripts/with-stack.sh .venv/bin/pytest $(PYTEST_ARGS)
+
+test-unit: setup
+	.venv/bin/pytest tests/unit $(PYTEST_ARGS)
+
+bench: setup
+	scripts/with-stack.sh $(PY) -m bench $(BENCH_ARGS)
+
+clean:
+	scripts/stack.sh down || true
+	rm -rf .local/stack .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,54 @@
+"""The wire contract (v1) of simwatch: one pydantic model per message, shared by both services.
+
+Parsing is strict (no type coercion) and forgiving of unknown fields. Every model is
+published as a JSON Schema under ``schemas/`` (``python -m simwatch_contracts.schemas``).
+"""
+
+from .alerts import AlertType, CardAlert
+from .card_events import (
+    CARD_EVENT_ADAPTER,
+    CardEvent,
+    CardRecharged,
+    CardRenewed,
+    CardUpserted,
+    Plan,
+    ResumeRequested,
+    SuspendRequested,
+    ViolationCleared,
+    ViolationReported,
+    parse_card_event,
+)
+from .commands import CardCommand, CommandType
+from .common import MAX_RECORD_BYTES, Billing, Reason
+from .customer_settings import CustomerSettings, QuietHours, Sms, Webhook
+from .dead_letter import DeadLetter
+from .errors import describe_validation_error
+from .usage import UsageRecord
+
+__all__ = [
+    "CARD_EVENT_ADAPTER",
+    "MAX_RECORD_BYTES",
+    "AlertType",
+    "Billing",
+    "CardAlert",
+    "CardCommand",
+    "CardEvent",
+    "CardRecharged",
+    "CardRenewed",
+    "CardUpserted",
+    "CommandType",
+    "CustomerSettings",
+    "DeadLetter",
+    "Plan",
+    "QuietHours",
+    "Reason",
+    "ResumeRequested",
+    "Sms",
+    "SuspendRequested",
+    "UsageRecord",
+    "ViolationCleared",
+    "ViolationReported",
+    "Webhook",
+    "describe_validation_error",
+    "parse_card_event",
+]

@@ -1,0 +1,61 @@
+"""`card.alerts`: what the notifier tells customers, at most once per (card, cycle, type, step)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import AwareDatetime, BaseModel, Field, model_validator
+
+from .common import MESSAGE_CONFIG, Cycle, Iccid, MessageId, Money, QuotaBytes, Reason
+
+
+class AlertType(StrEnum):
+    USAGE_THRESHOLD = "usage_threshold"
+    QUOTA_EXHAUSTED = "quota_exhausted"
+    SUSPENDED = "suspended"
+    RESUMED = "resumed"
+    CANCELLED = "cancelled"
+    EXPIRY_UPCOMING = "expiry_upcoming"
+    BALANCE_INSUFFICIENT = "balance_insufficient"
+
+
+_REQUIRED: dict[AlertType, tuple[str, ...]] = {
+    AlertType.USAGE_THRESHOLD: ("percent", "used_bytes", "quota_bytes"),
+    AlertType.QUOTA_EXHAUSTED: ("percent", "used_bytes", "quota_bytes"),
+    AlertType.SUSPENDED: ("trigger", "reasons"),
+    AlertType.RESUMED: ("trigger", "reasons"),
+    AlertType.CANCELLED: ("trigger",),
+    AlertType.EXPIRY_UPCOMING: ("expires_at", "days_left"),
+    AlertType.BALANCE_INSUFFICIENT: ("balance", "amount_due"),
+}
+
+
+class CardAlert(BaseModel):
+    """One customer-facing alert; the fields beyond the base depend on `type`."""
+
+    model_config = MESSAGE_CONFIG
+
+    alert_id: MessageId = Field(description="deterministic: stable across re-publication")
+    type: AlertType
+    iccid: Iccid
+    customer_id: str = Field(min_length=1, max_length=128)
+    cycle: Cycle
+    occurred_at: AwareDatetime
+    percent: Annotated[int, Field(ge=1, le=100)] | None = None
+    used_bytes: QuotaBytes | None = None
+    quota_bytes: QuotaBytes | None = None
+    trigger: Reason | None = None
+    reasons: tuple[Reason, ...] | None = None
+    expires_at: AwareDatetime | None = None
+    days_left: Annotated[int, Field(ge=0)] | None = None
+    balance: Money | None = None
+    amount_due: Money | None = None
+
+    @model_validator(mode="after")
+    def _fields_for_type(self) -> CardAlert:
+        missing = [name for name in _REQUIRED[self.type] if getattr(self, name) is None]
+        if missing:
+            raise ValueError(f"alert type {self.type.value} requires {', '.join(missing)}")
+        return self
+

@@ -1,0 +1,76 @@
+"""Field types shared by every topic: ICCIDs, ids, money, volumes, reasons."""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from enum import StrEnum
+from typing import Annotated
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, PlainSerializer
+
+MAX_RECORD_BYTES = 2**40
+"""Upper bound of one usage record's volume (per direction); more is malformed."""
+
+_ICCID_RE = re.compile(r"^89[0-9A-Z]{17,18}$")
+_ID_RE = re.compile(r"^[\x21-\x7e]{1,128}$")
+
+# Unknown fields are ignored (forward compatibility); types are never coerced
+# ("12" is not 12, true is not 1), so a wrong-typed field is malformed.
+MESSAGE_CONFIG = ConfigDict(strict=True, extra="ignore", frozen=True)
+
+
+def normalize_iccid(value: object) -> object:
+    """Upper-case an ICCID before validation: the contract keys messages by the upper form."""
+    return value.upper() if isinstance(value, str) else value
+
+
+def _check_iccid(value: str) -> str:
+    if not _ICCID_RE.match(value):
+        raise ValueError(
+            "ICCID must be 19 or 20 characters, start with 89, digits and letters A-Z"
+        )
+    return value
+
+
+def _check_id(value: str) -> str:
+    if not _ID_RE.match(value):
+        raise ValueError("id must be 1-128 printable ASCII characters without spaces")
+    return value
+
+
+def _check_timezone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as exc:  # unknown or malformed zone key
+        raise ValueError(f"unknown IANA timezone {value!r}") from exc
+    return value
+
+
+Iccid = Annotated[str, BeforeValidator(normalize_iccid), AfterValidator(_check_iccid)]
+MessageId = Annotated[str, AfterValidator(_check_id)]
+Bytes = Annotated[int, Field(ge=0, le=MAX_RECORD_BYTES)]
+QuotaBytes = Annotated[int, Field(ge=0, le=2**62)]
+Money = Annotated[int, Field(ge=-(2**53), le=2**53, description="minor units (fen, cents)")]
+Timezone = Annotated[str, AfterValidator(_check_timezone)]
+Cycle = Annotated[
+    date,
+    PlainSerializer(lambda d: d.isoformat(), return_type=str),
+    Field(description="local date the billing cycle starts on"),
+]
+
+
+class Reason(StrEnum):
+    """Why a card is suspended; several can hold at once."""
+
+    OVER_QUOTA = "over_quota"
+    MANUAL = "manual"
+    ARREARS = "arrears"
+    EXPIRED = "expired"
+    VIOLATION = "violation"
+
+
+class Billing(StrEnum):
+    PREPAID = "prepaid"
+    POSTPAID = "postpaid"

@@ -1,0 +1,1 @@
+"""notifier: warns customers of card alerts by signed webhook and SMS."""

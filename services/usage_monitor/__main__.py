@@ -1,0 +1,69 @@
+"""`usage-monitor worker`: validate settings and dependencies, then run the faust worker."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+from pydantic import ValidationError
+
+from .errors import ConfigError
+from .settings import Settings
+
+
+def settings_error(exc: ValidationError, prefix: str) -> str:
+    """One line naming the environment variable(s) at fault."""
+    parts = []
+    for err in exc.errors(include_url=False):
+        name = str(err["loc"][0]) if err["loc"] else "?"
+        env = name.upper() if name.upper() in {"KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL"} else (
+            f"{prefix}{name.upper()}")
+        parts.append(f"{env}: {err['msg']}")
+    return "; ".join(parts)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="usage-monitor", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    worker = sub.add_parser("worker", help="run a usage_monitor worker")
+    worker.add_argument("--loglevel", default="info")
+    sub.add_parser("check", help="validate settings and reach Kafka and Redis, then exit")
+    args = parser.parse_args(argv)
+
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        print(f"usage-monitor: invalid setting: {settings_error(exc, 'USAGE_MONITOR_')}",
+              file=sys.stderr)
+        return 2
+    from .preflight import preflight
+
+    try:
+        asyncio.run(preflight(settings))
+    except ConfigError as exc:
+        print(f"usage-monitor: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "check":
+        print("usage-monitor: settings valid, Kafka and Redis reachable")
+        return 0
+    return run_worker(settings, args.loglevel)
+
+
+def run_worker(settings: Settings, loglevel: str) -> int:
+    import faust
+
+    from .app import create_app
+    from .bootstrap import build
+
+    logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    asyncio.set_event_loop(asyncio.new_event_loop())
+    app, _ = create_app(build(settings))
+    worker = faust.Worker(app, loglevel=loglevel, quiet=True)
+    worker.execute_from_commandline()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Adapters at the edges: Redis (state, counters, outbox) and Kafka (publishing)."""

@@ -1,0 +1,49 @@
+"""Every Redis key usage_monitor writes, built in one place.
+
+All keys of a card carry the hash tag of its *shard*, ``{<n>}``, where n is Kafka's own
+partition of the ICCID (murmur2 of the key, modulo the shard count). With the shard count
+equal to the `usage.records` partition count, one Kafka partition's batch lands in one
+Redis Cluster slot, so a single script call applies the whole batch.
+
+    <prefix>:{n}:c:<iccid>      hash   card: v (version), s (state), cal, u:<cycle>, w:<cycle>
+    <prefix>:{n}:r:<record_id>  string usage record seen (TTL)
+    <prefix>:{n}:e:<event_id>   string card event applied (TTL)
+    <prefix>:{n}:o              stream outbox of alerts and commands not yet on Kafka
+    <prefix>:{n}:ol             string outbox drain lock
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiokafka.partitioner import murmur2
+
+
+def shard_of(iccid: str, shards: int) -> int:
+    """Kafka's default partition for this key, modulo `shards` (same formula as the Java client)."""
+    return (murmur2(iccid.encode()) & 0x7FFFFFFF) % shards
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    prefix: str = "sw"
+    shards: int = 12
+
+    def shard(self, iccid: str) -> int:
+        return shard_of(iccid, self.shards)
+
+    def tag(self, shard: int) -> str:
+        """Prefix of every key in `shard`, e.g. ``sw:{7}:``; Lua scripts extend it."""
+        return f"{self.prefix}:{{{shard}}}:"
+
+    def card(self, iccid: str) -> str:
+        return f"{self.tag(self.shard(iccid))}c:{iccid}"
+
+    def event_seen(self, iccid: str, event_id: str) -> str:
+        return f"{self.tag(self.shard(iccid))}e:{event_id}"
+
+    def outbox(self, shard: int) -> str:
+        return f"{self.tag(shard)}o"
+
+    def outbox_lock(self, shard: int) -> str:
+        return f"{self.tag(shard)}ol"

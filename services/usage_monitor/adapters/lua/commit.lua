@@ -1,0 +1,53 @@
+-- Commit one card's decision atomically, if nobody changed the card since it was read
+-- (optimistic concurrency on the field `v`), together with the messages it produced.
+--
+-- KEYS[1]  the card hash;  KEYS[2]  the tag's outbox stream
+-- KEYS[3]  optional: the card event's de-duplication key (same tag)
+-- ARGV[1]  expected version ('0' when the card did not exist)
+-- ARGV[2]  new state (JSON)
+-- ARGV[3]  calendar ('' = the default: field removed)
+-- ARGV[4]  '1' when the card has a profile (field `k`, read by ingest.lua), else '0'
+-- ARGV[5]  n: number of field/value pairs that follow (wake levels, "w:<cycle>")
+-- ARGV[6 .. 5+2n] the pairs
+-- then     m: number of messages, and m triples topic, key, value (appended to the outbox)
+-- then     fields to delete count k, and k field names (old cycles' counters)
+-- then     the event de-duplication TTL in seconds (used with KEYS[3])
+--
+-- Returns the new version, -1 on a version conflict, or 0 when the event was already applied.
+local card, outbox = KEYS[1], KEYS[2]
+if KEYS[3] and redis.call('EXISTS', KEYS[3]) == 1 then
+  return 0
+end
+local version = tonumber(redis.call('HGET', card, 'v') or '0')
+if version ~= tonumber(ARGV[1]) then
+  return -1
+end
+version = version + 1
+redis.call('HSET', card, 'v', version, 's', ARGV[2])
+if ARGV[3] == '' then
+  redis.call('HDEL', card, 'cal')
+else
+  redis.call('HSET', card, 'cal', ARGV[3])
+end
+redis.call('HSET', card, 'k', ARGV[4])
+local i = 5
+local n = tonumber(ARGV[i])
+for j = 1, n do
+  redis.call('HSET', card, ARGV[i + 2 * j - 1], ARGV[i + 2 * j])
+end
+i = i + 2 * n + 1
+local m = tonumber(ARGV[i])
+for j = 1, m do
+  local at = i + 3 * (j - 1)
+  redis.call('XADD', outbox, '*', 't', ARGV[at + 1], 'k', ARGV[at + 2], 'v', ARGV[at + 3])
+end
+i = i + 3 * m + 1
+local k = tonumber(ARGV[i])
+for j = 1, k do
+  redis.call('HDEL', card, ARGV[i + j])
+end
+i = i + k + 1
+if KEYS[3] then
+  redis.call('SET', KEYS[3], '1', 'EX', tonumber(ARGV[i]))
+end
+return version

@@ -1,0 +1,59 @@
+-- Apply a batch of usage records that all live under one hash tag, in one atomic call.
+-- For each record: claim its record_id and add its bytes together (a duplicate adds nothing),
+-- unless the card's billing calendar differs from the one the caller assumed when it named
+-- the record's cycle; such records are handed back, untouched, with the card's calendar.
+--
+-- KEYS[1]  the tag's outbox key: routes the call to the tag's slot in Redis Cluster.
+--          Every key below is built from ARGV[1] and so shares that slot.
+-- ARGV[1]  key prefix including the tag, e.g. "sw:{7}:"
+-- ARGV[2]  de-duplication TTL in seconds
+-- ARGV[3..] five values per record: record_id, iccid, calendar ('' = default), cycle, bytes
+--
+-- Returns {applied, duplicates, due, recalendar, unknown}
+--   due:        flat list of iccid, cycle, used for every (card, cycle) touched whose usage
+--               reached its wake level, or which has none yet: the caller evaluates those.
+--   recalendar: flat list of record index (1-based), calendar for records not applied.
+--   unknown:    how many applied records belong to cards without a profile yet.
+local prefix, ttl = ARGV[1], tonumber(ARGV[2])
+local applied, dups, unknown = 0, 0, 0
+local calendars, known, touched, order, recal = {}, {}, {}, {}, {}
+for i = 3, #ARGV, 5 do
+  local iccid, cal, cycle = ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  local card = prefix .. 'c:' .. iccid
+  local actual = calendars[iccid]
+  if actual == nil then
+    local v = redis.call('HMGET', card, 'cal', 'k')
+    actual = v[1] or ''
+    calendars[iccid] = actual
+    known[iccid] = v[2] == '1'
+  end
+  if actual ~= cal then
+    recal[#recal + 1] = (i - 3) / 5 + 1
+    recal[#recal + 1] = actual
+  else
+    if redis.call('SET', prefix .. 'r:' .. ARGV[i], '1', 'NX', 'EX', ttl) then
+      redis.call('HINCRBY', card, 'u:' .. cycle, ARGV[i + 4])
+      applied = applied + 1
+      if not known[iccid] then unknown = unknown + 1 end
+    else
+      dups = dups + 1
+    end
+    local t = iccid .. ' ' .. cycle
+    if not touched[t] then
+      touched[t] = true
+      order[#order + 1] = {card, iccid, cycle}
+    end
+  end
+end
+local due = {}
+for _, entry in ipairs(order) do
+  local v = redis.call('HMGET', entry[1], 'u:' .. entry[3], 'w:' .. entry[3])
+  local used = tonumber(v[1]) or 0
+  local wake = tonumber(v[2])
+  if wake == nil or (wake >= 0 and used >= wake) then
+    due[#due + 1] = entry[2]
+    due[#due + 1] = entry[3]
+    due[#due + 1] = used
+  end
+end
+return {applied, dups, due, recal, unknown}

@@ -1,0 +1,181 @@
+"""Card state, usage counters and the outbox in Redis, through the Lua scripts in ``lua/``.
+
+Each script call touches the keys of one shard only (see ``keys.py``), so the same code runs
+on a single Redis and on Redis Cluster. redis-py's ``Script`` reloads a script that a Redis
+restart dropped (NOSCRIPT), also inside pipelines.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from importlib import resources
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
+
+from ..domain.card import CardState
+from .codec import decode_state, encode_state
+from .keys import Keys
+
+CONFLICT = -1
+DUPLICATE_EVENT = 0
+
+
+def _lua(name: str) -> str:
+    return resources.files(__package__).joinpath("lua", name).read_text(encoding="utf-8")
+
+
+@dataclass(frozen=True, slots=True)
+class IngestRow:
+    """One usage record ready for Redis: the cycle was named under `calendar`."""
+
+    record_id: str
+    iccid: str
+    calendar: str
+    cycle: date
+    nbytes: int
+
+
+@dataclass(slots=True)
+class IngestResult:
+    applied: int = 0
+    duplicates: int = 0
+    due: list[tuple[str, date, int]] = field(default_factory=list)
+    recalendar: list[tuple[int, str]] = field(default_factory=list)
+    unknown: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """A card as read from Redis: its version guards the commit of a decision about it."""
+
+    version: int
+    state: CardState
+    usage: dict[date, int]
+    calendar: str
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEntry:
+    entry_id: bytes
+    topic: str
+    key: bytes
+    value: bytes
+
+
+class RedisStore:
+    def __init__(
+        self, redis: Redis, keys: Keys, *, record_ttl_s: int, event_ttl_s: int
+    ) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.record_ttl_s = record_ttl_s
+        self.event_ttl_s = event_ttl_s
+        self._ingest: AsyncScript = redis.register_script(_lua("ingest.lua"))
+        self._commit: AsyncScript = redis.register_script(_lua("commit.lua"))
+        self._release: AsyncScript = redis.register_script(_lua("release_outbox.lua"))
+
+    async def ingest(self, shard: int, rows: Sequence[IngestRow]) -> IngestResult:
+        """Count a batch of one shard's records once each; see ``lua/ingest.lua``."""
+        args: list[Any] = [self.keys.tag(shard), self.record_ttl_s]
+        for r in rows:
+            args += (r.record_id, r.iccid, r.calendar, r.cycle.isoformat(), r.nbytes)
+        applied, dups, due, recal, unknown = await self._ingest(
+            keys=[self.keys.outbox(shard)], args=args
+        )
+        result = IngestResult(int(applied), int(dups), unknown=int(unknown))
+        for i in range(0, len(due), 3):
+            result.due.append(
+                (due[i].decode(), date.fromisoformat(due[i + 1].decode()), int(due[i + 2]))
+            )
+        for i in range(0, len(recal), 2):
+            result.recalendar.append((int(recal[i]) - 1, recal[i + 1].decode()))
+        return result
+
+    async def load(self, iccids: Iterable[str]) -> dict[str, Snapshot]:
+        """Read cards (state, version and usage counters) in one round trip."""
+        ids = list(dict.fromkeys(iccids))
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for iccid in ids:
+                pipe.hgetall(self.keys.card(iccid))
+            rows = await pipe.execute()
+        return {iccid: _snapshot(iccid, row) for iccid, row in zip(ids, rows, strict=True)}
+
+    async def commit(  # noqa: PLR0913 - one atomic write of everything a decision changed
+        self,
+        snap: Snapshot,
+        state: CardState,
+        *,
+        calendar: str,
+        wakes: dict[date, int],
+        messages: Sequence[tuple[str, bytes, bytes]],
+        drop_cycles: Sequence[date] = (),
+        event_id: str | None = None,
+    ) -> int:
+        """Write a decision if the card is still at `snap.version`.
+
+        Returns the new version, ``CONFLICT`` when someone else wrote the card first (read
+        again and decide again), or ``DUPLICATE_EVENT`` when `event_id` was applied before.
+        """
+        iccid = state.iccid
+        keys = [self.keys.card(iccid), self.keys.outbox(self.keys.shard(iccid))]
+        if event_id is not None:
+            keys.append(self.keys.event_seen(iccid, event_id))
+        known = "1" if state.profile is not None else "0"
+        args: list[Any] = [snap.version, encode_state(state), calendar, known, len(wakes)]
+        for cycle, level in wakes.items():
+            args += (f"w:{cycle.isoformat()}", level)
+        args.append(len(messages))
+        for topic, key, value in messages:
+            args += (topic, key, value)
+        stale = [f"{p}:{c.isoformat()}" for c in drop_cycles for p in ("u", "w")]
+        args += [len(stale), *stale, self.event_ttl_s]
+        return int(await self._commit(keys=keys, args=args))
+
+    async def outbox_take(self, shard: int, token: str, lock_ms: int) -> bool:
+        return bool(
+            await self.redis.set(self.keys.outbox_lock(shard), token, nx=True, px=lock_ms)
+        )
+
+    async def outbox_read(self, shard: int, count: int) -> list[OutboxEntry]:
+        rows = await self.redis.xrange(self.keys.outbox(shard), count=count)
+        return [
+            OutboxEntry(eid, fields[b"t"].decode(), fields[b"k"], fields[b"v"])
+            for eid, fields in rows
+        ]
+
+    async def outbox_ack(self, shard: int, entry_ids: Sequence[bytes]) -> None:
+        if entry_ids:
+            await self.redis.xdel(self.keys.outbox(shard), *entry_ids)
+
+    async def outbox_release(self, shard: int, token: str, lock_ms: int) -> int:
+        keys = [self.keys.outbox_lock(shard), self.keys.outbox(shard)]
+        return int(await self._release(keys=keys, args=[token, lock_ms]))
+
+    async def outbox_depth(self, shards: Iterable[int]) -> dict[int, int]:
+        ids = list(shards)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for shard in ids:
+                pipe.xlen(self.keys.outbox(shard))
+            lengths = await pipe.execute()
+        return dict(zip(ids, (int(n) for n in lengths), strict=True))
+
+
+def new_token() -> str:
+    return uuid.uuid4().hex
+
+
+def _snapshot(iccid: str, row: dict[bytes, bytes]) -> Snapshot:
+    usage = {
+        date.fromisoformat(k[2:].decode()): int(v) for k, v in row.items() if k.startswith(b"u:")
+    }
+    return Snapshot(
+        version=int(row.get(b"v", b"0")),
+        state=decode_state(iccid, row.get(b"s")),
+        usage=usage,
+        calendar=row.get(b"cal", b"").decode(),
+    )

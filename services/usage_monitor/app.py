@@ -1,0 +1,108 @@
+"""The faust app: lifecycle, web server and timers, the `card.events` agent, and the batched
+usage consumer as a service inside it."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import faust
+from mode import Service
+from prometheus_client import generate_latest
+from pydantic import ValidationError
+from simwatch_contracts.common import Iccid
+from pydantic import TypeAdapter
+
+from .bootstrap import Components
+from .card_events import handle_card_event
+from .dead_letters import RawMessage
+from .status import card_status
+from .usage_consumer import UsageConsumer
+
+log = logging.getLogger(__name__)
+_ICCID: TypeAdapter[str] = TypeAdapter(Iccid)
+PROMETHEUS_TEXT = "text/plain; version=0.0.4"
+
+
+class _Resources(Service):  # type: ignore[misc]  # mode ships no type information
+    """Closes the Redis client and Kafka producer when the worker stops."""
+
+    def __init__(self, components: Components, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.components = components
+
+    async def on_stop(self) -> None:
+        await self.components.close()
+
+
+def create_app(c: Components) -> tuple[faust.App, UsageConsumer]:
+    s = c.settings
+    app = faust.App(
+        s.app_id,
+        broker=[f"kafka://{h.strip()}" for h in s.kafka_bootstrap_servers.split(",")],
+        autodiscover=False,
+        store="memory://",
+        web_enabled=True,
+        web_bind=s.web_bind,
+        web_port=s.web_port,
+        web_in_thread=False,
+        broker_session_timeout=s.broker_session_timeout_s,
+        broker_heartbeat_interval=max(0.1, s.broker_session_timeout_s / 4),
+        consumer_auto_offset_reset="earliest",
+        topic_partitions=s.topic_partitions,
+        topic_allow_declare=s.create_topics,
+        producer_acks=-1,
+    )
+    events = app.topic(s.topic_events, key_type=bytes, value_type=bytes,
+                       key_serializer="raw", value_serializer="raw")
+
+    @app.agent(events, name="card-events")
+    async def card_events(stream: Any) -> None:
+        async for event in stream.events():
+            m = event.message
+            await handle_card_event(
+                c, RawMessage(m.topic, m.partition, m.offset, m.key, m.value, 0)
+            )
+
+    @app.timer(interval=s.outbox_sweep_interval_s, name="outbox-sweep")
+    async def outbox_sweep() -> None:
+        try:
+            await c.service.sweep()
+        except Exception:  # noqa: BLE001 - a timer must survive to try again next tick
+            log.exception("outbox sweep failed; retrying next tick")
+
+    consumer = UsageConsumer(c.pipeline, c.usage_dead_letters, s, c.metrics, loop=app.loop)
+    app.service(consumer)
+    app.service(_Resources(c, loop=app.loop))
+    _routes(app, c, consumer)
+    return app, consumer
+
+
+def _routes(app: faust.App, c: Components, consumer: UsageConsumer) -> None:
+    @app.page("/cards/{iccid}")
+    async def card(self: Any, request: Any, iccid: str) -> Any:
+        try:
+            iccid = _ICCID.validate_python(iccid)
+        except ValidationError:
+            return self.json({"error": "malformed ICCID"}, status=400)
+        snap = (await c.store.load([iccid]))[iccid]
+        view = card_status(snap, c.service.clock())
+        if view is None:
+            return self.json({"error": "unknown card", "iccid": iccid}, status=404)
+        return self.json(view)
+
+    @app.page("/health")
+    async def health(self: Any, request: Any) -> Any:
+        checks: dict[str, str] = {"usage_consumer": "ok" if consumer.running else "down"}
+        try:
+            await c.redis.ping()
+            checks["redis"] = "ok"
+        except Exception as exc:  # noqa: BLE001 - any failure means unhealthy, reported as text
+            checks["redis"] = f"error: {type(exc).__name__}"
+        ok = all(v == "ok" for v in checks.values())
+        return self.json({"status": "ok" if ok else "degraded", **checks}, status=200 if ok else 503)
+
+    @app.page("/metrics")
+    async def metrics(self: Any, request: Any) -> Any:
+        # aiohttp refuses a charset inside content_type; Prometheus reads the text format as UTF-8.
+        return self.bytes(generate_latest(c.registry), content_type=PROMETHEUS_TEXT)

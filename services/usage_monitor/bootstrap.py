@@ -1,0 +1,75 @@
+"""The composition root: builds every component of a worker from its settings, once."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from prometheus_client import CollectorRegistry
+from redis.asyncio import Redis
+
+from .adapters.kafka_publisher import KafkaPublisher
+from .adapters.keys import Keys
+from .adapters.redis_store import RedisStore
+from .dead_letters import DeadLetters
+from .metrics import Metrics
+from .pipeline import UsagePipeline
+from .service import CardService
+from .settings import Settings
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Components:
+    settings: Settings
+    registry: CollectorRegistry
+    metrics: Metrics
+    redis: Redis
+    store: RedisStore
+    publisher: KafkaPublisher
+    service: CardService
+    pipeline: UsagePipeline
+    usage_dead_letters: DeadLetters
+    event_dead_letters: DeadLetters
+
+    async def close(self) -> None:
+        await self.publisher.close()
+        await self.redis.aclose()
+
+
+def build(
+    settings: Settings,
+    clock: Callable[[], datetime] = utc_now,
+    registry: CollectorRegistry | None = None,
+) -> Components:
+    registry = registry or CollectorRegistry()
+    metrics = Metrics.create(registry)
+    redis = Redis.from_url(
+        settings.redis_url, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30
+    )
+    store = RedisStore(
+        redis,
+        Keys(settings.redis_prefix, settings.redis_shards),
+        record_ttl_s=settings.record_dedupe_ttl_s,
+        event_ttl_s=settings.event_dedupe_ttl_s,
+    )
+    publisher = KafkaPublisher(settings.kafka_bootstrap_servers, client_id=settings.app_id)
+    service = CardService(store, publisher, settings, metrics, clock)
+    usage_dlq = DeadLetters(publisher, settings.topic_dlq, metrics, clock)
+    event_dlq = DeadLetters(publisher, settings.topic_dlq, metrics, clock)
+    return Components(
+        settings=settings,
+        registry=registry,
+        metrics=metrics,
+        redis=redis,
+        store=store,
+        publisher=publisher,
+        service=service,
+        pipeline=UsagePipeline(service, usage_dlq, metrics),
+        usage_dead_letters=usage_dlq,
+        event_dead_letters=event_dlq,
+    )

@@ -1,0 +1,47 @@
+"""Handling of one `card.events` message: parse at the edge, dead-letter the malformed,
+apply the rest exactly once (retrying transient failures in place: faust acks a message
+whose handler raised, so raising would lose it)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from pydantic import ValidationError
+from simwatch_contracts import describe_validation_error, parse_card_event
+
+from .bootstrap import Components
+from .dead_letters import RawMessage
+from .errors import component_of, retrying
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+async def handle_card_event(c: Components, msg: RawMessage) -> None:
+    try:
+        event = parse_card_event(msg.value or b"")
+    except ValidationError as exc:
+        c.event_dead_letters.add(msg, describe_validation_error(exc), "malformed")
+        await _retry(c, c.event_dead_letters.flush, "dead-letter publish")
+        c.metrics.card_events.labels("unknown", "dead_lettered").inc()
+        return
+    outcome = await _retry(c, lambda: c.service.apply_event(event), f"{event.type}")
+    if outcome.duplicate:
+        result = "duplicate"
+    elif outcome.decision is not None and outcome.decision.rejected:
+        result = "rejected"
+        log.info("card …%s %s: %s", event.iccid[-6:], event.type, outcome.decision.rejected)
+    else:
+        result = "applied"
+    c.metrics.card_events.labels(event.type, result).inc()
+
+
+async def _retry(c: Components, op: Callable[[], Awaitable[T]], what: str) -> T:
+    return await retrying(
+        op,
+        what=what,
+        on_error=lambda exc: c.metrics.transient_errors.labels(component_of(exc)).inc(),
+        max_backoff_s=c.settings.retry_backoff_max_s,
+    )

@@ -1,0 +1,76 @@
+"""A card's profile and lifecycle state: the set of active suspension reasons, and what has
+already been announced in the current cycle."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from enum import StrEnum
+
+from simwatch_contracts import Billing, CardUpserted, Plan, Reason
+
+# Canonical order of reasons in messages, and priority when several change at once.
+REASON_ORDER: tuple[Reason, ...] = (
+    Reason.VIOLATION,
+    Reason.EXPIRED,
+    Reason.ARREARS,
+    Reason.OVER_QUOTA,
+    Reason.MANUAL,
+)
+
+
+def ordered(reasons: frozenset[Reason]) -> tuple[Reason, ...]:
+    return tuple(r for r in REASON_ORDER if r in reasons)
+
+
+class CardStatus(StrEnum):
+    ACTIVE = "active"
+    SUSPENDED = "suspended"
+    CANCELLED = "cancelled"
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """What CRM and billing told us about the card (`card.upserted`), minus the balance."""
+
+    customer_id: str
+    plan: Plan
+    billing: Billing
+    expires_at: datetime
+    cycle_day: int = 1
+    timezone: str = "Asia/Shanghai"
+
+    @classmethod
+    def from_event(cls, event: CardUpserted) -> Profile:
+        return cls(
+            customer_id=event.customer_id,
+            plan=event.plan,
+            billing=event.billing,
+            expires_at=event.expires_at,
+            cycle_day=event.cycle_day,
+            timezone=event.timezone,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class CardState:
+    """Everything the lifecycle needs about one card, apart from its usage counters.
+
+    `fired` holds the alert steps already announced in `cycle` (e.g. ``t80``, ``x100``);
+    `transitions` counts the commands issued so far and makes each command id unique.
+    """
+
+    iccid: str
+    profile: Profile | None = None
+    balance: int = 0
+    reasons: frozenset[Reason] = field(default_factory=frozenset)
+    cancelled: bool = False
+    cycle: date | None = None
+    fired: frozenset[str] = field(default_factory=frozenset)
+    transitions: int = 0
+
+    @property
+    def status(self) -> CardStatus:
+        if self.cancelled:
+            return CardStatus.CANCELLED
+        return CardStatus.SUSPENDED if self.reasons else CardStatus.ACTIVE

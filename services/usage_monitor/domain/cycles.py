@@ -1,0 +1,39 @@
+"""Billing cycles: a cycle is named by the local date it starts on, in the card's timezone."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time
+from functools import lru_cache
+from zoneinfo import ZoneInfo
+
+
+@lru_cache(maxsize=512)
+def zone(name: str) -> ZoneInfo:
+    """ZoneInfo objects are cached by the stdlib too; this avoids the key lookup per record."""
+    return ZoneInfo(name)
+
+
+def cycle_of(instant: datetime, tz: str, cycle_day: int = 1) -> date:
+    """The start date of the billing cycle containing `instant` (aware) for a card in `tz`."""
+    local = instant.astimezone(zone(tz))
+    if local.day >= cycle_day:
+        return date(local.year, local.month, cycle_day)
+    year, month = (local.year, local.month - 1) if local.month > 1 else (local.year - 1, 12)
+    return date(year, month, cycle_day)
+
+
+def next_cycle(cycle: date) -> date:
+    """The start date of the cycle after `cycle` (same day of month; cycle_day is at most 28)."""
+    year, month = (cycle.year, cycle.month + 1) if cycle.month < 12 else (cycle.year + 1, 1)
+    return date(year, month, cycle.day)
+
+
+def cycle_start(cycle: date, tz: str) -> datetime:
+    """The aware instant at which `cycle` begins (local midnight of its first day)."""
+    return datetime.combine(cycle, time(0), tzinfo=zone(tz))
+
+
+def previous_cycle(cycle: date) -> date:
+    """The start date of the cycle before `cycle`."""
+    year, month = (cycle.year, cycle.month - 1) if cycle.month > 1 else (cycle.year - 1, 12)
+    return date(year, month, cycle.day)

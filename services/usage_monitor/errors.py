@@ -1,0 +1,61 @@
+"""Failure classes of usage_monitor.
+
+    Exception
+    ├── ConfigError            bad settings or unreachable dependency at start-up: exit 2
+    └── (transient)            redis.ConnectionError, redis.TimeoutError, BusyLoadingError,
+                               aiokafka KafkaError, OSError: retried with backoff in place
+Poison input is not an exception here: it is a dead letter (see ``dead_letters.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from aiokafka.errors import KafkaError
+from redis.exceptions import BusyLoadingError, ConnectionError, TimeoutError
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+TRANSIENT: tuple[type[BaseException], ...] = (
+    ConnectionError,
+    TimeoutError,
+    BusyLoadingError,
+    KafkaError,
+    OSError,
+)
+
+
+class ConfigError(Exception):
+    """A setting is invalid or a dependency it names cannot be reached."""
+
+
+def component_of(exc: BaseException) -> str:
+    return "kafka" if isinstance(exc, KafkaError) else "redis"
+
+
+async def retrying(
+    op: Callable[[], Awaitable[T]],
+    *,
+    what: str,
+    on_error: Callable[[BaseException], None],
+    max_backoff_s: float = 10.0,
+) -> T:
+    """Run `op` until it succeeds, backing off (jittered, capped) on transient errors.
+
+    Used where giving up would lose data or stall a partition for good: the operation must
+    be idempotent. Anything not transient propagates.
+    """
+    delay = 0.05
+    while True:
+        try:
+            return await op()
+        except TRANSIENT as exc:  # dependency down or slow: wait and do it again
+            on_error(exc)
+            log.warning("%s failed (%s: %s); retrying in %.2fs", what, type(exc).__name__, exc, delay)
+            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+            delay = min(delay * 2, max_backoff_s)

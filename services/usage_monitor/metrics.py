@@ -1,0 +1,75 @@
+"""usage_monitor's Prometheus metrics, in one typed container on an injected registry.
+
+Label values come from small fixed sets; never an ICCID, MSISDN or customer id.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+LAG_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 86400)
+BATCH_BUCKETS = (1, 10, 50, 100, 250, 500, 1000, 2000, 5000)
+
+
+@dataclass(frozen=True, slots=True)
+class Metrics:
+    records: Counter
+    card_events: Counter
+    alerts: Counter
+    commands: Counter
+    dead_letters: Counter
+    batch_records: Histogram
+    batch_seconds: Histogram
+    event_lag: Histogram
+    evaluations: Counter
+    outbox_published: Counter
+    outbox_depth: Gauge
+    transient_errors: Counter
+    card_transitions: Counter
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry) -> Metrics:
+        p = "usage_monitor"
+        return cls(
+            records=Counter(
+                f"{p}_records", "Usage records by outcome "
+                "(applied, duplicate, late, dead_lettered, unknown_card)",
+                ["outcome"], registry=registry),
+            card_events=Counter(
+                f"{p}_card_events", "card.events by type and outcome",
+                ["type", "outcome"], registry=registry),
+            alerts=Counter(f"{p}_alerts", "Alerts decided, by type", ["type"], registry=registry),
+            commands=Counter(
+                f"{p}_commands", "Commands decided, by type and trigger", ["type", "trigger"],
+                registry=registry),
+            dead_letters=Counter(
+                f"{p}_dead_letters", "Messages sent to the dead-letter topic",
+                ["source", "reason"], registry=registry),
+            batch_records=Histogram(
+                f"{p}_batch_records", "Records per processed batch", buckets=BATCH_BUCKETS,
+                registry=registry),
+            batch_seconds=Histogram(
+                f"{p}_batch_seconds", "Time to process one batch, fetch to offset commit",
+                buckets=LATENCY_BUCKETS, registry=registry),
+            event_lag=Histogram(
+                f"{p}_event_lag_seconds", "Processing time minus record event time",
+                buckets=LAG_BUCKETS, registry=registry),
+            evaluations=Counter(
+                f"{p}_evaluations", "Card evaluations by result (changed, unchanged, "
+                "unknown_card, conflict)", ["result"], registry=registry),
+            outbox_published=Counter(
+                f"{p}_outbox_published", "Outbox messages published to Kafka", ["topic"],
+                registry=registry),
+            outbox_depth=Gauge(
+                f"{p}_outbox_depth", "Messages waiting in the Redis outbox (all shards)",
+                registry=registry),
+            transient_errors=Counter(
+                f"{p}_transient_errors", "Retried errors by component (redis, kafka)",
+                ["component"], registry=registry),
+            card_transitions=Counter(
+                f"{p}_suspensions", "Reasons added to cards, by reason", ["reason"],
+                registry=registry),
+        )

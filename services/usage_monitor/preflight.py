@@ -1,0 +1,64 @@
+"""Start-up checks: every dependency answers and every topic exists, or one clear line."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from .errors import ConfigError
+from .settings import Settings
+
+
+async def check_redis(url: str) -> None:
+    client = Redis.from_url(url, socket_connect_timeout=5, socket_timeout=5)
+    try:
+        await client.ping()
+    except (RedisError, OSError) as exc:
+        raise ConfigError(f"REDIS_URL={_safe(url)}: Redis does not answer ({exc})") from exc
+    finally:
+        await client.aclose()
+
+
+async def ensure_topics(
+    bootstrap: str, topics: list[str], partitions: int, create: bool, timeout_s: float = 15.0
+) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000))
+    try:
+        await asyncio.wait_for(admin.start(), timeout_s)
+        existing = set(await admin.list_topics())
+        missing = [t for t in topics if t not in existing]
+        if missing and create:
+            try:
+                await admin.create_topics(
+                    [NewTopic(t, num_partitions=partitions, replication_factor=1) for t in missing]
+                )
+            except TopicAlreadyExistsError:  # created meanwhile by another worker: fine
+                pass
+    except (KafkaError, OSError, TimeoutError) as exc:
+        raise ConfigError(
+            f"KAFKA_BOOTSTRAP_SERVERS={bootstrap}: Kafka does not answer ({type(exc).__name__})"
+        ) from exc
+    finally:
+        await admin.close()
+
+
+async def preflight(s: Settings) -> None:
+    await check_redis(s.redis_url)
+    await ensure_topics(
+        s.kafka_bootstrap_servers,
+        [s.topic_usage, s.topic_events, s.topic_commands, s.topic_alerts, s.topic_dlq],
+        s.topic_partitions,
+        s.create_topics,
+    )
+
+
+def _safe(url: str) -> str:
+    """A URL without its password, for error messages."""
+    if "@" not in url:
+        return url
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"

@@ -1,0 +1,177 @@
+"""The service layer: read a card, let the domain decide, commit the decision and its messages
+atomically (outbox), then publish the outbox. The only place decisions are written."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from simwatch_contracts import CardEvent
+
+from .adapters.kafka_publisher import KafkaPublisher
+from .adapters.redis_store import CONFLICT, DUPLICATE_EVENT, RedisStore, Snapshot, new_token
+from .domain.card import CardState
+from .domain.cycles import previous_cycle
+from .domain.lifecycle import Decision, apply_event, evaluate
+from .metrics import Metrics
+from .settings import Settings, calendar_key
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+MAX_CAS_ATTEMPTS = 20
+OUTBOX_LOCK_MS = 10_000
+OUTBOX_READ = 500
+
+
+@dataclass(frozen=True, slots=True)
+class EventOutcome:
+    decision: Decision | None
+    duplicate: bool = False
+
+
+class CardService:
+    def __init__(
+        self,
+        store: RedisStore,
+        publisher: KafkaPublisher,
+        settings: Settings,
+        metrics: Metrics,
+        clock: Clock,
+    ) -> None:
+        self.store = store
+        self.publisher = publisher
+        self.settings = settings
+        self.metrics = metrics
+        self.clock = clock
+
+    async def apply_event(self, event: CardEvent) -> EventOutcome:
+        """Apply one card event exactly once (de-duplicated by `event_id`), then publish."""
+        for _ in range(MAX_CAS_ATTEMPTS):
+            snap = (await self.store.load([event.iccid]))[event.iccid]
+            decision = apply_event(snap.state, event, snap.usage, self.clock())
+            version = await self._commit(snap, decision, event_id=event.event_id)
+            if version == DUPLICATE_EVENT:
+                return EventOutcome(None, duplicate=True)
+            if version != CONFLICT:
+                self._count(decision)
+                await self.drain(self.store.keys.shard(event.iccid))
+                return EventOutcome(decision)
+            self.metrics.evaluations.labels("conflict").inc()
+        raise RuntimeError(f"card {event.iccid[-4:]}: too many concurrent writers")
+
+    async def evaluate(self, iccids: Iterable[str]) -> int:
+        """Settle cards whose usage reached a wake level; returns how many decisions changed
+        something. Conflicting cards are read and decided again."""
+        pending = list(dict.fromkeys(iccids))
+        changed, attempts = 0, 0
+        shards: set[int] = set()
+        while pending and attempts < MAX_CAS_ATTEMPTS:
+            attempts += 1
+            snaps = await self.store.load(pending)
+            now = self.clock()
+            retry = []
+            for iccid in pending:
+                snap = snaps[iccid]
+                decision = evaluate(snap.state, snap.usage, now)
+                if await self._commit(snap, decision) == CONFLICT:
+                    self.metrics.evaluations.labels("conflict").inc()
+                    retry.append(iccid)
+                    continue
+                self._count(decision)
+                if decision.changed:
+                    changed += 1
+                    shards.add(self.store.keys.shard(iccid))
+            pending = retry
+        if pending:
+            raise RuntimeError(f"{len(pending)} cards: too many concurrent writers")
+        for shard in sorted(shards):
+            await self.drain(shard)
+        return changed
+
+    async def _commit(
+        self, snap: Snapshot, decision: Decision, event_id: str | None = None
+    ) -> int:
+        state = decision.state
+        return await self.store.commit(
+            snap,
+            state,
+            calendar=self._calendar(state),
+            wakes=dict(decision.wakes),
+            messages=self._messages(decision),
+            drop_cycles=_stale_cycles(state, snap.usage),
+            event_id=event_id,
+        )
+
+    def _calendar(self, state: CardState) -> str:
+        if state.profile is None:
+            return ""
+        key = calendar_key(state.profile.timezone, state.profile.cycle_day)
+        return "" if key == self.settings.default_calendar else key
+
+    def _messages(self, decision: Decision) -> list[tuple[str, bytes, bytes]]:
+        s = self.settings
+        out = []
+        for command in decision.commands:
+            out.append((s.topic_commands, command.iccid.encode(), command.model_dump_json().encode()))
+        for alert in decision.alerts:
+            value = alert.model_dump_json(exclude_none=True).encode()
+            out.append((s.topic_alerts, alert.iccid.encode(), value))
+        return out
+
+    def _count(self, decision: Decision) -> None:
+        m = self.metrics
+        if decision.state.profile is None:
+            m.evaluations.labels("unknown_card").inc()
+            return
+        m.evaluations.labels("changed" if decision.changed else "unchanged").inc()
+        for alert in decision.alerts:
+            m.alerts.labels(alert.type.value).inc()
+        for command in decision.commands:
+            m.commands.labels(command.type.value, command.trigger.value).inc()
+            if command.type.value == "suspend":
+                m.card_transitions.labels(command.trigger.value).inc()
+
+    async def drain(self, shard: int) -> int:
+        """Publish a shard's outbox in order, under the shard's drain lock.
+
+        If another worker holds the lock it will publish what we appended (the release is
+        atomic with an emptiness check), so returning at once loses nothing.
+        """
+        token = new_token()
+        if not await self.store.outbox_take(shard, token, OUTBOX_LOCK_MS):
+            return 0
+        published = 0
+        while True:
+            entries = await self.store.outbox_read(shard, OUTBOX_READ)
+            if entries:
+                await self.publisher.publish([(e.topic, e.key, e.value) for e in entries])
+                await self.store.outbox_ack(shard, [e.entry_id for e in entries])
+                published += len(entries)
+                for e in entries:
+                    self.metrics.outbox_published.labels(e.topic).inc()
+            released = await self.store.outbox_release(shard, token, OUTBOX_LOCK_MS)
+            if released != 0:
+                if released < 0:
+                    log.warning("outbox lock of shard %d expired while draining", shard)
+                return published
+
+    async def sweep(self) -> int:
+        """Drain every shard with waiting messages (leftovers of a crash or a lost race)."""
+        depth = await self.store.outbox_depth(range(self.store.keys.shards))
+        self.metrics.outbox_depth.set(sum(depth.values()))
+        total = 0
+        for shard, n in depth.items():
+            if n:
+                total += await self.drain(shard)
+        return total
+
+
+def _stale_cycles(state: CardState, usage: dict[date, int]) -> Sequence[date]:
+    """Counters older than the previous cycle are no longer read: drop them."""
+    if state.cycle is None:
+        return ()
+    keep_from = previous_cycle(state.cycle)
+    return [c for c in usage if c < keep_from]

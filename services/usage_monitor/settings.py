@@ -1,0 +1,62 @@
+"""usage_monitor's settings, read once from the environment in ``__main__``."""
+
+from __future__ import annotations
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from simwatch_contracts.common import _check_timezone
+
+DAY = 86_400
+
+
+class Settings(BaseSettings):
+    """Environment variables: ``USAGE_MONITOR_<FIELD>``, plus the shared ``KAFKA_BOOTSTRAP_SERVERS``
+    and ``REDIS_URL``."""
+
+    model_config = SettingsConfigDict(env_prefix="USAGE_MONITOR_", extra="ignore", frozen=True)
+
+    kafka_bootstrap_servers: str = Field(
+        "127.0.0.1:9092", validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS")
+    )
+    redis_url: str = Field(
+        "redis://127.0.0.1:6379/0", validation_alias=AliasChoices("REDIS_URL")
+    )
+    app_id: str = Field("simwatch-usage-monitor", min_length=1)
+    web_bind: str = "127.0.0.1"
+    web_port: int = Field(6066, ge=1, le=65535)
+
+    topic_usage: str = "usage.records"
+    topic_events: str = "card.events"
+    topic_commands: str = "card.commands"
+    topic_alerts: str = "card.alerts"
+    topic_dlq: str = "usage.records.dlq"
+    topic_partitions: int = Field(12, ge=1, description="partitions of topics it creates")
+    create_topics: bool = True
+
+    redis_prefix: str = Field("sw", pattern=r"^[A-Za-z0-9_.-]{1,32}$")
+    redis_shards: int = Field(12, ge=1, le=16384, description="= usage topic partitions")
+    record_dedupe_ttl_s: int = Field(35 * DAY, ge=60)
+    event_dedupe_ttl_s: int = Field(35 * DAY, ge=60)
+    future_skew_s: int = Field(600, ge=0)
+    default_timezone: str = "Asia/Shanghai"
+    default_cycle_day: int = Field(1, ge=1, le=28)
+
+    batch_max_records: int = Field(2000, ge=1)
+    fetch_max_wait_ms: int = Field(20, ge=0)
+    broker_session_timeout_s: float = Field(10.0, gt=0)
+    outbox_sweep_interval_s: float = Field(1.0, gt=0)
+    retry_backoff_max_s: float = Field(10.0, gt=0)
+
+    @field_validator("default_timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        return _check_timezone(value)
+
+    @property
+    def default_calendar(self) -> str:
+        return calendar_key(self.default_timezone, self.default_cycle_day)
+
+
+def calendar_key(tz: str, cycle_day: int) -> str:
+    """How a card's billing calendar is named in Redis (`cal` field)."""
+    return f"{tz}|{cycle_day}"

@@ -1,0 +1,41 @@
+"""What `GET /cards/{iccid}` shows: a pure view of a card snapshot at a moment."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from .adapters.redis_store import Snapshot
+from .domain.card import ordered
+from .domain.lifecycle import current_cycle
+
+
+def card_status(snap: Snapshot, now: datetime) -> dict[str, Any] | None:
+    """The card's state per the contract, or None for a card we hold no profile of."""
+    state = snap.state
+    profile = state.profile
+    if profile is None:
+        return None
+    cycle = current_cycle(profile, now)
+    if state.cycle is not None and state.cycle > cycle:
+        cycle = state.cycle
+    used = snap.usage.get(cycle, 0)
+    quota = profile.plan.quota_bytes
+    percent = round(used * 100 / quota, 2) if quota else None
+    return {
+        "iccid": state.iccid,
+        "state": state.status.value,
+        "reasons": list(ordered(state.reasons)),
+        "customer_id": profile.customer_id,
+        "plan_id": profile.plan.plan_id,
+        "cycle": cycle.isoformat(),
+        "used_bytes": used,
+        "quota_bytes": quota,
+        "percent": percent,
+        "auto_suspend": profile.plan.auto_suspend,
+        "expires_at": profile.expires_at.isoformat(),
+        "balance": state.balance,
+        "billing": profile.billing.value,
+        "timezone": profile.timezone,
+        "cycle_day": profile.cycle_day,
+    }
