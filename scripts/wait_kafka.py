@@ -9,8 +9,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 
-async def wait(bootstrap: str, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
+async def wait(bootstrap: str, limit_s: float) -> bool:
+    deadline = time.monotonic() + limit_s
     while time.monotonic() < deadline:
         admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
         try:

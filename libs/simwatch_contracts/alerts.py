@@ -58,4 +58,3 @@ class CardAlert(BaseModel):
         if missing:
             raise ValueError(f"alert type {self.type.value} requires {', '.join(missing)}")
         return self
-

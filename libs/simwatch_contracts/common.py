@@ -28,9 +28,7 @@ def normalize_iccid(value: object) -> object:
 
 def _check_iccid(value: str) -> str:
     if not _ICCID_RE.match(value):
-        raise ValueError(
-            "ICCID must be 19 or 20 characters, start with 89, digits and letters A-Z"
-        )
+        raise ValueError("ICCID must be 19 or 20 characters, start with 89, digits and letters A-Z")
     return value
 
 

@@ -25,7 +25,7 @@ class DeadLetter(BaseModel):
     service: str | None = None
 
     @classmethod
-    def of(  # noqa: PLR0913 - every field is a separate fact about the failure
+    def of(
         cls,
         *,
         value: bytes | None,

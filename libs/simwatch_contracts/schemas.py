@@ -38,7 +38,9 @@ def render() -> dict[str, str]:
         schema = {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}
         schema.setdefault("title", topic)
         schema["$id"] = f"https://simwatch.example/schemas/v1/{topic}.json"
-        out[f"{topic}.json"] = json.dumps(schema, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+        out[f"{topic}.json"] = (
+            json.dumps(schema, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+        )
     return out
 
 

@@ -18,8 +18,11 @@ def settings_error(exc: ValidationError, prefix: str) -> str:
     parts = []
     for err in exc.errors(include_url=False):
         name = str(err["loc"][0]) if err["loc"] else "?"
-        env = name.upper() if name.upper() in {"KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL"} else (
-            f"{prefix}{name.upper()}")
+        env = (
+            name.upper()
+            if name.upper() in {"KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL"}
+            else (f"{prefix}{name.upper()}")
+        )
         parts.append(f"{env}: {err['msg']}")
     return "; ".join(parts)
 
@@ -35,8 +38,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = Settings()
     except ValidationError as exc:
-        print(f"usage-monitor: invalid setting: {settings_error(exc, 'USAGE_MONITOR_')}",
-              file=sys.stderr)
+        print(
+            f"usage-monitor: invalid setting: {settings_error(exc, 'USAGE_MONITOR_')}",
+            file=sys.stderr,
+        )
         return 2
     from .preflight import preflight
 
@@ -57,7 +62,9 @@ def run_worker(settings: Settings, loglevel: str) -> int:
     from .app import create_app
     from .bootstrap import build
 
-    logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
     asyncio.set_event_loop(asyncio.new_event_loop())
     app, _ = create_app(build(settings))
     worker = faust.Worker(app, loglevel=loglevel, quiet=True)

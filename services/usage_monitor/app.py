@@ -9,9 +9,9 @@ from typing import Any
 import faust
 from mode import Service
 from prometheus_client import generate_latest
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
+
 from simwatch_contracts.common import Iccid
-from pydantic import TypeAdapter
 
 from .bootstrap import Components
 from .card_events import handle_card_event
@@ -24,7 +24,7 @@ _ICCID: TypeAdapter[str] = TypeAdapter(Iccid)
 PROMETHEUS_TEXT = "text/plain; version=0.0.4"
 
 
-class _Resources(Service):  # type: ignore[misc]  # mode ships no type information
+class _Resources(Service):
     """Closes the Redis client and Kafka producer when the worker stops."""
 
     def __init__(self, components: Components, **kwargs: Any) -> None:
@@ -53,8 +53,13 @@ def create_app(c: Components) -> tuple[faust.App, UsageConsumer]:
         topic_allow_declare=s.create_topics,
         producer_acks=-1,
     )
-    events = app.topic(s.topic_events, key_type=bytes, value_type=bytes,
-                       key_serializer="raw", value_serializer="raw")
+    events = app.topic(
+        s.topic_events,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
 
     @app.agent(events, name="card-events")
     async def card_events(stream: Any) -> None:
@@ -64,16 +69,17 @@ def create_app(c: Components) -> tuple[faust.App, UsageConsumer]:
                 c, RawMessage(m.topic, m.partition, m.offset, m.key, m.value, 0)
             )
 
-    @app.timer(interval=s.outbox_sweep_interval_s, name="outbox-sweep")
+    @app.timer(interval=s.outbox_sweep_interval_s, name="outbox-sweep")  # type: ignore[untyped-decorator]
     async def outbox_sweep() -> None:
         try:
             await c.service.sweep()
-        except Exception:  # noqa: BLE001 - a timer must survive to try again next tick
+        except Exception:
             log.exception("outbox sweep failed; retrying next tick")
 
     consumer = UsageConsumer(c.pipeline, c.usage_dead_letters, s, c.metrics, loop=app.loop)
-    app.service(consumer)
-    app.service(_Resources(c, loop=app.loop))
+    # App.service is typed for classes; it starts instances just the same.
+    app.service(consumer)  # type: ignore[arg-type]
+    app.service(_Resources(c, loop=app.loop))  # type: ignore[arg-type]
     _routes(app, c, consumer)
     return app, consumer
 
@@ -97,10 +103,12 @@ def _routes(app: faust.App, c: Components, consumer: UsageConsumer) -> None:
         try:
             await c.redis.ping()
             checks["redis"] = "ok"
-        except Exception as exc:  # noqa: BLE001 - any failure means unhealthy, reported as text
+        except Exception as exc:
             checks["redis"] = f"error: {type(exc).__name__}"
         ok = all(v == "ok" for v in checks.values())
-        return self.json({"status": "ok" if ok else "degraded", **checks}, status=200 if ok else 503)
+        return self.json(
+            {"status": "ok" if ok else "degraded", **checks}, status=200 if ok else 503
+        )
 
     @app.page("/metrics")
     async def metrics(self: Any, request: Any) -> Any:

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from pydantic import ValidationError
+
 from simwatch_contracts import describe_validation_error, parse_card_event
 
 from .bootstrap import Components

@@ -48,8 +48,14 @@ class DeadLetters:
     def add(self, msg: RawMessage, error: str, reason: str) -> None:
         """Queue `msg` with a one-line `error`; `reason` is a small fixed label for metrics."""
         letter = DeadLetter.of(
-            value=msg.value, key=msg.key, topic=msg.topic, partition=msg.partition,
-            offset=msg.offset, error=error, failed_at=self.clock(), service=self.service,
+            value=msg.value,
+            key=msg.key,
+            topic=msg.topic,
+            partition=msg.partition,
+            offset=msg.offset,
+            error=error,
+            failed_at=self.clock(),
+            service=self.service,
         )
         self._pending.append((msg.key, letter.model_dump_json().encode(), msg.topic, reason))
 

@@ -56,6 +56,8 @@ async def retrying(
             return await op()
         except TRANSIENT as exc:  # dependency down or slow: wait and do it again
             on_error(exc)
-            log.warning("%s failed (%s: %s); retrying in %.2fs", what, type(exc).__name__, exc, delay)
+            log.warning(
+                "%s failed (%s: %s); retrying in %.2fs", what, type(exc).__name__, exc, delay
+            )
             await asyncio.sleep(delay * random.uniform(0.5, 1.0))
             delay = min(delay * 2, max_backoff_s)

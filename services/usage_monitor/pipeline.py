@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 from pydantic import ValidationError
+
 from simwatch_contracts import UsageRecord, describe_validation_error
 
 from .adapters.redis_store import IngestResult, IngestRow
@@ -87,14 +88,23 @@ class UsagePipeline:
                 continue
             if record.event_time > horizon:
                 ahead = (record.event_time - now).total_seconds()
-                reason = (f"event_time is {ahead:.0f} s in the future "
-                          f"(limit {self.settings.future_skew_s} s)")
+                reason = (
+                    f"event_time is {ahead:.0f} s in the future "
+                    f"(limit {self.settings.future_skew_s} s)"
+                )
                 self.dead_letters.add(msg, reason, "future_event")
                 continue
             lag.observe(max(0.0, (now - record.event_time).total_seconds()))
             records.append(record)
-            rows.append(IngestRow(record.record_id, record.iccid, "",
-                                  cycle_of(record.event_time, tz, day), record.total_bytes))
+            rows.append(
+                IngestRow(
+                    record.record_id,
+                    record.iccid,
+                    "",
+                    cycle_of(record.event_time, tz, day),
+                    record.total_bytes,
+                )
+            )
         out.dead_lettered = self.dead_letters.pending
         return rows, records
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
@@ -26,18 +27,19 @@ async def check_redis(url: str) -> None:
 async def ensure_topics(
     bootstrap: str, topics: list[str], partitions: int, create: bool, timeout_s: float = 15.0
 ) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000))
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000)
+    )
     try:
         await asyncio.wait_for(admin.start(), timeout_s)
         existing = set(await admin.list_topics())
         missing = [t for t in topics if t not in existing]
         if missing and create:
-            try:
+            # Another worker may create them at the same moment: that is fine.
+            with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(
                     [NewTopic(t, num_partitions=partitions, replication_factor=1) for t in missing]
                 )
-            except TopicAlreadyExistsError:  # created meanwhile by another worker: fine
-                pass
     except (KafkaError, OSError, TimeoutError) as exc:
         raise ConfigError(
             f"KAFKA_BOOTSTRAP_SERVERS={bootstrap}: Kafka does not answer ({type(exc).__name__})"

@@ -91,9 +91,7 @@ class CardService:
             await self.drain(shard)
         return changed
 
-    async def _commit(
-        self, snap: Snapshot, decision: Decision, event_id: str | None = None
-    ) -> int:
+    async def _commit(self, snap: Snapshot, decision: Decision, event_id: str | None = None) -> int:
         state = decision.state
         return await self.store.commit(
             snap,
@@ -115,7 +113,9 @@ class CardService:
         s = self.settings
         out = []
         for command in decision.commands:
-            out.append((s.topic_commands, command.iccid.encode(), command.model_dump_json().encode()))
+            out.append(
+                (s.topic_commands, command.iccid.encode(), command.model_dump_json().encode())
+            )
         for alert in decision.alerts:
             value = alert.model_dump_json(exclude_none=True).encode()
             out.append((s.topic_alerts, alert.iccid.encode(), value))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
 from simwatch_contracts.common import _check_timezone
 
 DAY = 86_400
@@ -18,9 +19,7 @@ class Settings(BaseSettings):
     kafka_bootstrap_servers: str = Field(
         "127.0.0.1:9092", validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS")
     )
-    redis_url: str = Field(
-        "redis://127.0.0.1:6379/0", validation_alias=AliasChoices("REDIS_URL")
-    )
+    redis_url: str = Field("redis://127.0.0.1:6379/0", validation_alias=AliasChoices("REDIS_URL"))
     app_id: str = Field("simwatch-usage-monitor", min_length=1)
     web_bind: str = "127.0.0.1"
     web_port: int = Field(6066, ge=1, le=65535)

@@ -8,6 +8,7 @@ own consumer group, so the hot path pays no per-event faust machinery.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from typing import Any
@@ -26,7 +27,7 @@ log = logging.getLogger(__name__)
 STOP_GRACE_S = 30.0
 
 
-class UsageConsumer(Service):  # type: ignore[misc]  # mode ships no type information
+class UsageConsumer(Service):
     def __init__(
         self,
         pipeline: UsagePipeline,
@@ -99,10 +100,9 @@ class UsageConsumer(Service):  # type: ignore[misc]  # mode ships no type inform
             ]
             offsets = {tp: batch[-1].offset + 1 for tp, batch in fetched.items()}
             await retrying(
-                lambda: self._handle(messages, offsets),
+                functools.partial(self._handle, messages, offsets),
                 what="usage batch",
-                on_error=lambda exc: self.metrics.transient_errors.labels(
-                    component_of(exc)).inc(),
+                on_error=lambda exc: self.metrics.transient_errors.labels(component_of(exc)).inc(),
                 max_backoff_s=self.settings.retry_backoff_max_s,
             )
             self.batches += 1

@@ -21,7 +21,7 @@ from aiokafka.partitioner import murmur2
 
 def shard_of(iccid: str, shards: int) -> int:
     """Kafka's default partition for this key, modulo `shards` (same formula as the Java client)."""
-    return (murmur2(iccid.encode()) & 0x7FFFFFFF) % shards
+    return int(murmur2(iccid.encode()) & 0x7FFFFFFF) % shards
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from importlib import resources
-from typing import Any
+from typing import Any, cast
 
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
@@ -68,9 +68,7 @@ class OutboxEntry:
 
 
 class RedisStore:
-    def __init__(
-        self, redis: Redis, keys: Keys, *, record_ttl_s: int, event_ttl_s: int
-    ) -> None:
+    def __init__(self, redis: Redis, keys: Keys, *, record_ttl_s: int, event_ttl_s: int) -> None:
         self.redis = redis
         self.keys = keys
         self.record_ttl_s = record_ttl_s
@@ -105,7 +103,7 @@ class RedisStore:
             rows = await pipe.execute()
         return {iccid: _snapshot(iccid, row) for iccid, row in zip(ids, rows, strict=True)}
 
-    async def commit(  # noqa: PLR0913 - one atomic write of everything a decision changed
+    async def commit(
         self,
         snap: Snapshot,
         state: CardState,
@@ -137,12 +135,13 @@ class RedisStore:
         return int(await self._commit(keys=keys, args=args))
 
     async def outbox_take(self, shard: int, token: str, lock_ms: int) -> bool:
-        return bool(
-            await self.redis.set(self.keys.outbox_lock(shard), token, nx=True, px=lock_ms)
-        )
+        return bool(await self.redis.set(self.keys.outbox_lock(shard), token, nx=True, px=lock_ms))
 
     async def outbox_read(self, shard: int, count: int) -> list[OutboxEntry]:
-        rows = await self.redis.xrange(self.keys.outbox(shard), count=count)
+        rows = cast(
+            list[tuple[bytes, dict[bytes, bytes]]],
+            await self.redis.xrange(self.keys.outbox(shard), count=count),
+        )
         return [
             OutboxEntry(eid, fields[b"t"].decode(), fields[b"k"], fields[b"v"])
             for eid, fields in rows

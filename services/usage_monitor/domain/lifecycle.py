@@ -159,8 +159,9 @@ def _usage_alerts(
             continue
         fired.add(step)
         alerts.append(
-            _alert(state, profile, kind, now, step, percent=percent, used_bytes=used,
-                   quota_bytes=quota)
+            _alert(
+                state, profile, kind, now, step, percent=percent, used_bytes=used, quota_bytes=quota
+            )
         )
     return replace(state, fired=frozenset(fired)), tuple(alerts)
 
@@ -207,10 +208,12 @@ def _first(reasons: frozenset[Reason]) -> Reason:
 def _issue(
     state: CardState, kind: CommandType, alert_kind: AlertType, trigger: Reason, now: datetime
 ) -> tuple[CardState, tuple[CardCommand, ...], tuple[CardAlert, ...]]:
-    assert state.profile is not None and state.cycle is not None
+    profile = state.profile
+    assert profile is not None, "transitions need a profile"
+    assert state.cycle is not None, "transitions happen within a cycle"
     seq = state.transitions + 1
     state = replace(state, transitions=seq)
-    local_now = now.astimezone(zone(state.profile.timezone))
+    local_now = now.astimezone(zone(profile.timezone))
     command = CardCommand(
         command_id=stable_id("cmd", state.iccid, seq, kind.value, trigger.value),
         type=kind,
@@ -221,7 +224,12 @@ def _issue(
         issued_at=local_now,
     )
     alert = _alert(
-        state, state.profile, alert_kind, now, f"n{seq}", trigger=trigger,
+        state,
+        profile,
+        alert_kind,
+        now,
+        f"n{seq}",
+        trigger=trigger,
         reasons=ordered(state.reasons),
     )
     return state, (command,), (alert,)
