@@ -45,11 +45,17 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from .preflight import preflight
 
+    # aiokafka logs each refused connection itself; the check reports it once, in one line.
+    kafka_log = logging.getLogger("aiokafka")
+    level = kafka_log.level
+    kafka_log.setLevel(logging.CRITICAL)
     try:
         asyncio.run(preflight(settings))
     except ConfigError as exc:
         print(f"usage-monitor: {exc}", file=sys.stderr)
         return 2
+    finally:
+        kafka_log.setLevel(level)
     if args.command == "check":
         print("usage-monitor: settings valid, Kafka and Redis reachable")
         return 0

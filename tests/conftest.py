@@ -1,0 +1,208 @@
+"""Shared fixtures: real Kafka and Redis (started by scripts/stack.sh), unique names per test,
+and a real `usage-monitor worker` process."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from redis.asyncio import Redis
+
+ROOT = Path(__file__).resolve().parent.parent
+KAFKA = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def names() -> dict[str, str]:
+    """Topic names, Redis prefix and app id unique to one test."""
+    tag = uuid.uuid4().hex[:10]
+    return {
+        "USAGE_MONITOR_APP_ID": f"um-{tag}",
+        "USAGE_MONITOR_TOPIC_USAGE": f"t{tag}.usage.records",
+        "USAGE_MONITOR_TOPIC_EVENTS": f"t{tag}.card.events",
+        "USAGE_MONITOR_TOPIC_COMMANDS": f"t{tag}.card.commands",
+        "USAGE_MONITOR_TOPIC_ALERTS": f"t{tag}.card.alerts",
+        "USAGE_MONITOR_TOPIC_DLQ": f"t{tag}.usage.records.dlq",
+        "USAGE_MONITOR_REDIS_PREFIX": f"t{tag}",
+    }
+
+
+@pytest.fixture
+async def redis(names: dict[str, str]) -> AsyncIterator[Redis]:
+    client = Redis.from_url(REDIS_URL)
+    yield client
+    prefix = names["USAGE_MONITOR_REDIS_PREFIX"]
+    keys = [k async for k in client.scan_iter(match=f"{prefix}:*", count=1000)]
+    if keys:
+        await client.delete(*keys)
+    await client.aclose()
+
+
+class KafkaIO:
+    """Produce test input and read what the services wrote, from the beginning of a topic."""
+
+    def __init__(self) -> None:
+        self.producer = AIOKafkaProducer(bootstrap_servers=KAFKA, acks="all", linger_ms=5)
+
+    async def send(self, topic: str, value: Any, key: str | None = None) -> None:
+        raw = value if isinstance(value, bytes) else json.dumps(value).encode()
+        await self.producer.send(topic, raw, key=key.encode() if key else None)
+
+    async def send_many(self, topic: str, items: list[tuple[str | None, Any]]) -> None:
+        futures = []
+        for key, value in items:
+            raw = value if isinstance(value, bytes) else json.dumps(value).encode()
+            futures.append(await self.producer.send(topic, raw, key=key.encode() if key else None))
+        await asyncio.gather(*futures)
+
+    @staticmethod
+    async def _partitions(consumer: AIOKafkaConsumer, topic: str, deadline: float) -> set[int]:
+        while time.monotonic() < deadline:
+            await consumer._client.force_metadata_update()
+            parts = consumer._client.cluster.partitions_for_topic(topic)
+            if parts:
+                return set(parts)
+            await asyncio.sleep(0.2)
+        return set()
+
+    async def read(
+        self, topic: str, until: Callable[[list[dict[str, Any]]], bool], timeout_s: float = 60
+    ) -> list[dict[str, Any]]:
+        """All JSON messages of `topic` once `until(messages)` holds (or the timeout passes)."""
+        consumer = AIOKafkaConsumer(bootstrap_servers=KAFKA, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            deadline = time.monotonic() + timeout_s
+            parts = await self._partitions(consumer, topic, deadline)
+            if not parts:
+                return []
+            tps = [TopicPartition(topic, p) for p in parts]
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            out: list[dict[str, Any]] = []
+            while time.monotonic() < deadline:
+                batch = await consumer.getmany(timeout_ms=200)
+                for msgs in batch.values():
+                    out += [json.loads(m.value) for m in msgs]
+                if until(out):
+                    break
+            return out
+        finally:
+            await consumer.stop()
+
+
+@pytest.fixture
+async def kafka() -> AsyncIterator[KafkaIO]:
+    io = KafkaIO()
+    await io.producer.start()
+    yield io
+    await io.producer.stop()
+
+
+class Worker:
+    """A real `usage-monitor worker` process."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.env = env
+        self.log_path = log_path
+        self.port = int(env["USAGE_MONITOR_WEB_PORT"])
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout_s: float = 60) -> Worker:
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [str(BIN / "usage-monitor"), "worker", "--loglevel", "warning"],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"worker exited: {self.log_path.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(
+            f"worker not healthy in {timeout_s}s: {self.log_path.read_text()[-3000:]}"
+        )
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(timeout=60)
+
+    def stop(self) -> int | None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=40)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode if self.proc else None
+
+    def card(self, iccid: str) -> httpx.Response:
+        return httpx.get(f"{self.url}/cards/{iccid}", timeout=5)
+
+
+def worker_env(names: dict[str, str], **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("USAGE_MONITOR_")}
+    env.update(names)
+    env.update(
+        {
+            "KAFKA_BOOTSTRAP_SERVERS": KAFKA,
+            "REDIS_URL": REDIS_URL,
+            "USAGE_MONITOR_WEB_PORT": str(free_port()),
+            "USAGE_MONITOR_TOPIC_PARTITIONS": "4",
+            "USAGE_MONITOR_REDIS_SHARDS": "4",
+            "USAGE_MONITOR_BROKER_SESSION_TIMEOUT_S": "6",
+            "USAGE_MONITOR_OUTBOX_SWEEP_INTERVAL_S": "0.5",
+        }
+    )
+    env.update(extra)
+    return env
+
+
+@pytest.fixture
+def start_worker(names: dict[str, str], tmp_path: Path) -> Iterator[Callable[..., Worker]]:
+    workers: list[Worker] = []
+
+    def start(**extra: str) -> Worker:
+        env = worker_env(names, **extra)
+        w = Worker(env, tmp_path / f"worker-{len(workers)}.log")
+        workers.append(w)
+        return w.start()
+
+    yield start
+    for w in workers:
+        w.stop()

@@ -1,0 +1,50 @@
+"""Message builders for tests that drive the real services."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+_seq = iter(range(1, 10**12))
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def iccid(i: int) -> str:
+    return f"898604{i:014d}"
+
+
+def record(card: str, rid: str, nbytes: int, at: str | None = None) -> dict[str, Any]:
+    return {
+        "record_id": rid,
+        "iccid": card,
+        "event_time": at or now_iso(),
+        "bytes_up": nbytes // 2,
+        "bytes_down": nbytes - nbytes // 2,
+    }
+
+
+def card_event(kind: str, card: str, **fields: Any) -> dict[str, Any]:
+    return {
+        "type": kind,
+        "event_id": f"evt-{next(_seq)}",
+        "occurred_at": now_iso(),
+        "iccid": card,
+        **fields,
+    }
+
+
+def upsert(card: str, quota: int | None, *, auto: bool = True, **fields: Any) -> dict[str, Any]:
+    plan = {"plan_id": "iot-test", "quota_bytes": quota, "monthly_fee": 1000, "auto_suspend": auto}
+    return card_event(
+        "card.upserted",
+        card,
+        customer_id="acme",
+        plan=plan,
+        billing="prepaid",
+        balance=10_000,
+        expires_at="2099-01-01T00:00:00+08:00",
+        **fields,
+    )
