@@ -62,6 +62,16 @@ def main(argv: list[str] | None = None) -> int:
     return run_worker(settings, args.loglevel)
 
 
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop where installed. faust's `--loop` option does not switch loops when the worker is
+    started programmatically, so the loop is made here, before faust asks for one."""
+    try:
+        import uvloop
+    except ImportError:  # optional: plain asyncio works, somewhat slower
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
 def run_worker(settings: Settings, loglevel: str) -> int:
     import faust
 
@@ -71,7 +81,7 @@ def run_worker(settings: Settings, loglevel: str) -> int:
     logging.basicConfig(
         level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
-    asyncio.set_event_loop(asyncio.new_event_loop())
+    asyncio.set_event_loop(new_event_loop())
     app, _ = create_app(build(settings))
     worker = faust.Worker(app, loglevel=loglevel, quiet=True)
     worker.execute_from_commandline()

@@ -15,7 +15,6 @@ from simwatch_contracts.common import Iccid
 
 from .bootstrap import Components
 from .card_events import handle_card_event
-from .dead_letters import RawMessage
 from .status import card_status
 from .usage_consumer import UsageConsumer
 
@@ -64,10 +63,7 @@ def create_app(c: Components) -> tuple[faust.App, UsageConsumer]:
     @app.agent(events, name="card-events")
     async def card_events(stream: Any) -> None:
         async for event in stream.events():
-            m = event.message
-            await handle_card_event(
-                c, RawMessage(m.topic, m.partition, m.offset, m.key, m.value, 0)
-            )
+            await handle_card_event(c, event.message)
 
     @app.timer(interval=s.outbox_sweep_interval_s, name="outbox-sweep")  # type: ignore[untyped-decorator]
     async def outbox_sweep() -> None:

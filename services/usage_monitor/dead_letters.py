@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
 from simwatch_contracts import DeadLetter
 
@@ -13,16 +14,31 @@ from .adapters.kafka_publisher import KafkaPublisher
 from .metrics import Metrics
 
 
+class RawMessage(Protocol):
+    """The parts of a Kafka message the pipeline reads: aiokafka's ConsumerRecord and faust's
+    Message both fit, so neither is copied."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
+
+
 @dataclass(frozen=True, slots=True)
-class RawMessage:
-    """The parts of a Kafka message the pipeline reads (aiokafka's ConsumerRecord fits)."""
+class Message:
+    """A RawMessage built by hand (tests, tools)."""
 
     topic: str
     partition: int
     offset: int
     key: bytes | None
     value: bytes | None
-    timestamp: int = 0
 
 
 class DeadLetters:

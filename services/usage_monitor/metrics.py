@@ -73,7 +73,7 @@ class Metrics:
             ),
             event_lag=Histogram(
                 f"{p}_event_lag_seconds",
-                "Processing time minus record event time",
+                "Processing time minus record event time (one record in 8 sampled)",
                 buckets=LAG_BUCKETS,
                 registry=registry,
             ),

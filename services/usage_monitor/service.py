@@ -57,7 +57,8 @@ class CardService:
                 return EventOutcome(None, duplicate=True)
             if version != CONFLICT:
                 self._count(decision)
-                await self.drain(self.store.keys.shard(event.iccid))
+                if decision.changed:
+                    await self.drain(self.store.keys.shard(event.iccid))
                 return EventOutcome(decision)
             self.metrics.evaluations.labels("conflict").inc()
         raise RuntimeError(f"card {event.iccid[-4:]}: too many concurrent writers")

@@ -40,7 +40,9 @@ class Settings(BaseSettings):
     default_timezone: str = "Asia/Shanghai"
     default_cycle_day: int = Field(1, ge=1, le=28)
 
-    batch_max_records: int = Field(2000, ge=1)
+    batch_max_records: int = Field(
+        5000, ge=1, description="records per fetch (measured: 1000 -> 35k/s, 5000 -> 58k/s)"
+    )
     fetch_max_wait_ms: int = Field(20, ge=0)
     broker_session_timeout_s: float = Field(10.0, gt=0)
     outbox_sweep_interval_s: float = Field(1.0, gt=0)

@@ -93,11 +93,7 @@ class UsageConsumer(Service):
             if not fetched:
                 continue
             started = time.perf_counter()
-            messages = [
-                RawMessage(m.topic, m.partition, m.offset, m.key, m.value, m.timestamp)
-                for batch in fetched.values()
-                for m in batch
-            ]
+            messages: list[RawMessage] = [m for batch in fetched.values() for m in batch]
             offsets = {tp: batch[-1].offset + 1 for tp, batch in fetched.items()}
             await retrying(
                 functools.partial(self._handle, messages, offsets),

@@ -14,6 +14,7 @@ from datetime import date
 from importlib import resources
 from typing import Any, cast
 
+import orjson
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
@@ -79,9 +80,14 @@ class RedisStore:
 
     async def ingest(self, shard: int, rows: Sequence[IngestRow]) -> IngestResult:
         """Count a batch of one shard's records once each; see ``lua/ingest.lua``."""
-        args: list[Any] = [self.keys.tag(shard), self.record_ttl_s]
+        flat: list[str | int] = []
         for r in rows:
-            args += (r.record_id, r.iccid, r.calendar, r.cycle.isoformat(), r.nbytes)
+            flat += (r.record_id, r.iccid, r.calendar, r.cycle.isoformat(), r.nbytes)
+        args: list[str | int | bytes] = [
+            self.keys.tag(shard),
+            self.record_ttl_s,
+            orjson.dumps(flat),
+        ]
         applied, dups, due, recal, unknown = await self._ingest(
             keys=[self.keys.outbox(shard)], args=args
         )

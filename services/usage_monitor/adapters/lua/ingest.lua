@@ -7,7 +7,9 @@
 --          Every key below is built from ARGV[1] and so shares that slot.
 -- ARGV[1]  key prefix including the tag, e.g. "sw:{7}:"
 -- ARGV[2]  de-duplication TTL in seconds
--- ARGV[3..] five values per record: record_id, iccid, calendar ('' = default), cycle, bytes
+-- ARGV[3]  the records as one JSON array, five values per record (flat):
+--          record_id, iccid, calendar ('' = default), cycle, bytes
+--          (one argument instead of five per record: client-side packing was the hot spot)
 --
 -- Returns {applied, duplicates, due, recalendar, unknown}
 --   due:        flat list of iccid, cycle, used for every (card, cycle) touched whose usage
@@ -15,10 +17,11 @@
 --   recalendar: flat list of record index (1-based), calendar for records not applied.
 --   unknown:    how many applied records belong to cards without a profile yet.
 local prefix, ttl = ARGV[1], tonumber(ARGV[2])
+local rows = cjson.decode(ARGV[3])
 local applied, dups, unknown = 0, 0, 0
 local calendars, known, touched, order, recal = {}, {}, {}, {}, {}
-for i = 3, #ARGV, 5 do
-  local iccid, cal, cycle = ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+for i = 1, #rows, 5 do
+  local iccid, cal, cycle = rows[i + 1], rows[i + 2], rows[i + 3]
   local card = prefix .. 'c:' .. iccid
   local actual = calendars[iccid]
   if actual == nil then
@@ -28,11 +31,11 @@ for i = 3, #ARGV, 5 do
     known[iccid] = v[2] == '1'
   end
   if actual ~= cal then
-    recal[#recal + 1] = (i - 3) / 5 + 1
+    recal[#recal + 1] = (i - 1) / 5 + 1
     recal[#recal + 1] = actual
   else
-    if redis.call('SET', prefix .. 'r:' .. ARGV[i], '1', 'NX', 'EX', ttl) then
-      redis.call('HINCRBY', card, 'u:' .. cycle, ARGV[i + 4])
+    if redis.call('SET', prefix .. 'r:' .. rows[i], '1', 'NX', 'EX', ttl) then
+      redis.call('HINCRBY', card, 'u:' .. cycle, rows[i + 4])
       applied = applied + 1
       if not known[iccid] then unknown = unknown + 1 end
     else

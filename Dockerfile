@@ -1,0 +1,15 @@
+# One image for both services: `usage-monitor worker` and `notifier`.
+FROM python:3.11-slim AS build
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY libs ./libs
+COPY services ./services
+RUN pip install --no-cache-dir --prefix=/install .
+
+FROM python:3.11-slim
+RUN useradd --system --uid 10001 simwatch
+COPY --from=build /install /usr/local
+USER simwatch
+ENV PYTHONUNBUFFERED=1
+EXPOSE 6066 6067
+CMD ["usage-monitor", "worker"]
