@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import asyncio
 import logging
 import sys
@@ -33,7 +34,16 @@ def main(argv: list[str] | None = None) -> int:
     worker = sub.add_parser("worker", help="run a usage_monitor worker")
     worker.add_argument("--loglevel", default="info")
     sub.add_parser("check", help="validate settings and reach Kafka and Redis, then exit")
+    from .simulate import add_arguments
+
+    add_arguments(sub.add_parser("simulate", help="produce a synthetic fleet's traffic"))
     args = parser.parse_args(argv)
+    if args.command == "simulate":
+        from .simulate import run
+
+        with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how a user stops it
+            asyncio.run(run(args))
+        return 0
 
     try:
         settings = Settings()
