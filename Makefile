@@ -4,7 +4,7 @@ PY := .venv/bin/python
 STAMP := .venv/.installed-stamp
 export KAFKA_IMPL ?= apache
 
-.PHONY: setup up down demo test test-unit test-integration bench lint fmt schemas clean
+.PHONY: setup up down demo test test-tansu test-unit bench lint fmt schemas clean
 
 setup: $(STAMP)
 
@@ -40,6 +40,11 @@ schemas: setup
 # unless they were already running).
 test: setup lint
 	scripts/with-stack.sh .venv/bin/pytest $(PYTEST_ARGS)
+
+# The integration suite on the Tansu broker (CI runs it on Apache Kafka).
+test-tansu: setup
+	KAFKA_IMPL=tansu KAFKA_PORT=19092 REDIS_PORT=16379 TEST_REDIS_URL=redis://127.0.0.1:16379/15 \
+	  KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:19092 scripts/with-stack.sh .venv/bin/pytest tests/integration $(PYTEST_ARGS)
 
 test-unit: setup
 	.venv/bin/pytest tests/unit $(PYTEST_ARGS)

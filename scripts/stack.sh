@@ -79,8 +79,9 @@ redis_up() {
     --appendonly yes --appendfsync everysec --save "" --daemonize no \
     --logfile "$dir/redis.log" >/dev/null 2>&1 &
   echo $! >"$pidfile"
-  for _ in $(seq 1 100); do
-    redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && return
+  # Ready means PONG: while it replays its AOF Redis answers LOADING (and redis-cli exits 0).
+  for _ in $(seq 1 600); do
+    [[ $(redis-cli -p "$REDIS_PORT" ping 2>/dev/null) == PONG ]] && return
     sleep 0.1
   done
   log "redis did not answer on $REDIS_PORT; see $dir/redis.log"; exit 1

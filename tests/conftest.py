@@ -188,6 +188,8 @@ def worker_env(names: dict[str, str], **extra: str) -> dict[str, str]:
             "USAGE_MONITOR_REDIS_SHARDS": "4",
             "USAGE_MONITOR_BROKER_SESSION_TIMEOUT_S": "6",
             "USAGE_MONITOR_OUTBOX_SWEEP_INTERVAL_S": "0.5",
+            # Tansu does not implement InitProducerId (idempotent producers).
+            "USAGE_MONITOR_PRODUCER_IDEMPOTENCE": str(os.environ.get("KAFKA_IMPL") != "tansu"),
         }
     )
     env.update(extra)

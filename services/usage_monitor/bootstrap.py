@@ -57,7 +57,11 @@ def build(
         record_ttl_s=settings.record_dedupe_ttl_s,
         event_ttl_s=settings.event_dedupe_ttl_s,
     )
-    publisher = KafkaPublisher(settings.kafka_bootstrap_servers, client_id=settings.app_id)
+    publisher = KafkaPublisher(
+        settings.kafka_bootstrap_servers,
+        client_id=settings.app_id,
+        idempotence=settings.producer_idempotence,
+    )
     service = CardService(store, publisher, settings, metrics, clock)
     usage_dlq = DeadLetters(publisher, settings.topic_dlq, metrics, clock)
     event_dlq = DeadLetters(publisher, settings.topic_dlq, metrics, clock)

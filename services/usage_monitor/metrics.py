@@ -36,7 +36,9 @@ class Metrics:
         return cls(
             records=Counter(
                 f"{p}_records",
-                "Usage records by outcome (applied, duplicate, late, dead_lettered, unknown_card)",
+                "Usage records by outcome, each record exactly one of: applied, duplicate, "
+                "late (counted in a closed cycle), unknown_card (counted, no profile yet), "
+                "dead_lettered",
                 ["outcome"],
                 registry=registry,
             ),

@@ -11,7 +11,7 @@ import asyncio
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import datetime
 
 from pydantic import ValidationError
 
@@ -57,15 +57,15 @@ class UsagePipeline:
         for i, row in enumerate(rows):
             by_shard[self.store.keys.shard(row.iccid)].append(i)
         results = await asyncio.gather(
-            *(self._ingest_shard(idx, rows, records) for idx in by_shard.values())
+            *(self._ingest_shard(idx, rows, records, now) for idx in by_shard.values())
         )
         due: dict[str, None] = {}
         for result in results:
             out.applied += result.applied
             out.duplicates += result.duplicates
             out.unknown += result.unknown
+            out.late += result.late
             due.update(dict.fromkeys(iccid for iccid, _, _ in result.due))
-        out.late = self._count_late(rows, now)
         out.due = list(due)
         if due:
             out.evaluated = len(due)
@@ -102,7 +102,9 @@ class UsagePipeline:
                 lag.observe(max(0.0, now_ts - at))
             cycle = current if start <= at < end else cycle_of(record.event_time, tz, day)
             records.append(record)
-            rows.append(IngestRow(record.record_id, record.iccid, "", cycle, record.total_bytes))
+            rows.append(
+                IngestRow(record.record_id, record.iccid, "", cycle, record.total_bytes, at < start)
+            )
         out.dead_lettered = self.dead_letters.pending
         return rows, records
 
@@ -112,7 +114,7 @@ class UsagePipeline:
         self.dead_letters.add(msg, reason, "future_event")
 
     async def _ingest_shard(
-        self, indices: list[int], rows: list[IngestRow], records: list[UsageRecord]
+        self, indices: list[int], rows: list[IngestRow], records: list[UsageRecord], now: datetime
     ) -> IngestResult:
         """One script call for the shard; records of cards with their own billing calendar
         come back and are sent again with the cycle named in that calendar."""
@@ -125,10 +127,11 @@ class UsagePipeline:
             total.applied += result.applied
             total.duplicates += result.duplicates
             total.unknown += result.unknown
+            total.late += result.late
             total.due += result.due
             if not result.recalendar:
                 return total
-            batch, origin = self._recalendar(result.recalendar, batch, origin, records)
+            batch, origin = self._recalendar(result.recalendar, batch, origin, records, now)
         raise RuntimeError("billing calendars kept changing under a batch; giving up this round")
 
     def _recalendar(
@@ -137,26 +140,17 @@ class UsagePipeline:
         batch: list[IngestRow],
         origin: list[int],
         records: list[UsageRecord],
+        now: datetime,
     ) -> tuple[list[IngestRow], list[int]]:
         new_batch, new_origin = [], []
         for pos, calendar in recal:
             row, src = batch[pos], origin[pos]
             tz, day = (calendar or self._default).split("|")
             cycle = cycle_of(records[src].event_time, tz, int(day))
-            new_batch.append(IngestRow(row.record_id, row.iccid, calendar, cycle, row.nbytes))
+            late = cycle < cycle_of(now, tz, int(day))
+            new_batch.append(IngestRow(row.record_id, row.iccid, calendar, cycle, row.nbytes, late))
             new_origin.append(src)
         return new_batch, new_origin
-
-    def _count_late(self, rows: list[IngestRow], now: datetime) -> int:
-        """Records whose cycle had already ended when processed (in their own calendar)."""
-        current: dict[str, date] = {}
-        late = 0
-        for row in rows:
-            if row.calendar not in current:
-                tz, day = (row.calendar or self._default).split("|")
-                current[row.calendar] = cycle_of(now, tz, int(day))
-            late += row.cycle < current[row.calendar]
-        return late
 
     def _observe(self, out: BatchOutcome, size: int) -> None:
         m = self.metrics.records

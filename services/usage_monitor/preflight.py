@@ -8,16 +8,25 @@ import contextlib
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import BusyLoadingError, RedisError
 
 from .errors import ConfigError
 from .settings import Settings
 
 
-async def check_redis(url: str) -> None:
+async def check_redis(url: str, loading_wait_s: float = 120.0) -> None:
+    """Redis must answer; one that is still loading its data set is waited for."""
     client = Redis.from_url(url, socket_connect_timeout=5, socket_timeout=5)
+    deadline = asyncio.get_running_loop().time() + loading_wait_s
     try:
-        await client.ping()
+        while True:
+            try:
+                await client.ping()
+                return
+            except BusyLoadingError:  # replaying its AOF after a restart: not an error
+                if asyncio.get_running_loop().time() > deadline:
+                    raise
+                await asyncio.sleep(0.5)
     except (RedisError, OSError) as exc:
         raise ConfigError(f"REDIS_URL={_safe(url)}: Redis does not answer ({exc})") from exc
     finally:

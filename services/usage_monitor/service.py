@@ -15,6 +15,7 @@ from .adapters.redis_store import CONFLICT, DUPLICATE_EVENT, RedisStore, Snapsho
 from .domain.card import CardState
 from .domain.cycles import previous_cycle
 from .domain.lifecycle import Decision, apply_event, evaluate
+from .errors import TRANSIENT, component_of
 from .metrics import Metrics
 from .settings import Settings, calendar_key
 
@@ -58,7 +59,7 @@ class CardService:
             if version != CONFLICT:
                 self._count(decision)
                 if decision.changed:
-                    await self.drain(self.store.keys.shard(event.iccid))
+                    await self.drain_soon(self.store.keys.shard(event.iccid))
                 return EventOutcome(decision)
             self.metrics.evaluations.labels("conflict").inc()
         raise RuntimeError(f"card {event.iccid[-4:]}: too many concurrent writers")
@@ -89,7 +90,7 @@ class CardService:
         if pending:
             raise RuntimeError(f"{len(pending)} cards: too many concurrent writers")
         for shard in sorted(shards):
-            await self.drain(shard)
+            await self.drain_soon(shard)
         return changed
 
     async def _commit(self, snap: Snapshot, decision: Decision, event_id: str | None = None) -> int:
@@ -134,6 +135,15 @@ class CardService:
             m.commands.labels(command.type.value, command.trigger.value).inc()
             if command.type.value == "suspend":
                 m.card_transitions.labels(command.trigger.value).inc()
+
+    async def drain_soon(self, shard: int) -> None:
+        """Publish now if Kafka takes it; otherwise the sweeper will. The decision is already
+        durable in the outbox, so a slow or failing producer must not stall counting."""
+        try:
+            await self.drain(shard)
+        except TRANSIENT as exc:  # Kafka unreachable or refusing: the sweep retries
+            self.metrics.transient_errors.labels(component_of(exc)).inc()
+            log.warning("outbox of shard %d left for the sweeper: %s", shard, exc)
 
     async def drain(self, shard: int) -> int:
         """Publish a shard's outbox in order, under the shard's drain lock.

@@ -45,10 +45,11 @@ async def test_shard_is_kafkas_partition_of_the_key() -> None:
 
 async def test_each_record_counts_once_within_and_across_batches(store: RedisStore) -> None:
     first = await store.ingest(0, [row("r1", 100), row("r2", 50), row("r1", 100), row("r3", 7, B)])
-    assert (first.applied, first.duplicates, first.unknown) == (3, 1, 3)
+    # No profiles yet: the three counted records are "unknown card", not "applied".
+    assert (first.applied, first.duplicates, first.unknown, first.late) == (0, 1, 3, 0)
     assert sorted(first.due) == [(A, NOV, 150), (B, NOV, 7)]  # no wake level yet: evaluate
     again = await store.ingest(0, [row("r2", 50), row("r3", 7, B), row("r4", 1)])
-    assert (again.applied, again.duplicates) == (1, 2)
+    assert (again.unknown, again.duplicates) == (1, 2)
     snaps = await store.load([A, B])
     assert snaps[A].usage == {NOV: 151} and snaps[B].usage == {NOV: 7}
 
@@ -69,10 +70,10 @@ async def test_cards_with_their_own_calendar_are_handed_back(store: RedisStore) 
     snap = (await store.load([A]))[A]
     await store.commit(snap, CardState(A), calendar="UTC|15", wakes={}, messages=[])
     result = await store.ingest(0, [row("r1", 5, B), row("r2", 5), row("r3", 5)])
-    assert result.applied == 1
+    assert result.unknown == 1
     assert result.recalendar == [(1, "UTC|15"), (2, "UTC|15")]
     retry = await store.ingest(0, [row("r2", 5, calendar="UTC|15", cycle=date(2026, 11, 15))])
-    assert retry.applied == 1
+    assert retry.unknown == 1  # A's state was committed without a profile
     assert (await store.load([A]))[A].usage == {date(2026, 11, 15): 5}
 
 
@@ -120,7 +121,7 @@ async def test_outbox_lock_is_released_only_when_empty(store: RedisStore) -> Non
 async def test_scripts_survive_a_script_cache_flush(store: RedisStore, redis: Redis) -> None:
     await store.ingest(0, [row("r1", 1)])
     await redis.script_flush()
-    assert (await store.ingest(0, [row("r2", 1)])).applied == 1
+    assert (await store.ingest(0, [row("r2", 1)])).unknown == 1
     await redis.script_flush()
     snap = (await store.load([A]))[A]
     assert await store.commit(snap, CardState(A), calendar="", wakes={}, messages=[]) == 1
@@ -148,3 +149,15 @@ async def test_every_key_of_a_shard_is_in_one_cluster_slot(
         written = [k async for k in redis.scan_iter(match=f"{keys.tag(shard)}*")]
         assert written
         assert {key_slot(k) for k in written} == {key_slot(keys.outbox(shard).encode())}
+
+
+async def test_every_record_has_exactly_one_outcome(store: RedisStore) -> None:
+    snap = (await store.load([A]))[A]
+    await store.commit(snap, CardState(A), calendar="", wakes={}, messages=[])
+    # Mark A as a card with a profile (commit.lua sets `k` when the state has one).
+    await store.redis.hset(store.keys.card(A), "k", "1")
+    oct_ = date(2026, 10, 1)
+    late = IngestRow("late-1", A, "", oct_, 5, late=True)
+    result = await store.ingest(0, [row("ok-1", 1), late, row("ok-1", 1), row("new", 2, B)])
+    assert (result.applied, result.late, result.duplicates, result.unknown) == (1, 1, 1, 1)
+    assert (await store.load([A]))[A].usage == {NOV: 1, oct_: 5}

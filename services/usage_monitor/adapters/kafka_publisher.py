@@ -12,9 +12,10 @@ from aiokafka import AIOKafkaProducer
 class KafkaPublisher:
     """Starts its producer on first use, so it works whichever service calls it first."""
 
-    def __init__(self, bootstrap_servers: str, client_id: str) -> None:
+    def __init__(self, bootstrap_servers: str, client_id: str, *, idempotence: bool = True) -> None:
         self._bootstrap = bootstrap_servers
         self._client_id = client_id
+        self._idempotence = idempotence
         self._producer: AIOKafkaProducer | None = None
         self._lock = asyncio.Lock()
 
@@ -25,12 +26,16 @@ class KafkaPublisher:
                     bootstrap_servers=self._bootstrap,
                     client_id=self._client_id,
                     acks="all",
-                    enable_idempotence=True,
+                    enable_idempotence=self._idempotence,
                     linger_ms=2,
                     max_batch_size=256 * 1024,
                     request_timeout_ms=15_000,
                 )
-                await producer.start()
+                try:
+                    await producer.start()
+                except BaseException:
+                    await producer.stop()  # release its connections before the next attempt
+                    raise
                 self._producer = producer
             return self._producer
 

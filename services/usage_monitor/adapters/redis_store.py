@@ -32,13 +32,15 @@ def _lua(name: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class IngestRow:
-    """One usage record ready for Redis: the cycle was named under `calendar`."""
+    """One usage record ready for Redis: the cycle was named under `calendar`; `late` when
+    that cycle had ended by the time the record was processed."""
 
     record_id: str
     iccid: str
     calendar: str
     cycle: date
     nbytes: int
+    late: bool = False
 
 
 @dataclass(slots=True)
@@ -48,6 +50,7 @@ class IngestResult:
     due: list[tuple[str, date, int]] = field(default_factory=list)
     recalendar: list[tuple[int, str]] = field(default_factory=list)
     unknown: int = 0
+    late: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,16 +85,16 @@ class RedisStore:
         """Count a batch of one shard's records once each; see ``lua/ingest.lua``."""
         flat: list[str | int] = []
         for r in rows:
-            flat += (r.record_id, r.iccid, r.calendar, r.cycle.isoformat(), r.nbytes)
+            flat += (r.record_id, r.iccid, r.calendar, r.cycle.isoformat(), r.nbytes, int(r.late))
         args: list[str | int | bytes] = [
             self.keys.tag(shard),
             self.record_ttl_s,
             orjson.dumps(flat),
         ]
-        applied, dups, due, recal, unknown = await self._ingest(
+        applied, dups, due, recal, unknown, late = await self._ingest(
             keys=[self.keys.outbox(shard)], args=args
         )
-        result = IngestResult(int(applied), int(dups), unknown=int(unknown))
+        result = IngestResult(int(applied), int(dups), unknown=int(unknown), late=int(late))
         for i in range(0, len(due), 3):
             result.due.append(
                 (due[i].decode(), date.fromisoformat(due[i + 1].decode()), int(due[i + 2]))

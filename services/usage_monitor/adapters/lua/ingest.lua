@@ -7,20 +7,21 @@
 --          Every key below is built from ARGV[1] and so shares that slot.
 -- ARGV[1]  key prefix including the tag, e.g. "sw:{7}:"
 -- ARGV[2]  de-duplication TTL in seconds
--- ARGV[3]  the records as one JSON array, five values per record (flat):
---          record_id, iccid, calendar ('' = default), cycle, bytes
+-- ARGV[3]  the records as one JSON array, six values per record (flat):
+--          record_id, iccid, calendar ('' = default), cycle, bytes, late (1 = closed cycle)
 --          (one argument instead of five per record: client-side packing was the hot spot)
 --
--- Returns {applied, duplicates, due, recalendar, unknown}
+-- Returns {applied, duplicates, due, recalendar, unknown, late}; every record given is
+-- exactly one of: applied (on time, known card), duplicate, unknown (counted for a card
+-- without a profile yet), late (counted in a closed cycle), or handed back in recalendar.
 --   due:        flat list of iccid, cycle, used for every (card, cycle) touched whose usage
 --               reached its wake level, or which has none yet: the caller evaluates those.
 --   recalendar: flat list of record index (1-based), calendar for records not applied.
---   unknown:    how many applied records belong to cards without a profile yet.
 local prefix, ttl = ARGV[1], tonumber(ARGV[2])
 local rows = cjson.decode(ARGV[3])
-local applied, dups, unknown = 0, 0, 0
+local applied, dups, unknown, late = 0, 0, 0, 0
 local calendars, known, touched, order, recal = {}, {}, {}, {}, {}
-for i = 1, #rows, 5 do
+for i = 1, #rows, 6 do
   local iccid, cal, cycle = rows[i + 1], rows[i + 2], rows[i + 3]
   local card = prefix .. 'c:' .. iccid
   local actual = calendars[iccid]
@@ -31,13 +32,18 @@ for i = 1, #rows, 5 do
     known[iccid] = v[2] == '1'
   end
   if actual ~= cal then
-    recal[#recal + 1] = (i - 1) / 5 + 1
+    recal[#recal + 1] = (i - 1) / 6 + 1
     recal[#recal + 1] = actual
   else
     if redis.call('SET', prefix .. 'r:' .. rows[i], '1', 'NX', 'EX', ttl) then
       redis.call('HINCRBY', card, 'u:' .. cycle, rows[i + 4])
-      applied = applied + 1
-      if not known[iccid] then unknown = unknown + 1 end
+      if not known[iccid] then
+        unknown = unknown + 1
+      elseif rows[i + 5] == 1 then
+        late = late + 1
+      else
+        applied = applied + 1
+      end
     else
       dups = dups + 1
     end
@@ -59,4 +65,4 @@ for _, entry in ipairs(order) do
     due[#due + 1] = used
   end
 end
-return {applied, dups, due, recal, unknown}
+return {applied, dups, due, recal, unknown, late}
