@@ -25,13 +25,13 @@ demo: setup
 	scripts/demo.sh
 
 lint: setup
-	.venv/bin/ruff check services libs tests scripts
-	.venv/bin/ruff format --check services libs tests scripts
+	.venv/bin/ruff check services libs tests scripts bench
+	.venv/bin/ruff format --check services libs tests scripts bench
 	.venv/bin/mypy
 
 fmt: setup
-	.venv/bin/ruff format services libs tests scripts
-	.venv/bin/ruff check --fix services libs tests scripts
+	.venv/bin/ruff format services libs tests scripts bench
+	.venv/bin/ruff check --fix services libs tests scripts bench
 
 schemas: setup
 	$(PY) -m simwatch_contracts.schemas

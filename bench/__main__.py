@@ -1,0 +1,169 @@
+"""`make bench` (`python -m bench`): every figure measured in one run on this machine.
+
+BENCH_QUICK=1 keeps the run under two minutes (smaller fleet and windows).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import platform
+import sys
+import time
+
+from . import ceilings, latency, memory, throughput
+from .dataset import QUOTA, Mix, iccid, profile, records, utc_now
+from .procs import Names, create_topics, produce
+
+QUICK = os.environ.get("BENCH_QUICK") == "1"
+CARDS = 10_000 if QUICK else 20_000
+RECORDS = 200_000 if QUICK else 1_000_000
+PROBES = 100 if QUICK else 300
+LOAD_RATE = 20_000
+LOAD_S = 8 if QUICK else 20
+SAT_RATE = 100_000
+NAIVE_S = 8 if QUICK else 20
+
+
+def say(line: str) -> None:
+    print(line, flush=True)
+
+
+async def _flush_bench_db() -> None:
+    """The bench writes only to its own Redis DB (BENCH_REDIS_URL, db 14): start and end clean."""
+    from redis.asyncio import Redis
+
+    from .procs import REDIS_URL
+
+    client = Redis.from_url(REDIS_URL)
+    try:
+        await client.flushdb()
+    finally:
+        await client.aclose()
+
+
+def main() -> int:
+    asyncio.run(_flush_bench_db())
+    try:
+        return _run()
+    finally:
+        asyncio.run(_flush_bench_db())
+
+
+def _run() -> int:
+    names = Names()
+    now = utc_now()
+    topics = {k: f"{names.usage}.{k}" for k in ("w1", "w2", "lat", "sat", "idle")}
+    asyncio.run(
+        create_topics([*topics.values(), names.events, names.commands, names.alerts, names.dlq])
+    )
+    cards = [iccid(i) for i in range(CARDS)]
+    probes = [iccid(900_000 + i) for i in range(2 * PROBES)]
+    profiles = [(c.encode(), _json(profile(c, now))) for c in cards]
+    profiles += [(c.encode(), _json(profile(c, now, quota=1000))) for c in probes]
+    asyncio.run(produce(names.events, profiles))
+    say(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}; kafka={os.environ.get('KAFKA_IMPL', 'apache')}"
+    )
+    say(
+        f"fleet: {CARDS:,} cards, {RECORDS:,} records (5 % duplicates, heavy users crossing "
+        f"quota, 0.2 % late){' [quick]' if QUICK else ''}"
+    )
+
+    # Two workers get twice the records: long enough to measure once both are running.
+    data = {
+        k: records(Mix(CARDS, RECORDS * (n + 1), seed=n), now, f"{names.tag}{k}")
+        for n, k in enumerate(("w1", "w2"))
+    }
+    for key in ("w1", "w2"):
+        asyncio.run(produce(topics[key], data[key]))
+
+    results: dict[str, float] = {}
+    results["getmany"] = asyncio.run(
+        ceilings.getmany_rate(topics["w1"], RECORDS, f"{names.prefix}-raw")
+    )
+    results["script"] = asyncio.run(ceilings.script_rate(names, [v for _, v in data["w1"]]))
+    say(
+        f"ceilings: aiokafka getmany {results['getmany']:,.0f} records/s; "
+        f"ingest.lua driven directly {results['script']:,.0f} records/s"
+    )
+
+    results["one"] = _workers(names, "w1", 1, topics, RECORDS)
+    results["naive"] = throughput.naive_rate(names, topics["w1"], cards, QUOTA, NAIVE_S)
+    ratio = results["one"] / results["naive"]
+    say(
+        f"throughput: 1 worker {results['one']:,.0f} records/s; naive design "
+        f"{results['naive']:,.0f} records/s (same records) -> {ratio:.1f}x"
+    )
+    results["two"] = _workers(names, "w2", 2, topics, 2 * RECORDS)
+    scale = results["two"] / results["one"]
+    say(f"scale-out: 2 workers {results['two']:,.0f} records/s -> {scale:.2f}x one worker")
+
+    p50, p99 = _latency(names, topics, data["w2"], probes[:PROBES], LOAD_RATE, "lat")
+    say(
+        f"latency at {LOAD_RATE:,}/s offered: record -> suspend p50 {p50 * 1000:.0f} ms, "
+        f"p99 {p99 * 1000:.0f} ms ({PROBES} probes over {LOAD_S} s)"
+    )
+    s50, s99 = _latency(names, topics, data["w2"], probes[PROBES:], SAT_RATE, "sat")
+    say(
+        f"latency at saturation ({SAT_RATE:,}/s offered): p50 {s50 * 1000:.0f} ms, "
+        f"p99 {s99 * 1000:.0f} ms"
+    )
+
+    per_card, per_record = asyncio.run(memory.per_card())
+    say(
+        f"redis memory: {per_card:.0f} B per card (profile, state, one cycle's counter); "
+        f"{per_record:.0f} B per remembered record id"
+    )
+    say(
+        f"bench: {results['one']:,.0f} records/s (naive {results['naive']:,.0f}/s, "
+        f"{ratio:.1f}x), p99 {p99 * 1000:.0f} ms at {LOAD_RATE}/s, {per_card:.0f} B/card, "
+        f"2 workers {scale:.2f}x"
+    )
+    return 0
+
+
+def _json(doc: object) -> bytes:
+    return json.dumps(doc).encode()
+
+
+def _workers(names: Names, key: str, n: int, topics: dict[str, str], total: int) -> float:
+    app = f"{names.prefix}-{key}"
+    run = Names.__new__(Names)
+    run.__dict__.update(names.__dict__, prefix=f"{names.prefix}-{key}")
+    throughput.apply_profiles(run, app, CARDS + 2 * PROBES, topics["idle"])
+    return throughput.run_workers(run, app, n, topics[key], total)
+
+
+def _latency(
+    names: Names,
+    topics: dict[str, str],
+    background: list[tuple[bytes, bytes]],
+    probes: list[str],
+    rate: int,
+    key: str,
+) -> tuple[float, float]:
+    app = f"{names.prefix}-{key}"
+    run = Names.__new__(Names)
+    run.__dict__.update(
+        names.__dict__, prefix=f"{names.prefix}-{key}", commands=f"{names.commands}.{key}"
+    )
+    throughput.apply_profiles(run, app, CARDS + 2 * PROBES, topics["idle"])
+    workers = throughput.start_workers(run, app, 1, topics[key])
+    try:
+        time.sleep(2)  # joined and positioned
+        lat = asyncio.run(
+            latency.probe_latencies(topics[key], run.commands, background, probes, rate, LOAD_S)
+        )
+    finally:
+        for w in workers:
+            w.stop()
+    if len(lat) < len(probes):
+        say(f"  ({len(probes) - len(lat)} of {len(probes)} probes got no command in time)")
+    return latency.percentile(lat, 50), latency.percentile(lat, 99)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,100 @@
+"""Record-to-command latency: a probe record takes a small-quota card over its quota while
+background traffic flows at a fixed rate; the clock runs from producing the probe to
+consuming its `suspend`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Sequence
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from .dataset import utc_now
+from .procs import KAFKA
+
+
+async def _commands_listener(topic: str, seen: dict[str, float], stop: asyncio.Event) -> None:
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=KAFKA, enable_auto_commit=False, fetch_max_wait_ms=10
+    )
+    await consumer.start()
+    try:
+        parts = None
+        while not parts:
+            await consumer._client.force_metadata_update()
+            parts = consumer._client.cluster.partitions_for_topic(topic)
+            await asyncio.sleep(0.1)
+        consumer.assign([TopicPartition(topic, p) for p in parts])
+        while not stop.is_set():
+            batch = await consumer.getmany(timeout_ms=50)
+            now = time.perf_counter()
+            for msgs in batch.values():
+                for m in msgs:
+                    doc = json.loads(m.value or b"{}")
+                    if doc.get("type") == "suspend":
+                        seen.setdefault(doc["iccid"], now)
+    finally:
+        await consumer.stop()
+
+
+async def probe_latencies(
+    usage_topic: str,
+    commands_topic: str,
+    background: Sequence[tuple[bytes, bytes]],
+    probes: Sequence[str],
+    rate: float,
+    duration_s: float,
+) -> list[float]:
+    """Offer `background` at `rate` records/s for `duration_s`, with probes spread evenly."""
+    seen: dict[str, float] = {}
+    stop = asyncio.Event()
+    listener = asyncio.create_task(_commands_listener(commands_topic, seen, stop))
+    producer = AIOKafkaProducer(bootstrap_servers=KAFKA, linger_ms=2, acks=1)
+    await producer.start()
+    sent_at: dict[str, float] = {}
+    try:
+        await asyncio.sleep(1.0)  # the listener is assigned and positioned at the end
+        started = time.perf_counter()
+        total = int(rate * duration_s)
+        probe_every = max(1, total // max(1, len(probes)))
+        sent = 0
+        while sent < total:
+            due = min(total, int((time.perf_counter() - started) * rate))
+            while sent < due:
+                key, value = background[sent % len(background)]
+                await producer.send(usage_topic, value, key=key)
+                if sent % probe_every == 0 and len(sent_at) < len(probes):
+                    card = probes[len(sent_at)]
+                    await _send_probe(producer, usage_topic, card)
+                    sent_at[card] = time.perf_counter()
+                sent += 1
+            await asyncio.sleep(0.002)
+        await producer.flush()
+        deadline = time.perf_counter() + 30
+        while len(seen) < len(sent_at) and time.perf_counter() < deadline:
+            await asyncio.sleep(0.1)
+    finally:
+        stop.set()
+        await listener
+        await producer.stop()
+    return sorted(seen[c] - t for c, t in sent_at.items() if c in seen)
+
+
+async def _send_probe(producer: AIOKafkaProducer, topic: str, card: str) -> None:
+    doc = {
+        "record_id": f"probe-{card}-{time.time_ns()}",
+        "iccid": card,
+        "event_time": utc_now().isoformat(),
+        "bytes_up": 2000,
+        "bytes_down": 0,
+    }
+    await producer.send(topic, json.dumps(doc).encode(), key=card.encode())
+
+
+def percentile(values: Sequence[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]

@@ -1,0 +1,100 @@
+"""Redis memory per card: a private redis-server, 100 000 cards written by the real commit
+and ingest scripts, INFO memory before and after."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import subprocess
+import tempfile
+from collections import defaultdict
+
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from simwatch_contracts import parse_card_event
+from usage_monitor.adapters.keys import Keys
+from usage_monitor.adapters.redis_store import IngestRow, RedisStore
+from usage_monitor.domain.card import CardState
+from usage_monitor.domain.lifecycle import apply_event
+
+from .dataset import iccid, profile, utc_now
+from .procs import free_port
+
+
+async def _used(redis: Redis) -> int:
+    return int((await redis.info("memory"))["used_memory"])
+
+
+async def per_card(
+    cards: int = 100_000, shards: int = 12, extra_config: tuple[str, ...] = ()
+) -> tuple[float, float]:
+    """(bytes per card with profile and one cycle's counter, bytes per remembered record id)."""
+    port = free_port()
+    workdir = tempfile.mkdtemp(prefix="bench-redis-")
+    server = subprocess.Popen(
+        [
+            "redis-server",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            workdir,
+            *extra_config,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    # A blocking pool: thousands of concurrent commits wait for one of 64 connections.
+    pool = BlockingConnectionPool.from_url(f"redis://127.0.0.1:{port}/0", max_connections=64)
+    redis = Redis(connection_pool=pool)
+    try:
+        for _ in range(100):
+            try:
+                await redis.ping()
+                break
+            except RedisConnectionError:  # not listening yet
+                await asyncio.sleep(0.05)
+        keys = Keys("sw", shards)
+        store = RedisStore(redis, keys, record_ttl_s=86400, event_ttl_s=86400)
+        before = await _used(redis)
+        now = utc_now()
+        ids = [iccid(i) for i in range(cards)]
+        for start in range(0, cards, 2000):
+            chunk = ids[start : start + 2000]
+            snaps = await store.load(chunk)
+            commits = []
+            for card in chunk:
+                event = parse_card_event(json.dumps(profile(card, now)))
+                d = apply_event(CardState(card), event, {}, now)
+                commits.append(
+                    store.commit(
+                        snaps[card], d.state, calendar="", wakes=dict(d.wakes), messages=[]
+                    )
+                )
+                cycle = d.state.cycle
+            await asyncio.gather(*commits)
+        assert cycle is not None
+        groups: dict[int, list[IngestRow]] = defaultdict(list)
+        for n, card in enumerate(ids):
+            groups[keys.shard(card)].append(IngestRow(f"rec-{n:012d}", card, "", cycle, 1000))
+        for shard, rows in groups.items():
+            for i in range(0, len(rows), 5000):
+                await store.ingest(shard, rows[i : i + 5000])
+        with_records = await _used(redis)
+        async for key in redis.scan_iter(match="sw:*:r:*", count=5000):
+            await redis.unlink(key)
+        await asyncio.sleep(0.5)  # lazy free of unlinked keys
+        cards_only = await _used(redis)
+        return (cards_only - before) / cards, (with_records - cards_only) / cards
+    finally:
+        await redis.aclose()
+        server.terminate()
+        server.wait()
+        shutil.rmtree(workdir, ignore_errors=True)

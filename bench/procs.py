@@ -1,0 +1,149 @@
+"""Kafka helpers and worker processes for the benchmark."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+
+import httpx
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+KAFKA = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
+PARTITIONS = 12
+BIN = Path(sys.executable).parent
+LOGS = Path(".local/bench")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Names:
+    """Topics and ids unique to one benchmark run (nothing collides with a demo)."""
+
+    def __init__(self) -> None:
+        tag = uuid.uuid4().hex[:8]
+        self.tag = tag
+        self.usage = f"bench{tag}.usage.records"
+        self.events = f"bench{tag}.card.events"
+        self.commands = f"bench{tag}.card.commands"
+        self.alerts = f"bench{tag}.card.alerts"
+        self.dlq = f"bench{tag}.usage.records.dlq"
+        self.prefix = f"bench{tag}"
+
+    def env(self, app_id: str, port: int, **extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("USAGE_MONITOR_")}
+        env.update(
+            {
+                "KAFKA_BOOTSTRAP_SERVERS": KAFKA,
+                "REDIS_URL": REDIS_URL,
+                "USAGE_MONITOR_APP_ID": app_id,
+                "USAGE_MONITOR_WEB_PORT": str(port),
+                "USAGE_MONITOR_TOPIC_USAGE": self.usage,
+                "USAGE_MONITOR_TOPIC_EVENTS": self.events,
+                "USAGE_MONITOR_TOPIC_COMMANDS": self.commands,
+                "USAGE_MONITOR_TOPIC_ALERTS": self.alerts,
+                "USAGE_MONITOR_TOPIC_DLQ": self.dlq,
+                "USAGE_MONITOR_REDIS_PREFIX": self.prefix,
+                "USAGE_MONITOR_TOPIC_PARTITIONS": str(PARTITIONS),
+                "USAGE_MONITOR_REDIS_SHARDS": str(PARTITIONS),
+                "USAGE_MONITOR_PRODUCER_IDEMPOTENCE": str(os.environ.get("KAFKA_IMPL") != "tansu"),
+            }
+        )
+        env.update(extra)
+        return env
+
+
+async def create_topics(names: Sequence[str]) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=KAFKA)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(n, PARTITIONS, 1) for n in names])
+    finally:
+        await admin.close()
+
+
+async def produce(topic: str, items: Sequence[tuple[bytes, bytes]]) -> float:
+    """Produce as fast as the broker takes it; returns seconds taken."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=KAFKA, linger_ms=20, acks=1, max_batch_size=1024 * 1024
+    )
+    await producer.start()
+    started = time.perf_counter()
+    try:
+        pending = []
+        for key, value in items:
+            pending.append(await producer.send(topic, value, key=key))
+            if len(pending) >= 20_000:
+                await asyncio.gather(*pending)
+                pending = []
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+    return time.perf_counter() - started
+
+
+class WorkerProc:
+    def __init__(self, env: dict[str, str], name: str) -> None:
+        self.port = int(env["USAGE_MONITOR_WEB_PORT"])
+        LOGS.mkdir(parents=True, exist_ok=True)
+        self.log = LOGS / f"{name}.log"
+        self.proc = subprocess.Popen(
+            [str(BIN / "usage-monitor"), "worker", "--loglevel", "warning"],
+            env=env,
+            stdout=self.log.open("wb"),
+            stderr=subprocess.STDOUT,
+        )
+        self.http = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=5)
+
+    def wait_healthy(self, timeout_s: float = 90) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"worker died: {self.log.read_text()[-2000:]}")
+            try:
+                if self.http.get("/health").status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"worker not healthy: {self.log}")
+
+    def metric(self, name: str, label: str = "") -> float:
+        """Sum of a counter's samples whose labels contain `label`."""
+        try:
+            text = self.http.get("/metrics").text
+        except httpx.HTTPError:
+            return 0.0
+        pattern = rf"^{re.escape(name)}(\{{[^}}]*\}})? ([0-9.e+-]+)$"
+        return sum(
+            float(m.group(2))
+            for m in re.finditer(pattern, text, re.M)
+            if label in (m.group(1) or "")
+        )
+
+    def records_done(self) -> float:
+        return self.metric("usage_monitor_records_total")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=40)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.http.close()
