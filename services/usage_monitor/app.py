@@ -72,6 +72,13 @@ def create_app(c: Components) -> tuple[faust.App, UsageConsumer]:
         except Exception:
             log.exception("outbox sweep failed; retrying next tick")
 
+    @app.timer(interval=s.scheduler_interval_s, on_leader=True, name="lifecycle-clock")  # type: ignore[untyped-decorator]
+    async def lifecycle_clock() -> None:
+        try:
+            await c.service.tick()
+        except Exception:
+            log.exception("lifecycle tick failed; retrying next tick")
+
     consumer = UsageConsumer(c.pipeline, c.usage_dead_letters, s, c.metrics, loop=app.loop)
     # App.service is typed for classes; it starts instances just the same.
     app.service(consumer)  # type: ignore[arg-type]

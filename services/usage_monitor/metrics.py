@@ -29,6 +29,7 @@ class Metrics:
     outbox_depth: Gauge
     transient_errors: Counter
     card_transitions: Counter
+    scheduled: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> Metrics:
@@ -100,6 +101,11 @@ class Metrics:
                 f"{p}_transient_errors",
                 "Retried errors by component (redis, kafka)",
                 ["component"],
+                registry=registry,
+            ),
+            scheduled=Counter(
+                f"{p}_scheduled_evaluations",
+                "Cards brought up to date because a step fell due",
                 registry=registry,
             ),
             card_transitions=Counter(

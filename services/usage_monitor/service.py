@@ -47,12 +47,13 @@ class CardService:
         self.settings = settings
         self.metrics = metrics
         self.clock = clock
+        self.policy = settings.policy
 
     async def apply_event(self, event: CardEvent) -> EventOutcome:
         """Apply one card event exactly once (de-duplicated by `event_id`), then publish."""
         for _ in range(MAX_CAS_ATTEMPTS):
             snap = (await self.store.load([event.iccid]))[event.iccid]
-            decision = apply_event(snap.state, event, snap.usage, self.clock())
+            decision = apply_event(snap.state, event, snap.usage, self.clock(), self.policy)
             version = await self._commit(snap, decision, event_id=event.event_id)
             if version == DUPLICATE_EVENT:
                 return EventOutcome(None, duplicate=True)
@@ -77,7 +78,7 @@ class CardService:
             retry = []
             for iccid in pending:
                 snap = snaps[iccid]
-                decision = evaluate(snap.state, snap.usage, now)
+                decision = evaluate(snap.state, snap.usage, now, self.policy)
                 if await self._commit(snap, decision) == CONFLICT:
                     self.metrics.evaluations.labels("conflict").inc()
                     retry.append(iccid)
@@ -103,6 +104,7 @@ class CardService:
             messages=self._messages(decision),
             drop_cycles=_stale_cycles(state, snap.usage),
             event_id=event_id,
+            due=decision.due,
         )
 
     def _calendar(self, state: CardState) -> str:
@@ -168,6 +170,22 @@ class CardService:
                 if released < 0:
                     log.warning("outbox lock of shard %d expired while draining", shard)
                 return published
+
+    async def tick(self, batch: int = 500) -> int:
+        """Bring every card whose due time has come up to now (rollovers, warnings, expiry,
+        fees, cancellation). Run by the leader; a card fired twice decides nothing twice."""
+        now = self.clock()
+        total = 0
+        for shard in range(self.store.keys.shards):
+            while True:
+                due = await self.store.due_cards(shard, now, batch)
+                if due:
+                    await self.evaluate(due)
+                    total += len(due)
+                if len(due) < batch:
+                    break
+        self.metrics.scheduled.inc(total)
+        return total
 
     async def sweep(self) -> int:
         """Drain every shard with waiting messages (leftovers of a crash or a lost race)."""

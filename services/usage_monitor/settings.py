@@ -7,6 +7,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from simwatch_contracts.common import _check_timezone
 
+from .domain.policy import Policy
+
 DAY = 86_400
 
 
@@ -43,6 +45,13 @@ class Settings(BaseSettings):
     producer_idempotence: bool = Field(
         True, description="idempotent producer; false for brokers without InitProducerId (Tansu)"
     )
+    expiry_leads_days: tuple[int, ...] = Field((30, 7, 1), description="JSON list, e.g. [30,7,1]")
+    grace_months: int = Field(3, ge=0, le=24)
+    retention_fee: int = Field(500, ge=0, description="per grace month, minor units")
+    balance_warning_days: int = Field(3, ge=0, le=27)
+    postpaid_cancel_months: int = Field(3, ge=1, le=24)
+    scheduler_interval_s: float = Field(1.0, gt=0, description="leader's due-time scan period")
+
     batch_max_records: int = Field(
         5000, ge=1, description="records per fetch (measured: 1000 -> 35k/s, 5000 -> 58k/s)"
     )
@@ -55,6 +64,16 @@ class Settings(BaseSettings):
     @classmethod
     def _zone(cls, value: str) -> str:
         return _check_timezone(value)
+
+    @property
+    def policy(self) -> Policy:
+        return Policy(
+            expiry_leads_days=self.expiry_leads_days,
+            grace_months=self.grace_months,
+            retention_fee=self.retention_fee,
+            balance_warning_days=self.balance_warning_days,
+            postpaid_cancel_months=self.postpaid_cancel_months,
+        )
 
     @property
     def default_calendar(self) -> str:

@@ -32,6 +32,14 @@ def encode_state(state: CardState) -> bytes:
         doc["c"] = state.cycle.isoformat()
     if state.fired:
         doc["f"] = sorted(state.fired)
+    if state.milestones:
+        doc["m"] = sorted(state.milestones)
+    if state.owed:
+        doc["o"] = state.owed
+    if state.arrears_since is not None:
+        doc["a"] = state.arrears_since.isoformat()
+    if state.blacklisted:
+        doc["bl"] = 1
     return orjson.dumps(doc)
 
 
@@ -58,5 +66,9 @@ def decode_state(iccid: str, raw: bytes | None) -> CardState:
         cancelled=bool(doc.get("x")),
         cycle=date.fromisoformat(doc["c"]) if "c" in doc else None,
         fired=frozenset(doc.get("f", ())),
+        milestones=frozenset(doc.get("m", ())),
         transitions=doc.get("n", 0),
+        owed=doc.get("o", 0),
+        arrears_since=datetime.fromisoformat(doc["a"]) if "a" in doc else None,
+        blacklisted=bool(doc.get("bl")),
     )

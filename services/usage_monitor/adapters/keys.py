@@ -8,6 +8,7 @@ Redis Cluster slot, so a single script call applies the whole batch.
     <prefix>:{n}:c:<iccid>      hash   card: v (version), s (state), cal, u:<cycle>, w:<cycle>
     <prefix>:{n}:r:<record_id>  string usage record seen (TTL)
     <prefix>:{n}:e:<event_id>   string card event applied (TTL)
+    <prefix>:{n}:d              zset   when each card next needs the clock (epoch seconds)
     <prefix>:{n}:o              stream outbox of alerts and commands not yet on Kafka
     <prefix>:{n}:ol             string outbox drain lock
 """
@@ -48,6 +49,9 @@ class Keys:
 
     def event_seen(self, iccid: str, event_id: str) -> str:
         return f"{self.tag(self.shard(iccid))}e:{event_id}"
+
+    def due(self, shard: int) -> str:
+        return f"{self.tag(shard)}d"
 
     def outbox(self, shard: int) -> str:
         return f"{self.tag(shard)}o"

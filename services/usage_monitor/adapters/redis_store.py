@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from importlib import resources
 from typing import Any, cast
 
@@ -122,6 +122,7 @@ class RedisStore:
         messages: Sequence[tuple[str, bytes, bytes]],
         drop_cycles: Sequence[date] = (),
         event_id: str | None = None,
+        due: datetime | None = None,
     ) -> int:
         """Write a decision if the card is still at `snap.version`.
 
@@ -129,7 +130,8 @@ class RedisStore:
         again and decide again), or ``DUPLICATE_EVENT`` when `event_id` was applied before.
         """
         iccid = state.iccid
-        keys = [self.keys.card(iccid), self.keys.outbox(self.keys.shard(iccid))]
+        shard = self.keys.shard(iccid)
+        keys = [self.keys.card(iccid), self.keys.outbox(shard), self.keys.due(shard)]
         if event_id is not None:
             keys.append(self.keys.event_seen(iccid, event_id))
         known = "1" if state.profile is not None else "0"
@@ -140,8 +142,19 @@ class RedisStore:
         for topic, key, value in messages:
             args += (topic, key, value)
         stale = [f"{p}:{c.isoformat()}" for c in drop_cycles for p in ("u", "w")]
-        args += [len(stale), *stale, self.event_ttl_s]
+        args += [len(stale), *stale, self.event_ttl_s, iccid]
+        args.append("" if due is None else f"{due.timestamp():.3f}")
         return int(await self._commit(keys=keys, args=args))
+
+    async def due_cards(self, shard: int, until: datetime, limit: int) -> list[str]:
+        """Cards of `shard` due at or before `until`, earliest first (O(log N + limit))."""
+        ids = cast(
+            list[bytes],
+            await self.redis.zrangebyscore(
+                self.keys.due(shard), "-inf", until.timestamp(), start=0, num=limit
+            ),
+        )
+        return [i.decode() for i in ids]
 
     async def outbox_take(self, shard: int, token: str, lock_ms: int) -> bool:
         return bool(await self.redis.set(self.keys.outbox_lock(shard), token, nx=True, px=lock_ms))

@@ -56,8 +56,12 @@ class Profile:
 class CardState:
     """Everything the lifecycle needs about one card, apart from its usage counters.
 
+    `cycle` is the last billing cycle whose start has been processed (fees charged);
     `fired` holds the alert steps already announced in `cycle` (e.g. ``t80``, ``x100``);
-    `transitions` counts the commands issued so far and makes each command id unique.
+    `milestones` the steps done outside cycles (expiry warnings, retention fees), keyed by
+    the `expires_at` they belong to, so a renewal re-arms them; `transitions` counts the
+    commands issued so far and makes each command id unique. `owed` is a prepaid card's
+    unpaid plan fee; `arrears_since` when a postpaid card fell into arrears.
     """
 
     iccid: str
@@ -67,7 +71,11 @@ class CardState:
     cancelled: bool = False
     cycle: date | None = None
     fired: frozenset[str] = field(default_factory=frozenset)
+    milestones: frozenset[str] = field(default_factory=frozenset)
     transitions: int = 0
+    owed: int = 0
+    arrears_since: datetime | None = None
+    blacklisted: bool = False
 
     @property
     def status(self) -> CardStatus:

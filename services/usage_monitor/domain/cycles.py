@@ -37,3 +37,17 @@ def previous_cycle(cycle: date) -> date:
     """The start date of the cycle before `cycle`."""
     year, month = (cycle.year, cycle.month - 1) if cycle.month > 1 else (cycle.year - 1, 12)
     return date(year, month, cycle.day)
+
+
+def add_months(instant: datetime, months: int) -> datetime:
+    """Same local day and time `months` later, clamped to the month's last day (Jan 31 + 1
+    month = Feb 28/29), in the instant's own timezone."""
+    total = instant.month - 1 + months
+    year, month = instant.year + total // 12, total % 12 + 1
+    day = min(instant.day, _days_in(year, month))
+    return instant.replace(year=year, month=month, day=day)
+
+
+def _days_in(year: int, month: int) -> int:
+    nxt = date(year + month // 12, month % 12 + 1, 1)
+    return (nxt - date(year, month, 1)).days

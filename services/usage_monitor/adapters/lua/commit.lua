@@ -2,7 +2,8 @@
 -- (optimistic concurrency on the field `v`), together with the messages it produced.
 --
 -- KEYS[1]  the card hash;  KEYS[2]  the tag's outbox stream
--- KEYS[3]  optional: the card event's de-duplication key (same tag)
+-- KEYS[3]  the tag's due-time sorted set (member: iccid, score: epoch seconds)
+-- KEYS[4]  optional: the card event's de-duplication key (same tag)
 -- ARGV[1]  expected version ('0' when the card did not exist)
 -- ARGV[2]  new state (JSON)
 -- ARGV[3]  calendar ('' = the default: field removed)
@@ -11,11 +12,12 @@
 -- ARGV[6 .. 5+2n] the pairs
 -- then     m: number of messages, and m triples topic, key, value (appended to the outbox)
 -- then     fields to delete count k, and k field names (old cycles' counters)
--- then     the event de-duplication TTL in seconds (used with KEYS[3])
+-- then     the event de-duplication TTL in seconds (used with KEYS[4])
+-- then     the iccid, and when the card is next due ('' = never: removed from KEYS[3])
 --
 -- Returns the new version, -1 on a version conflict, or 0 when the event was already applied.
-local card, outbox = KEYS[1], KEYS[2]
-if KEYS[3] and redis.call('EXISTS', KEYS[3]) == 1 then
+local card, outbox, due = KEYS[1], KEYS[2], KEYS[3]
+if KEYS[4] and redis.call('EXISTS', KEYS[4]) == 1 then
   return 0
 end
 local version = tonumber(redis.call('HGET', card, 'v') or '0')
@@ -47,7 +49,12 @@ for j = 1, k do
   redis.call('HDEL', card, ARGV[i + j])
 end
 i = i + k + 1
-if KEYS[3] then
-  redis.call('SET', KEYS[3], '1', 'EX', tonumber(ARGV[i]))
+if KEYS[4] then
+  redis.call('SET', KEYS[4], '1', 'EX', tonumber(ARGV[i]))
+end
+if ARGV[i + 2] == '' then
+  redis.call('ZREM', due, ARGV[i + 1])
+else
+  redis.call('ZADD', due, ARGV[i + 2], ARGV[i + 1])
 end
 return version

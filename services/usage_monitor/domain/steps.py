@@ -1,0 +1,100 @@
+"""The clock-driven steps of a card's life, and when each falls due.
+
+A step is done at most once: rollovers move `state.cycle` forward; the others are recorded
+in `state.milestones` under a key that names the step and the term (`expires_at`) or cycle
+it belongs to. `schedule` lists only steps not yet done, earliest first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from simwatch_contracts import Billing, Reason
+
+from .card import CardState
+from .cycles import add_months, cycle_start, next_cycle
+from .policy import Policy
+
+
+class StepKind(StrEnum):
+    ROLLOVER = "rollover"
+    BALANCE_WARNING = "balance_warning"
+    EXPIRY_WARNING = "expiry_warning"
+    EXPIRE = "expire"
+    RETENTION_FEE = "retention_fee"
+    CANCEL_EXPIRED = "cancel_expired"
+    CANCEL_ARREARS = "cancel_arrears"
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    at: datetime
+    kind: StepKind
+    key: str = ""
+    """Milestone key marking the step done (rollovers use `state.cycle` instead)."""
+    lead_days: int = 0
+    month: int = 0
+
+
+def term(expires_at: datetime) -> int:
+    """The id of a plan term in milestone keys: its expiry as a POSIX timestamp."""
+    return int(expires_at.timestamp())
+
+
+def schedule(state: CardState, policy: Policy) -> list[Step]:
+    """Every step not yet done, earliest first (ties in the order listed below)."""
+    profile = state.profile
+    if profile is None or state.cancelled or state.cycle is None:
+        return []
+    steps = _billing_steps(state, policy) + _expiry_steps(state, policy)
+    done = state.milestones
+    return sorted((s for s in steps if not s.key or s.key not in done), key=lambda s: s.at)
+
+
+def _billing_steps(state: CardState, policy: Policy) -> list[Step]:
+    assert state.profile is not None, "scheduled only with a profile"
+    assert state.cycle is not None, "and a cycle"
+    profile = state.profile
+    upcoming = next_cycle(state.cycle)
+    rollover_at = cycle_start(upcoming, profile.timezone)
+    steps = [Step(rollover_at, StepKind.ROLLOVER)]
+    if profile.billing is Billing.PREPAID and profile.plan.monthly_fee > 0:
+        warn_at = rollover_at - timedelta(days=policy.balance_warning_days)
+        steps.append(Step(warn_at, StepKind.BALANCE_WARNING, f"b@{upcoming.isoformat()}"))
+    if profile.billing is Billing.POSTPAID and state.arrears_since is not None:
+        at = add_months(state.arrears_since, policy.postpaid_cancel_months)
+        steps.append(Step(at, StepKind.CANCEL_ARREARS, f"ca@{term(state.arrears_since)}"))
+    return steps
+
+
+def _expiry_steps(state: CardState, policy: Policy) -> list[Step]:
+    assert state.profile is not None
+    expires = state.profile.expires_at
+    t = term(expires)
+    steps = [
+        Step(expires - timedelta(days=lead), StepKind.EXPIRY_WARNING, f"w{lead}@{t}", lead)
+        for lead in sorted(policy.expiry_leads_days, reverse=True)
+    ]
+    steps.append(Step(expires, StepKind.EXPIRE, f"x@{t}"))
+    steps += [
+        Step(add_months(expires, k), StepKind.RETENTION_FEE, f"g{k}@{t}", month=k)
+        for k in range(policy.grace_months)
+    ]
+    steps.append(Step(add_months(expires, policy.grace_months), StepKind.CANCEL_EXPIRED, f"c@{t}"))
+    return steps
+
+
+def next_due(state: CardState, policy: Policy) -> datetime | None:
+    """When the card next needs the clock's attention (None: never)."""
+    steps = schedule(state, policy)
+    return steps[0].at if steps else None
+
+
+def holds_expired(state: CardState, now: datetime) -> bool:
+    return state.profile is not None and now >= state.profile.expires_at
+
+
+def in_arrears(state: CardState) -> bool:
+    return Reason.ARREARS in state.reasons
