@@ -95,7 +95,7 @@ def _routes(app: faust.App, c: Components, consumer: UsageConsumer) -> None:
         except ValidationError:
             return self.json({"error": "malformed ICCID"}, status=400)
         snap = (await c.store.load([iccid]))[iccid]
-        view = card_status(snap, c.service.clock())
+        view = card_status(snap, c.service.clock(), c.service.policy)
         if view is None:
             return self.json({"error": "unknown card", "iccid": iccid}, status=404)
         return self.json(view)

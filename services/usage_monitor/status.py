@@ -8,9 +8,11 @@ from typing import Any
 from .adapters.redis_store import Snapshot
 from .domain.card import ordered
 from .domain.lifecycle import current_cycle
+from .domain.policy import Policy
+from .domain.steps import schedule
 
 
-def card_status(snap: Snapshot, now: datetime) -> dict[str, Any] | None:
+def card_status(snap: Snapshot, now: datetime, policy: Policy) -> dict[str, Any] | None:
     """The card's state per the contract, or None for a card we hold no profile of."""
     state = snap.state
     profile = state.profile
@@ -22,6 +24,8 @@ def card_status(snap: Snapshot, now: datetime) -> dict[str, Any] | None:
     used = snap.usage.get(cycle, 0)
     quota = profile.plan.quota_bytes
     percent = round(used * 100 / quota, 2) if quota else None
+    steps = schedule(state, policy)
+    upcoming = {"kind": steps[0].kind.value, "at": steps[0].at.isoformat()} if steps else None
     return {
         "iccid": state.iccid,
         "state": state.status.value,
@@ -35,6 +39,9 @@ def card_status(snap: Snapshot, now: datetime) -> dict[str, Any] | None:
         "auto_suspend": profile.plan.auto_suspend,
         "expires_at": profile.expires_at.isoformat(),
         "balance": state.balance,
+        "owed": state.owed,
+        "blacklisted": state.blacklisted,
+        "next_scheduled": upcoming,
         "billing": profile.billing.value,
         "timezone": profile.timezone,
         "cycle_day": profile.cycle_day,

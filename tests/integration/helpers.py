@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -38,13 +40,22 @@ def card_event(kind: str, card: str, **fields: Any) -> dict[str, Any]:
 
 def upsert(card: str, quota: int | None, *, auto: bool = True, **fields: Any) -> dict[str, Any]:
     plan = {"plan_id": "iot-test", "quota_bytes": quota, "monthly_fee": 1000, "auto_suspend": auto}
-    return card_event(
-        "card.upserted",
-        card,
-        customer_id="acme",
-        plan=plan,
-        billing="prepaid",
-        balance=10_000,
-        expires_at="2099-01-01T00:00:00+08:00",
-        **fields,
-    )
+    base = {
+        "customer_id": "acme",
+        "plan": plan,
+        "billing": "prepaid",
+        "balance": 10_000,
+        "expires_at": "2099-01-01T00:00:00+08:00",
+    }
+    return card_event("card.upserted", card, **{**base, **fields})
+
+
+async def wait_for(check: Callable[[], Any], timeout_s: float = 30) -> Any:
+    """Poll a blocking `check` (in a thread) until it returns something truthy."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while True:
+        result = await asyncio.to_thread(check)
+        if result or loop.time() > deadline:
+            return result
+        await asyncio.sleep(0.2)

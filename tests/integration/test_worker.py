@@ -12,22 +12,13 @@ import httpx
 import pytest
 
 from ..conftest import BIN, KafkaIO, worker_env
-from .helpers import card_event, iccid, record, upsert
+from .helpers import card_event, iccid, record, upsert, wait_for
 
 pytestmark = pytest.mark.integration
 
 
 def of_type(msgs: list[dict[str, Any]], card: str) -> Counter[str]:
     return Counter(m["type"] for m in msgs if m["iccid"] == card)
-
-
-async def wait_for(check: Any, timeout_s: float = 30) -> Any:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while True:
-        result = await asyncio.to_thread(check)
-        if result or asyncio.get_running_loop().time() > deadline:
-            return result
-        await asyncio.sleep(0.2)
 
 
 async def test_over_quota_card_is_warned_then_suspended_once(

@@ -151,3 +151,109 @@ def test_commands_alternate_and_state_follows_reasons(
         assert (state.status is CardStatus.SUSPENDED) == bool(state.reasons) == suspended
         # Settling again right away changes nothing: evaluation is idempotent.
         assert evaluate(state, used, now).changed is False
+
+
+CLOCK_ACTIONS = st.sampled_from(
+    [
+        "tick_hour",
+        "tick_day",
+        "tick_month",
+        "suspend_requested",
+        "resume_requested",
+        "violation_reported",
+        "violation_cleared",
+        "recharge",
+        "renew",
+        "usage",
+    ]
+)
+
+
+def _drive(
+    actions: list[str], billing: str, balance: int, expires_days: int
+) -> tuple[list[Decision], CardState]:
+    now = NOW
+    expires = (NOW + timedelta(days=expires_days)).isoformat()
+    usage: dict[date, int] = {}
+    d = apply_event(
+        blank(), upsert(1000, billing=billing, balance=balance, expires_at=expires), usage, now
+    )
+    out = [d]
+    for action in actions:
+        cycle = d.state.cycle or CYCLE
+        if action.startswith("tick"):
+            now += {
+                "tick_hour": timedelta(hours=1),
+                "tick_day": timedelta(days=1),
+                "tick_month": timedelta(days=31),
+            }[action]
+            d = evaluate(d.state, usage, now)
+        elif action == "usage":
+            usage[cycle] = usage.get(cycle, 0) + 400
+            d = evaluate(d.state, usage, now)
+        elif action == "recharge":
+            d = apply_event(d.state, event("card.recharged", amount=300), usage, now)
+        elif action == "renew":
+            later = (now + timedelta(days=40)).isoformat()
+            d = apply_event(d.state, event("card.renewed", expires_at=later), usage, now)
+        else:
+            d = apply_event(d.state, event(f"card.{action}"), usage, now)
+        out.append(d)
+        assert evaluate(d.state, usage, now).changed is False, "re-evaluation decided again"
+    return out, d.state
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(CLOCK_ACTIONS, max_size=40),
+    st.sampled_from(["prepaid", "postpaid"]),
+    st.integers(0, 400),
+    st.integers(-120, 120),
+)
+def test_every_transition_fires_once_and_state_follows_reasons(
+    actions: list[str], billing: str, balance: int, expires_days: int
+) -> None:
+    decisions, final = _drive(actions, billing, balance, expires_days)
+    suspended, cancelled = False, False
+    ids: set[str] = set()
+    for d in decisions:
+        for cmd in d.commands:
+            assert not cancelled, "nothing after cancel"
+            assert cmd.command_id not in ids
+            ids.add(cmd.command_id)
+            if cmd.type is CommandType.CANCEL:
+                cancelled = True
+                continue
+            assert cmd.type is (CommandType.RESUME if suspended else CommandType.SUSPEND)
+            suspended = not suspended
+        alert_ids = [a.alert_id for a in d.alerts]
+        assert len(alert_ids) == len(set(alert_ids))
+        s = d.state
+        if not s.cancelled:
+            assert (s.status is CardStatus.SUSPENDED) == bool(s.reasons) == suspended
+    assert final.cancelled == cancelled
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.integers(1, 200),
+    st.sampled_from(["prepaid", "postpaid"]),
+    st.integers(0, 400),
+    st.integers(-100, 100),
+)
+def test_many_small_ticks_decide_what_one_jump_decides(
+    days: int, billing: str, balance: int, expires_days: int
+) -> None:
+    small, _ = _drive(["tick_day"] * days, billing, balance, expires_days)
+    expires = (NOW + timedelta(days=expires_days)).isoformat()
+    start = apply_event(
+        blank(), upsert(1000, billing=billing, balance=balance, expires_at=expires), {}, NOW
+    )
+    jump = evaluate(start.state, {}, NOW + timedelta(days=days))
+
+    def commands(ds: list[Decision]) -> list[str]:
+        return [c.command_id for d in ds for c in d.commands]
+
+    assert commands(small) == commands([start, jump])
+    assert small[-1].state.balance == jump.state.balance
+    assert small[-1].state.reasons == jump.state.reasons
