@@ -122,12 +122,14 @@ async def kafka() -> AsyncIterator[KafkaIO]:
 
 
 class Worker:
-    """A real `usage-monitor worker` process."""
+    """A real service process (by default `usage-monitor worker`) with an HTTP health check."""
 
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+    def __init__(self, env: dict[str, str], log_path: Path, command: list[str] | None = None,
+                 port_var: str = "USAGE_MONITOR_WEB_PORT") -> None:
         self.env = env
         self.log_path = log_path
-        self.port = int(env["USAGE_MONITOR_WEB_PORT"])
+        self.port = int(env[port_var])
+        self.command = command or [str(BIN / "usage-monitor"), "worker", "--loglevel", "warning"]
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -137,7 +139,7 @@ class Worker:
     def start(self, timeout_s: float = 60) -> Worker:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [str(BIN / "usage-monitor"), "worker", "--loglevel", "warning"],
+            self.command,
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,

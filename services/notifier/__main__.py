@@ -1,13 +1,74 @@
-"""`notifier`: the customer-notification service (issue #5; not built yet)."""
+"""`notifier`: validate settings and dependencies, then deliver alerts until SIGTERM."""
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import logging
 import sys
+
+from pydantic import ValidationError
+
+from usage_monitor.__main__ import new_event_loop, settings_error
+from usage_monitor.errors import ConfigError as MonitorConfigError
+from usage_monitor.preflight import check_redis, ensure_topics
+
+from .bootstrap import ConfigError, build
+from .settings import Settings
+
+
+async def preflight(s: Settings) -> None:
+    await check_redis(s.redis_url)
+    await ensure_topics(
+        s.kafka_bootstrap_servers,
+        [s.topic_alerts, s.topic_settings, s.topic_dlq, s.topic_delivery_dlq],
+        partitions=12,
+        create=True,
+    )
+
+
+async def _run(settings: Settings) -> None:
+    from .service import serve
+
+    await serve(build(settings))
 
 
 def main(argv: list[str] | None = None) -> int:
-    print("notifier: not implemented yet (tracked in issue #5)", file=sys.stderr)
-    return 2
+    parser = argparse.ArgumentParser(prog="notifier", description=__doc__)
+    parser.add_argument("--check", action="store_true", help="validate and reach deps, then exit")
+    parser.add_argument("--loglevel", default="info")
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings()
+        build_check = settings  # providers' settings are validated when the app is built
+    except ValidationError as exc:
+        print(f"notifier: invalid setting: {settings_error(exc, 'NOTIFIER_')}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=args.loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    kafka_log = logging.getLogger("aiokafka")
+    level = kafka_log.level
+    kafka_log.setLevel(logging.CRITICAL)  # one line from us, not a refused connection per try
+    try:
+        asyncio.run(preflight(build_check))
+        from .bootstrap import sms_provider
+
+        sms_provider(settings, None)  # type: ignore[arg-type]  # validates provider settings
+    except (MonitorConfigError, ConfigError) as exc:
+        print(f"notifier: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        kafka_log.setLevel(level)
+    if args.check:
+        print("notifier: settings valid, Kafka and Redis reachable")
+        return 0
+    loop = new_event_loop()
+    try:
+        loop.run_until_complete(_run(settings))
+    finally:
+        loop.close()
+    return 0
 
 
 if __name__ == "__main__":

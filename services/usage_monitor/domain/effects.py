@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 
 from simwatch_contracts import AlertType, CardAlert, CardCommand, CommandType, Reason
+from simwatch_contracts.ids import stable_id
 
 from .card import CardState, ordered
 from .cycles import zone
-from .ids import stable_id
 
 
 def alert(

@@ -1,0 +1,1 @@
+"""Redis (ledger, due queue, customer settings) and Kafka adapters of the notifier."""

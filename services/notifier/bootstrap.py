@@ -1,0 +1,113 @@
+"""The notifier's composition root: builds every component from its settings, once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import httpx
+from prometheus_client import CollectorRegistry
+from redis.asyncio import Redis
+
+from usage_monitor.adapters.kafka_publisher import KafkaPublisher
+
+from .adapters.ledger import Ledger
+from .channels.sms import Aliyun, HttpGateway, SmsProvider, Twilio
+from .channels.webhook import WebhookSender
+from .consumer import Inputs
+from .dispatcher import Dispatcher
+from .metrics import Metrics
+from .settings import Settings
+
+
+class ConfigError(Exception):
+    """A setting is invalid or a dependency cannot be reached."""
+
+
+@dataclass(frozen=True, slots=True)
+class Components:
+    settings: Settings
+    registry: CollectorRegistry
+    metrics: Metrics
+    redis: Redis
+    http: httpx.AsyncClient
+    publisher: KafkaPublisher
+    ledger: Ledger
+    dispatcher: Dispatcher
+    inputs: Inputs
+
+    async def close(self) -> None:
+        await self.publisher.close()
+        await self.http.aclose()
+        await self.redis.aclose()
+
+
+def sms_provider(s: Settings, client: httpx.AsyncClient) -> SmsProvider | None:
+    if s.sms_provider == "none":
+        return None
+    if s.sms_provider == "http":
+        if not s.sms_http_url:
+            raise ConfigError("SMS_HTTP_URL is required with SMS_PROVIDER=http")
+        return HttpGateway(client, s.sms_http_url, s.sms_timeout_s)
+    if s.sms_provider == "twilio":
+        if not (s.twilio_account_sid and s.twilio_auth_token and s.twilio_from):
+            raise ConfigError(
+                "TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN and TWILIO_FROM are required "
+                "with SMS_PROVIDER=twilio"
+            )
+        return Twilio(
+            client,
+            s.twilio_base_url,
+            s.twilio_account_sid,
+            s.twilio_auth_token.get_secret_value(),
+            s.twilio_from,
+            s.sms_timeout_s,
+        )
+    if not (
+        s.aliyun_access_key_id
+        and s.aliyun_access_key_secret
+        and s.aliyun_sign_name
+        and s.aliyun_template_code
+    ):
+        raise ConfigError(
+            "ALIYUN_ACCESS_KEY_ID, ALIYUN_ACCESS_KEY_SECRET, ALIYUN_SIGN_NAME and "
+            "ALIYUN_TEMPLATE_CODE are required with SMS_PROVIDER=aliyun"
+        )
+    return Aliyun(
+        client,
+        s.aliyun_endpoint,
+        s.aliyun_access_key_id,
+        s.aliyun_access_key_secret.get_secret_value(),
+        s.aliyun_sign_name,
+        s.aliyun_template_code,
+        s.sms_timeout_s,
+    )
+
+
+def build(settings: Settings, registry: CollectorRegistry | None = None) -> Components:
+    registry = registry or CollectorRegistry()
+    metrics = Metrics.create(registry)
+    redis = Redis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=5)
+    # Redirects are never followed: a webhook redirect is a failed attempt, not a new target.
+    http = httpx.AsyncClient(follow_redirects=False, limits=httpx.Limits(max_connections=200))
+    publisher = KafkaPublisher(
+        settings.kafka_bootstrap_servers,
+        client_id=settings.group_id,
+        idempotence=settings.producer_idempotence,
+    )
+    ledger = Ledger(redis, settings.redis_prefix)
+    provider = sms_provider(settings, http)
+    webhooks = WebhookSender(
+        http, allow_private=settings.allow_private_webhooks, timeout_s=settings.webhook_timeout_s
+    )
+
+    async def publish(topic: str, key: bytes | None, value: bytes) -> None:
+        await publisher.publish([(topic, key, value)])
+
+    async def dead_letter(key: bytes, value: bytes) -> None:
+        await publish(settings.topic_delivery_dlq, key, value)
+
+    dispatcher = Dispatcher(ledger, webhooks, provider, settings, metrics, dead_letter)
+    inputs = Inputs(settings, ledger, metrics, publish, dispatcher.wake, provider is not None)
+    return Components(
+        settings, registry, metrics, redis, http, publisher, ledger, dispatcher, inputs
+    )

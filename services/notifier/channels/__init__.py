@@ -1,0 +1,1 @@
+"""Delivery channels: signed webhooks and SMS providers, behind SSRF-safe HTTP."""

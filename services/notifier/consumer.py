@@ -1,0 +1,168 @@
+"""The notifier's Kafka inputs: `customer.settings` into Redis, and `card.alerts` into the
+delivery ledger. An alert's offset is committed only after each of its deliveries is
+durably scheduled; delivering is the dispatcher's job, so no endpoint can stall a partition."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, ConsumerRecord
+from pydantic import ValidationError
+
+from simwatch_contracts import CardAlert, CustomerSettings, DeadLetter, describe_validation_error
+
+from .adapters.ledger import Ledger
+from .domain.delivery import plan
+from .metrics import Metrics
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+Publish = Callable[[str, bytes | None, bytes], Any]
+
+
+class Inputs:
+    def __init__(
+        self,
+        settings: Settings,
+        ledger: Ledger,
+        metrics: Metrics,
+        publish: Publish,
+        wake: asyncio.Event,
+        sms_enabled: bool,
+    ) -> None:
+        self.s = settings
+        self.ledger = ledger
+        self.metrics = metrics
+        self.publish = publish
+        self.wake = wake
+        self.sms_enabled = sms_enabled
+        self._stopping = asyncio.Event()
+
+    def _consumer(self, topic: str, group: str) -> AIOKafkaConsumer:
+        return AIOKafkaConsumer(
+            topic,
+            bootstrap_servers=self.s.kafka_bootstrap_servers,
+            group_id=group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=50,
+            session_timeout_ms=10_000,
+            heartbeat_interval_ms=2_500,
+        )
+
+    async def run(self) -> None:
+        settings = self._consumer(self.s.topic_settings, f"{self.s.group_id}-settings")
+        alerts = self._consumer(self.s.topic_alerts, self.s.group_id)
+        await settings.start()
+        try:
+            await self._catch_up(settings)
+            await alerts.start()
+            try:
+                await asyncio.gather(
+                    self._loop(settings, self._on_settings), self._loop(alerts, self._on_alert)
+                )
+            finally:
+                await alerts.stop()
+        finally:
+            await settings.stop()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def _catch_up(self, consumer: AIOKafkaConsumer, limit_s: float = 15.0) -> None:
+        """Read the settings that exist before the first alert, so a restart does not see
+        alerts of customers it has not heard of yet (bounded: a later setting still counts)."""
+        deadline = time.monotonic() + limit_s
+        while not consumer.assignment() and time.monotonic() < deadline:
+            await consumer.getmany(timeout_ms=100)
+        parts = consumer.assignment()
+        if not parts:
+            return
+        ends = await consumer.end_offsets(list(parts))
+        while time.monotonic() < deadline:
+            positions = [await consumer.position(tp) for tp in ends]
+            if all(pos >= end for pos, end in zip(positions, ends.values(), strict=True)):
+                return
+            await self._batch(consumer, self._on_settings)
+
+    async def _loop(
+        self, consumer: AIOKafkaConsumer, handle: Callable[[ConsumerRecord[bytes, bytes]], Any]
+    ) -> None:
+        while not self._stopping.is_set():
+            await self._batch(consumer, handle)
+
+    async def _batch(
+        self, consumer: AIOKafkaConsumer, handle: Callable[[ConsumerRecord[bytes, bytes]], Any]
+    ) -> None:
+        fetched = await consumer.getmany(timeout_ms=200, max_records=500)
+        if not fetched:
+            return
+        for messages in fetched.values():
+            for msg in messages:
+                await handle(msg)
+        offsets = {tp: msgs[-1].offset + 1 for tp, msgs in fetched.items()}
+        await consumer.commit(offsets)
+        self.wake.set()
+
+    async def _on_settings(self, msg: ConsumerRecord[bytes, bytes]) -> None:
+        if msg.value is None:  # tombstone: the customer is gone
+            if msg.key:
+                await self.ledger.save_customer(msg.key.decode(), None)
+            self.metrics.settings.labels("deleted").inc()
+            return
+        try:
+            parsed = CustomerSettings.model_validate_json(msg.value)
+        except ValidationError as exc:
+            await self._dead_letter(msg, describe_validation_error(exc))
+            self.metrics.settings.labels("dead_lettered").inc()
+            return
+        await self.ledger.save_customer(parsed.customer_id, msg.value)
+        self.metrics.settings.labels("stored").inc()
+
+    async def _on_alert(self, msg: ConsumerRecord[bytes, bytes]) -> None:
+        try:
+            alert = CardAlert.model_validate_json(msg.value or b"")
+        except ValidationError as exc:
+            await self._dead_letter(msg, describe_validation_error(exc))
+            self.metrics.alerts.labels("dead_lettered").inc()
+            return
+        customer = await self.ledger.customer(alert.customer_id)
+        planned = plan(alert, customer, self.sms_enabled)
+        if not planned:
+            self.metrics.alerts.labels("no_channel").inc()
+            return
+        now = datetime.now(UTC)
+        fresh = 0
+        for p in planned:
+            fields = {
+                "alert": alert.model_dump_json(exclude_none=True),
+                "customer": alert.customer_id,
+                "channel": p.channel.value,
+                "target": p.target,
+                "state": "pending",
+                "attempts": 0,
+                "partition": msg.partition,
+                "offset": msg.offset,
+                "created": now.timestamp(),
+            }
+            fresh += await self.ledger.schedule(p.delivery_id, now, fields)
+        self.metrics.alerts.labels("scheduled" if fresh else "duplicate").inc()
+
+    async def _dead_letter(self, msg: ConsumerRecord[bytes, bytes], error: str) -> None:
+        letter = DeadLetter.of(
+            value=msg.value,
+            key=msg.key,
+            topic=msg.topic,
+            partition=msg.partition,
+            offset=msg.offset,
+            error=error,
+            failed_at=datetime.now(UTC),
+            service="notifier",
+        )
+        await self.publish(self.s.topic_dlq, msg.key, letter.model_dump_json().encode())
+        self.metrics.dead_letters.labels(msg.topic, "malformed").inc()

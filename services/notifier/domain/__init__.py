@@ -1,0 +1,1 @@
+"""What to send, when, and in which words: pure, no I/O."""

@@ -1,0 +1,98 @@
+"""Customer-facing text: one template file per alert type and language, filled with what the
+customer needs to act (card, usage in MB/GB, days left, the reason, what to do)."""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib import resources
+from zoneinfo import ZoneInfo
+
+from simwatch_contracts import CardAlert, Reason
+
+LANGUAGES = ("zh-CN", "en")
+
+_REASONS = {
+    "zh-CN": {
+        Reason.OVER_QUOTA: "本月流量已用完",
+        Reason.MANUAL: "人工停用",
+        Reason.ARREARS: "欠费",
+        Reason.EXPIRED: "套餐到期",
+        Reason.VIOLATION: "违规使用",
+    },
+    "en": {
+        Reason.OVER_QUOTA: "monthly data quota used up",
+        Reason.MANUAL: "stopped by hand",
+        Reason.ARREARS: "unpaid balance",
+        Reason.EXPIRED: "plan expired",
+        Reason.VIOLATION: "terms violation",
+    },
+}
+
+_ACTIONS = {
+    "zh-CN": {
+        Reason.OVER_QUOTA: "下个计费周期自动恢复；如需继续使用请升级套餐。",
+        Reason.MANUAL: "如需恢复，请在客户平台人工开启。",
+        Reason.ARREARS: "请充值后申请复机。",
+        Reason.EXPIRED: "请在到期后三个月内续费，逾期号码将被注销。",
+        Reason.VIOLATION: "请联系运营商处理。",
+    },
+    "en": {
+        Reason.OVER_QUOTA: (
+            "It resumes with the next billing cycle; upgrade the plan to continue now."
+        ),
+        Reason.MANUAL: "Start it again in the customer portal when needed.",
+        Reason.ARREARS: "Recharge, then request a restore.",
+        Reason.EXPIRED: "Renew within three months of expiry, or the number is cancelled.",
+        Reason.VIOLATION: "Please contact your operator.",
+    },
+}
+
+
+@cache
+def _template(language: str, kind: str) -> str:
+    path = resources.files("notifier").joinpath("templates", language, f"{kind}.txt")
+    return path.read_text(encoding="utf-8").strip()
+
+
+def volume(nbytes: int | None) -> str:
+    """1 536 000 000 -> '1.43 GB'; MB below one GB (binary units, as operators bill)."""
+    if nbytes is None:
+        return "-"
+    gib = nbytes / 2**30
+    return f"{gib:.2f} GB" if gib >= 1 else f"{nbytes / 2**20:.1f} MB"
+
+
+def money(minor: int | None, language: str) -> str:
+    if minor is None:
+        return "-"
+    return f"{minor / 100:.2f} 元" if language == "zh-CN" else f"CNY {minor / 100:.2f}"
+
+
+def mask_iccid(iccid: str) -> str:
+    """For logs: the last 6 characters only."""
+    return f"…{iccid[-6:]}"
+
+
+def render(alert: CardAlert, language: str) -> str:
+    """The SMS text (and webhook-free summary) of `alert` in `language` (zh-CN or en)."""
+    lang = language if language in LANGUAGES else "zh-CN"
+    trigger = alert.trigger or (alert.reasons[0] if alert.reasons else None)
+    fields = {
+        "iccid": alert.iccid,
+        "percent": alert.percent if alert.percent is not None else "-",
+        "used": volume(alert.used_bytes),
+        "quota": volume(alert.quota_bytes),
+        "days_left": alert.days_left if alert.days_left is not None else "-",
+        "expires": _local_date(alert),
+        "reason": _REASONS[lang][trigger] if trigger else "-",
+        "action": _ACTIONS[lang][trigger] if trigger else "",
+        "balance": money(alert.balance, lang),
+        "amount_due": money(alert.amount_due, lang),
+    }
+    return _template(lang, alert.type.value).format(**fields)
+
+
+def _local_date(alert: CardAlert) -> str:
+    if alert.expires_at is None:
+        return "-"
+    return alert.expires_at.astimezone(ZoneInfo("Asia/Shanghai")).date().isoformat()

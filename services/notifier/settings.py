@@ -1,0 +1,78 @@
+"""The notifier's settings, read once from the environment in ``__main__``."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_RETRY_SCHEDULE = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0)
+
+
+class Settings(BaseSettings):
+    """Environment variables: ``NOTIFIER_<FIELD>`` and the SMS providers' own names, plus the
+    shared ``KAFKA_BOOTSTRAP_SERVERS`` and ``REDIS_URL``."""
+
+    model_config = SettingsConfigDict(env_prefix="NOTIFIER_", extra="ignore", frozen=True)
+
+    kafka_bootstrap_servers: str = Field(
+        "127.0.0.1:9092", validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS")
+    )
+    redis_url: str = Field("redis://127.0.0.1:6379/0", validation_alias=AliasChoices("REDIS_URL"))
+    group_id: str = Field("simwatch-notifier", min_length=1)
+    web_bind: str = "127.0.0.1"
+    web_port: int = Field(6067, ge=1, le=65535)
+    topic_alerts: str = "card.alerts"
+    topic_settings: str = "customer.settings"
+    topic_dlq: str = "usage.records.dlq"
+    topic_delivery_dlq: str = Field(
+        "notifier.deliveries.dlq", description="deliveries given up or refused"
+    )
+    redis_prefix: str = Field("nt", pattern=r"^[A-Za-z0-9_.-]{1,32}$")
+    producer_idempotence: bool = True
+
+    allow_private_webhooks: bool = Field(
+        False, description="allow http:// and loopback/private targets (local demo and tests)"
+    )
+    webhook_timeout_s: float = Field(15.0, gt=0)
+    retry_schedule_s: tuple[float, ...] = Field(
+        DEFAULT_RETRY_SCHEDULE, min_length=1, description="JSON list of delays between attempts"
+    )
+    retry_after_max_s: float = Field(86_400.0, gt=0)
+    lease_s: float = Field(60.0, gt=0, description="a claimed delivery returns after this")
+    concurrency: int = Field(50, ge=1, le=1000)
+    dispatch_interval_s: float = Field(0.2, gt=0)
+
+    sms_provider: Literal["none", "http", "twilio", "aliyun"] = Field(
+        "none", validation_alias=AliasChoices("SMS_PROVIDER")
+    )
+    sms_http_url: str | None = Field(None, validation_alias=AliasChoices("SMS_HTTP_URL"))
+    sms_rate_per_hour: int = Field(10, ge=1, description="SMS per number per hour")
+    sms_timeout_s: float = Field(15.0, gt=0)
+    quiet_bypass_types: tuple[str, ...] = Field(
+        ("suspended",), description="alert types sent by SMS even in quiet hours"
+    )
+    twilio_account_sid: str | None = Field(
+        None, validation_alias=AliasChoices("TWILIO_ACCOUNT_SID")
+    )
+    twilio_auth_token: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("TWILIO_AUTH_TOKEN")
+    )
+    twilio_from: str | None = Field(None, validation_alias=AliasChoices("TWILIO_FROM"))
+    twilio_base_url: str = Field(
+        "https://api.twilio.com", validation_alias=AliasChoices("TWILIO_BASE_URL")
+    )
+    aliyun_access_key_id: str | None = Field(
+        None, validation_alias=AliasChoices("ALIYUN_ACCESS_KEY_ID")
+    )
+    aliyun_access_key_secret: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("ALIYUN_ACCESS_KEY_SECRET")
+    )
+    aliyun_sign_name: str | None = Field(None, validation_alias=AliasChoices("ALIYUN_SIGN_NAME"))
+    aliyun_template_code: str | None = Field(
+        None, validation_alias=AliasChoices("ALIYUN_TEMPLATE_CODE")
+    )
+    aliyun_endpoint: str = Field(
+        "https://dysmsapi.aliyuncs.com/", validation_alias=AliasChoices("ALIYUN_ENDPOINT")
+    )
