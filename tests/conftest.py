@@ -124,8 +124,13 @@ async def kafka() -> AsyncIterator[KafkaIO]:
 class Worker:
     """A real service process (by default `usage-monitor worker`) with an HTTP health check."""
 
-    def __init__(self, env: dict[str, str], log_path: Path, command: list[str] | None = None,
-                 port_var: str = "USAGE_MONITOR_WEB_PORT") -> None:
+    def __init__(
+        self,
+        env: dict[str, str],
+        log_path: Path,
+        command: list[str] | None = None,
+        port_var: str = "USAGE_MONITOR_WEB_PORT",
+    ) -> None:
         self.env = env
         self.log_path = log_path
         self.port = int(env[port_var])

@@ -8,6 +8,7 @@ from typing import Any
 import yaml
 from pydantic_settings import BaseSettings
 
+from notifier.settings import Settings as NotifierSettings
 from usage_monitor.settings import Settings as UsageMonitorSettings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -45,6 +46,10 @@ def test_every_environment_key_is_a_real_setting() -> None:
     unknown = set(services["usage-monitor"]["environment"]) - known
     assert not unknown, f"usage-monitor does not read {sorted(unknown)}"
     assert "USAGE_MONITOR_WEB_PORT" in known
+    notifier = env_names(NotifierSettings)
+    unknown = set(services["notifier"]["environment"]) - notifier
+    assert not unknown, f"notifier does not read {sorted(unknown)}"
+    assert {"SMS_PROVIDER", "SMS_HTTP_URL", "NOTIFIER_WEB_PORT"} <= notifier
     assert "KAFKA_BOOTSTRAP_SERVERS" in known and "REDIS_URL" in known
 
 

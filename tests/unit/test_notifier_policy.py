@@ -7,7 +7,6 @@ import random
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from simwatch_contracts import CardAlert, QuietHours
 from standardwebhooks import Webhook
 
 from notifier.channels.sms import aliyun_signature, sms_key
@@ -15,12 +14,24 @@ from notifier.channels.webhook import body_of, sign
 from notifier.domain.delivery import Channel, plan
 from notifier.domain.messages import mask_iccid, render, volume
 from notifier.domain.policy import backoff, quiet_until, retry_after
+from simwatch_contracts import CardAlert, QuietHours
 
 NOW = datetime(2026, 11, 25, 14, 0, tzinfo=UTC)  # 22:00 in Shanghai
-ALERT = CardAlert.model_validate_json(json.dumps({
-    "alert_id": "alr-1", "type": "usage_threshold", "iccid": "89860412345678901234",
-    "customer_id": "acme", "cycle": "2026-11-01", "percent": 80, "used_bytes": 858993459,
-    "quota_bytes": 1073741824, "occurred_at": "2026-11-25T10:00:01+08:00"}))
+ALERT = CardAlert.model_validate_json(
+    json.dumps(
+        {
+            "alert_id": "alr-1",
+            "type": "usage_threshold",
+            "iccid": "89860412345678901234",
+            "customer_id": "acme",
+            "cycle": "2026-11-01",
+            "percent": 80,
+            "used_bytes": 858993459,
+            "quota_bytes": 1073741824,
+            "occurred_at": "2026-11-25T10:00:01+08:00",
+        }
+    )
+)
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
 
@@ -49,7 +60,8 @@ def test_quiet_hours_across_midnight_defer_to_their_end() -> None:
     assert quiet_until(quiet, NOW + timedelta(hours=9, minutes=59)) is not None
     day = QuietHours(start="12:00", end="13:00", timezone="UTC")
     assert quiet_until(day, datetime(2026, 11, 25, 12, 30, tzinfo=UTC)) == datetime(
-        2026, 11, 25, 13, 0, tzinfo=UTC)
+        2026, 11, 25, 13, 0, tzinfo=UTC
+    )
     assert quiet_until(None, NOW) is None
 
 
@@ -58,9 +70,16 @@ def test_texts_in_both_languages_say_what_to_do() -> None:
     assert "89860412345678901234" in zh and "80%" in zh and "819.2 MB/1.00 GB" in zh
     en = render(ALERT, "en")
     assert "80% of its monthly data (819.2 MB of 1.00 GB)" in en
-    suspended = CardAlert.model_validate_json(json.dumps({
-        **json.loads(ALERT.model_dump_json(exclude_none=True)), "type": "suspended",
-        "trigger": "arrears", "reasons": ["arrears"]}))
+    suspended = CardAlert.model_validate_json(
+        json.dumps(
+            {
+                **json.loads(ALERT.model_dump_json(exclude_none=True)),
+                "type": "suspended",
+                "trigger": "arrears",
+                "reasons": ["arrears"],
+            }
+        )
+    )
     assert "请充值后申请复机" in render(suspended, "zh-CN")
     assert "Recharge, then request a restore" in render(suspended, "en")
     assert volume(None) == "-" and mask_iccid(ALERT.iccid) == "…901234"
@@ -69,8 +88,11 @@ def test_texts_in_both_languages_say_what_to_do() -> None:
 def test_signature_verifies_with_the_standard_webhooks_library() -> None:
     body = body_of(ALERT)
     stamp = int(datetime.now(UTC).timestamp())
-    headers = {"webhook-id": ALERT.alert_id, "webhook-timestamp": str(stamp),
-               "webhook-signature": sign(SECRET, ALERT.alert_id, stamp, body)}
+    headers = {
+        "webhook-id": ALERT.alert_id,
+        "webhook-timestamp": str(stamp),
+        "webhook-signature": sign(SECRET, ALERT.alert_id, stamp, body),
+    }
     payload = Webhook(SECRET).verify(body, headers)
     assert payload["type"] == "usage_threshold" and payload["data"]["percent"] == 80
     assert body_of(ALERT) == body  # the same bytes on every attempt
@@ -81,13 +103,21 @@ def test_signature_verifies_with_the_standard_webhooks_library() -> None:
 def test_deliveries_planned_per_channel_target_with_stable_ids() -> None:
     from simwatch_contracts import CustomerSettings
 
-    settings = CustomerSettings.model_validate_json(json.dumps({
-        "customer_id": "acme", "webhook": {"url": "https://h.example/x", "secret": SECRET},
-        "sms": {"numbers": ["+8613800000000", "+8613900000000"]}}))
+    settings = CustomerSettings.model_validate_json(
+        json.dumps(
+            {
+                "customer_id": "acme",
+                "webhook": {"url": "https://h.example/x", "secret": SECRET},
+                "sms": {"numbers": ["+8613800000000", "+8613900000000"]},
+            }
+        )
+    )
     planned = plan(ALERT, settings, sms_enabled=True)
     assert [(p.channel, p.target) for p in planned] == [
-        (Channel.WEBHOOK, "webhook"), (Channel.SMS, "+8613800000000"),
-        (Channel.SMS, "+8613900000000")]
+        (Channel.WEBHOOK, "webhook"),
+        (Channel.SMS, "+8613800000000"),
+        (Channel.SMS, "+8613900000000"),
+    ]
     assert plan(ALERT, settings, sms_enabled=True) == planned
     assert [p.channel for p in plan(ALERT, settings, sms_enabled=False)] == [Channel.WEBHOOK]
     assert plan(ALERT, None, sms_enabled=True) == []
@@ -96,5 +126,7 @@ def test_deliveries_planned_per_channel_target_with_stable_ids() -> None:
 
 def test_aliyun_signature_is_order_independent_and_keyed() -> None:
     q = {"B": "2", "A": "1 +*~"}
-    assert aliyun_signature("s", "POST", q) == aliyun_signature("s", "POST", dict(reversed(q.items())))
+    assert aliyun_signature("s", "POST", q) == aliyun_signature(
+        "s", "POST", dict(reversed(q.items()))
+    )
     assert aliyun_signature("s", "POST", q) != aliyun_signature("t", "POST", q)

@@ -1,0 +1,314 @@
+"""The real `notifier` process on real Kafka and Redis, delivering to real HTTP servers on
+loopback that fail, hang, disappear and throttle; every webhook is verified with the
+`standardwebhooks` library."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import time
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from standardwebhooks import Webhook
+
+from ..conftest import BIN, KAFKA, REDIS_URL, KafkaIO, Worker, free_port
+from .helpers import iccid, now_iso
+
+pytestmark = pytest.mark.integration
+SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+
+@dataclass
+class Hit:
+    at: float
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class Receiver:
+    """A webhook endpoint and SMS gateway whose behaviour each test scripts per path."""
+
+    port: int
+    hits: dict[str, list[Hit]] = field(default_factory=lambda: defaultdict(list))
+    script: dict[str, list[Any]] = field(default_factory=dict)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        path = request.path
+        self.hits[path].append(Hit(time.monotonic(), dict(request.headers), body))
+        steps = self.script.get(path, [200])
+        step = steps.pop(0) if len(steps) > 1 else steps[0]
+        if isinstance(step, tuple) and step[0] == "sleep":
+            await asyncio.sleep(step[1])
+            return web.Response(status=200)
+        if isinstance(step, tuple):
+            status, headers = step
+            return web.Response(status=status, headers=headers)
+        return web.Response(status=step)
+
+    def webhook_ids(self, path: str) -> list[str]:
+        return [h.headers["webhook-id"] for h in self.hits[path]]
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    rec = Receiver(free_port())
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", rec.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", rec.port).start()
+    yield rec
+    await runner.cleanup()
+
+
+@pytest.fixture
+def topics() -> dict[str, str]:
+    tag = uuid.uuid4().hex[:10]
+    return {
+        "NOTIFIER_TOPIC_ALERTS": f"n{tag}.card.alerts",
+        "NOTIFIER_TOPIC_SETTINGS": f"n{tag}.customer.settings",
+        "NOTIFIER_TOPIC_DLQ": f"n{tag}.dlq",
+        "NOTIFIER_TOPIC_DELIVERY_DLQ": f"n{tag}.deliveries.dlq",
+        "NOTIFIER_REDIS_PREFIX": f"n{tag}",
+        "NOTIFIER_GROUP_ID": f"n{tag}",
+    }
+
+
+@pytest.fixture
+def start_notifier(topics: dict[str, str], tmp_path: Path) -> Iterator[Callable[..., Worker]]:
+    started: list[Worker] = []
+
+    def start(**extra: str) -> Worker:
+        import os
+
+        env = {k: v for k, v in os.environ.items() if not k.startswith("NOTIFIER_")}
+        env.update(topics)
+        env.update(
+            {
+                "KAFKA_BOOTSTRAP_SERVERS": KAFKA,
+                "REDIS_URL": REDIS_URL,
+                "NOTIFIER_WEB_PORT": str(free_port()),
+                "NOTIFIER_ALLOW_PRIVATE_WEBHOOKS": "true",
+                "NOTIFIER_RETRY_SCHEDULE_S": "[0.3, 0.5, 0.8]",
+                "NOTIFIER_WEBHOOK_TIMEOUT_S": "1",
+                "NOTIFIER_DISPATCH_INTERVAL_S": "0.05",
+                "NOTIFIER_LEASE_S": "3",
+                "NOTIFIER_PRODUCER_IDEMPOTENCE": str(os.environ.get("KAFKA_IMPL") != "tansu"),
+            }
+        )
+        env.update(extra)
+        w = Worker(
+            env,
+            tmp_path / f"notifier-{len(started)}.log",
+            command=[str(BIN / "notifier"), "--loglevel", "warning"],
+            port_var="NOTIFIER_WEB_PORT",
+        )
+        started.append(w)
+        return w.start()
+
+    yield start
+    for w in started:
+        w.stop()
+
+
+def alert(
+    card: str, kind: str = "usage_threshold", n: int = 0, customer: str = "acme", **extra: Any
+) -> dict[str, Any]:
+    doc = {
+        "alert_id": f"alr-{card[-6:]}-{kind}-{n}",
+        "type": kind,
+        "iccid": card,
+        "customer_id": customer,
+        "cycle": "2026-11-01",
+        "occurred_at": now_iso(),
+    }
+    if kind == "usage_threshold":
+        doc |= {"percent": 80, "used_bytes": 800, "quota_bytes": 1000}
+    if kind == "suspended":
+        doc |= {"trigger": "over_quota", "reasons": ["over_quota"]}
+    return doc | extra
+
+
+def customer(
+    cid: str, *, webhook: str | None = None, sms: list[str] | None = None, **extra: Any
+) -> dict[str, Any]:
+    doc: dict[str, Any] = {"customer_id": cid, "language": "en", **extra}
+    if webhook:
+        doc["webhook"] = {"url": webhook, "secret": SECRET}
+    if sms:
+        doc["sms"] = {"numbers": sms}
+    return doc
+
+
+async def eventually(check: Callable[[], bool], timeout_s: float = 20) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.05)
+
+
+def verified(hit: Hit) -> dict[str, Any]:
+    payload: dict[str, Any] = Webhook(SECRET).verify(hit.body, hit.headers)
+    return payload
+
+
+async def test_webhook_fails_then_succeeds_with_a_stable_id_and_valid_signatures(
+    start_notifier: Any, receiver: Receiver, kafka: KafkaIO, topics: dict[str, str]
+) -> None:
+    receiver.script["/hook"] = [500, 503, 200]
+    await kafka.send(
+        topics["NOTIFIER_TOPIC_SETTINGS"],
+        customer("acme", webhook=receiver.url("/hook")),
+        key="acme",
+    )
+    start_notifier()
+    card = iccid(7001)
+    await kafka.send(topics["NOTIFIER_TOPIC_ALERTS"], alert(card), key=card)
+    await eventually(lambda: len(receiver.hits["/hook"]) == 3)
+    await asyncio.sleep(1.5)
+    hits = receiver.hits["/hook"]
+    assert len(hits) == 3, "delivered once, after two failures, and not again"
+    assert set(receiver.webhook_ids("/hook")) == {f"alr-{card[-6:]}-usage_threshold-0"}
+    payloads = [verified(h) for h in hits]
+    assert payloads[0]["type"] == "usage_threshold" and payloads[0]["data"]["iccid"] == card
+    assert hits[1].at - hits[0].at >= 0.2  # backoff between attempts
+
+
+async def test_timeout_410_and_retry_after(
+    start_notifier: Any, receiver: Receiver, kafka: KafkaIO, topics: dict[str, str]
+) -> None:
+    receiver.script["/slow"] = [("sleep", 3), 200]
+    receiver.script["/gone"] = [410]
+    receiver.script["/busy"] = [(429, {"Retry-After": "2"}), 200]
+    settings = topics["NOTIFIER_TOPIC_SETTINGS"]
+    for cid, path in (("slow", "/slow"), ("gone", "/gone"), ("busy", "/busy")):
+        await kafka.send(settings, customer(cid, webhook=receiver.url(path)), key=cid)
+    start_notifier()
+    alerts = topics["NOTIFIER_TOPIC_ALERTS"]
+    for cid in ("slow", "gone", "busy"):
+        card = iccid(hash(cid) % 10_000)
+        await kafka.send(alerts, alert(card, customer=cid), key=card)
+    await eventually(lambda: len(receiver.hits["/slow"]) >= 2 and len(receiver.hits["/busy"]) >= 2)
+    slow = receiver.hits["/slow"]
+    assert slow[1].at - slow[0].at < 3  # the hung attempt was abandoned at the 1 s timeout
+    busy = receiver.hits["/busy"]
+    assert busy[1].at - busy[0].at >= 1.8  # Retry-After: 2 honoured
+    # 410 disables the endpoint: a later alert for that customer is not sent there.
+    await kafka.send(alerts, alert(iccid(8001), customer="gone", n=1), key=iccid(8001))
+    await asyncio.sleep(2)
+    assert len(receiver.hits["/gone"]) == 1
+
+
+async def test_redirect_is_not_followed(
+    start_notifier: Any, receiver: Receiver, kafka: KafkaIO, topics: dict[str, str]
+) -> None:
+    receiver.script["/moved"] = [(302, {"Location": "http://169.254.169.254/latest/meta-data"})]
+    await kafka.send(
+        topics["NOTIFIER_TOPIC_SETTINGS"],
+        customer("acme", webhook=receiver.url("/moved")),
+        key="acme",
+    )
+    start_notifier()
+    card = iccid(7101)
+    await kafka.send(topics["NOTIFIER_TOPIC_ALERTS"], alert(card), key=card)
+    dlq = await kafka.read(topics["NOTIFIER_TOPIC_DELIVERY_DLQ"], lambda ms: len(ms) >= 1)
+    assert len(receiver.hits["/moved"]) == 4  # first attempt + 3 retries, never the Location
+    assert "gave_up" in dlq[0]["error"] and "HTTP 302" in dlq[0]["error"]
+
+
+async def test_sms_gateway_once_per_alert_and_number_in_the_customer_language(
+    start_notifier: Any, receiver: Receiver, kafka: KafkaIO, topics: dict[str, str]
+) -> None:
+    numbers = ["+8613800000001", "+8613800000002"]
+    await kafka.send(
+        topics["NOTIFIER_TOPIC_SETTINGS"],
+        customer("acme", sms=numbers, language="zh-CN"),
+        key="acme",
+    )
+    start_notifier(SMS_PROVIDER="http", SMS_HTTP_URL=receiver.url("/sms"))
+    card = iccid(7201)
+    doc = alert(card)
+    for _ in range(3):  # the same alert, redelivered
+        await kafka.send(topics["NOTIFIER_TOPIC_ALERTS"], doc, key=card)
+    await kafka.send(topics["NOTIFIER_TOPIC_ALERTS"], b"{broken", key=card)
+    await eventually(lambda: len(receiver.hits["/sms"]) >= 2)
+    await asyncio.sleep(1.5)
+    sent = [json.loads(h.body) for h in receiver.hits["/sms"]]
+    assert sorted(s["to"] for s in sent) == numbers
+    assert all("本月流量已使用 80%" in s["text"] and card in s["text"] for s in sent)
+    assert len({s["idempotency_key"] for s in sent}) == 2
+    dlq = await kafka.read(topics["NOTIFIER_TOPIC_DLQ"], lambda ms: len(ms) >= 1)
+    assert "Invalid JSON" in dlq[0]["error"]
+
+
+async def test_crash_after_the_provider_call_never_sends_a_second_sms(
+    start_notifier: Any, receiver: Receiver, kafka: KafkaIO, topics: dict[str, str]
+) -> None:
+    """The notifier dies while a non-idempotent provider (Twilio) is answering: after the
+    restart the delivery is recorded as uncertain, and nothing is sent again."""
+    receiver.script["/2010-04-01/Accounts/AC1/Messages.json"] = [("sleep", 10)]
+    await kafka.send(
+        topics["NOTIFIER_TOPIC_SETTINGS"], customer("acme", sms=["+8613800000009"]), key="acme"
+    )
+    twilio = {
+        "SMS_PROVIDER": "twilio",
+        "TWILIO_ACCOUNT_SID": "AC1",
+        "TWILIO_AUTH_TOKEN": "t",
+        "TWILIO_FROM": "+15550000000",
+        "TWILIO_BASE_URL": receiver.url(""),
+        "NOTIFIER_LEASE_S": "1",
+    }
+    first = start_notifier(**twilio)
+    card = iccid(7301)
+    await kafka.send(topics["NOTIFIER_TOPIC_ALERTS"], alert(card, "suspended"), key=card)
+    path = "/2010-04-01/Accounts/AC1/Messages.json"
+    await eventually(lambda: len(receiver.hits[path]) == 1)
+    first.kill(signal.SIGKILL)  # between the provider call and the ledger update
+    second = start_notifier(**twilio)
+    await eventually(lambda: 'outcome="uncertain"' in _metrics(second), timeout_s=20)
+    await asyncio.sleep(1)
+    assert len(receiver.hits[path]) == 1
+    hit = receiver.hits[path][0]
+    assert b"To=%2B8613800000009" in hit.body and hit.headers["Authorization"].startswith("Basic")
+
+
+async def test_two_replicas_deliver_each_alert_exactly_once(
+    start_notifier: Any, receiver: Receiver, kafka: KafkaIO, topics: dict[str, str]
+) -> None:
+    receiver.script["/hook"] = [("sleep", 0.05)]  # slow enough that both replicas are busy
+    await kafka.send(
+        topics["NOTIFIER_TOPIC_SETTINGS"],
+        customer("acme", webhook=receiver.url("/hook")),
+        key="acme",
+    )
+    start_notifier()
+    start_notifier()
+    cards = [iccid(7400 + i) for i in range(60)]
+    await kafka.send_many(topics["NOTIFIER_TOPIC_ALERTS"], [(c, alert(c)) for c in cards])
+    await eventually(lambda: len(set(receiver.webhook_ids("/hook"))) == len(cards), 30)
+    await asyncio.sleep(1.5)
+    counts = Counter(receiver.webhook_ids("/hook"))
+    assert len(counts) == len(cards) and set(counts.values()) == {1}
+
+
+def _metrics(w: Worker) -> str:
+    import httpx
+
+    try:
+        return httpx.get(f"{w.url}/metrics", timeout=2).text
+    except httpx.HTTPError:
+        return ""
