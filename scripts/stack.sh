@@ -77,6 +77,7 @@ redis_up() {
   log "starting redis on 127.0.0.1:$REDIS_PORT"
   nohup redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --dir "$dir" \
     --appendonly yes --appendfsync everysec --save "" --daemonize no \
+    --hash-max-listpack-value 256 --maxmemory-policy noeviction \
     --logfile "$dir/redis.log" >/dev/null 2>&1 &
   echo $! >"$pidfile"
   # Ready means PONG: while it replays its AOF Redis answers LOADING (and redis-cli exits 0).

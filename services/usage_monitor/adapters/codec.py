@@ -1,35 +1,86 @@
-"""Compact JSON encoding of CardState for Redis (short keys: millions of cards)."""
+"""Compact encoding of CardState for Redis: what is per card, and what many cards share.
+
+A fleet has millions of cards but few distinct *templates* (customer, plan, billing, billing
+calendar): a customer's thousands of cards share one. A template is stored once, immutable,
+under its fingerprint; a card's own state keeps the fingerprint and what is truly its own
+(balance, expiry, reasons, ...), small enough for Redis's compact listpack encoding
+(`hash-max-listpack-value` 64 bytes by default).
+"""
 
 from __future__ import annotations
 
+import hashlib
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
 import orjson
-
 from simwatch_contracts import Billing, Plan, Reason
 
 from ..domain.card import CardState, Profile
+from ..domain.cycles import zone
 
 
-def encode_state(state: CardState) -> bytes:
-    doc: dict[str, Any] = {"b": state.balance, "n": state.transitions}
+@dataclass(frozen=True, slots=True)
+class Template:
+    """The shared part of a profile."""
+
+    customer_id: str
+    plan: Plan
+    billing: Billing
+    cycle_day: int
+    timezone: str
+
+    def encode(self) -> bytes:
+        return orjson.dumps(
+            {
+                "cu": self.customer_id,
+                "pl": self.plan.model_dump(mode="json", exclude_defaults=True),
+                "bi": self.billing.value,
+                "cd": self.cycle_day,
+                "tz": self.timezone,
+            },
+            option=orjson.OPT_SORT_KEYS,
+        )
+
+    @property
+    def fingerprint(self) -> str:
+        return hashlib.blake2b(self.encode(), digest_size=9).hexdigest()
+
+    @classmethod
+    def decode(cls, raw: bytes) -> Template:
+        doc = orjson.loads(raw)
+        return cls(
+            customer_id=doc["cu"],
+            plan=Plan.model_validate(doc["pl"], strict=False),
+            billing=Billing(doc["bi"]),
+            cycle_day=doc["cd"],
+            timezone=doc["tz"],
+        )
+
+    @classmethod
+    def of(cls, p: Profile) -> Template:
+        return cls(p.customer_id, p.plan, p.billing, p.cycle_day, p.timezone)
+
+
+def encode_state(state: CardState) -> tuple[bytes, Template | None]:
+    """The card's own document, and the template it refers to (to be stored once)."""
+    doc: dict[str, Any] = {}
+    template = None
+    if state.balance:
+        doc["b"] = state.balance
+    if state.transitions:
+        doc["n"] = state.transitions
     if state.profile is not None:
-        p = state.profile
-        doc["p"] = {
-            "cu": p.customer_id,
-            "pl": p.plan.model_dump(mode="json", exclude_defaults=True),
-            "bi": p.billing.value,
-            "ex": p.expires_at.isoformat(),
-            "cd": p.cycle_day,
-            "tz": p.timezone,
-        }
+        template = Template.of(state.profile)
+        doc["t"] = template.fingerprint
+        doc["e"] = int(state.profile.expires_at.timestamp())
     if state.reasons:
         doc["r"] = sorted(state.reasons)
     if state.cancelled:
         doc["x"] = 1
     if state.cycle is not None:
-        doc["c"] = state.cycle.isoformat()
+        doc["c"] = state.cycle.strftime("%Y%m%d")
     if state.fired:
         doc["f"] = sorted(state.fired)
     if state.milestones:
@@ -37,38 +88,56 @@ def encode_state(state: CardState) -> bytes:
     if state.owed:
         doc["o"] = state.owed
     if state.arrears_since is not None:
-        doc["a"] = state.arrears_since.isoformat()
+        doc["a"] = int(state.arrears_since.timestamp())
     if state.blacklisted:
         doc["bl"] = 1
-    return orjson.dumps(doc)
+    return orjson.dumps(doc), template
 
 
-def decode_state(iccid: str, raw: bytes | None) -> CardState:
+def template_of(raw: bytes | None) -> str | None:
+    """The template fingerprint a stored state refers to, if any."""
+    if not raw:
+        return None
+    fp = orjson.loads(raw).get("t")
+    return str(fp) if fp is not None else None
+
+
+def decode_state(iccid: str, raw: bytes | None, templates: dict[str, Template]) -> CardState:
     if not raw:
         return CardState(iccid)
     doc = orjson.loads(raw)
     profile = None
-    if "p" in doc:
-        p = doc["p"]
+    if "t" in doc:
+        t = templates[doc["t"]]
+        tz = zone(t.timezone)
         profile = Profile(
-            customer_id=p["cu"],
-            plan=Plan.model_validate(p["pl"], strict=False),
-            billing=Billing(p["bi"]),
-            expires_at=datetime.fromisoformat(p["ex"]),
-            cycle_day=p["cd"],
-            timezone=p["tz"],
+            customer_id=t.customer_id,
+            plan=t.plan,
+            billing=t.billing,
+            expires_at=datetime.fromtimestamp(doc["e"], tz),
+            cycle_day=t.cycle_day,
+            timezone=t.timezone,
         )
+    arrears = doc.get("a")
     return CardState(
         iccid=iccid,
         profile=profile,
         balance=doc.get("b", 0),
         reasons=frozenset(Reason(r) for r in doc.get("r", ())),
         cancelled=bool(doc.get("x")),
-        cycle=date.fromisoformat(doc["c"]) if "c" in doc else None,
+        cycle=_cycle(doc["c"]) if "c" in doc else None,
         fired=frozenset(doc.get("f", ())),
         milestones=frozenset(doc.get("m", ())),
         transitions=doc.get("n", 0),
         owed=doc.get("o", 0),
-        arrears_since=datetime.fromisoformat(doc["a"]) if "a" in doc else None,
+        arrears_since=(
+            datetime.fromtimestamp(arrears, zone(profile.timezone if profile else "UTC"))
+            if arrears is not None
+            else None
+        ),
         blacklisted=bool(doc.get("bl")),
     )
+
+
+def _cycle(raw: str) -> date:
+    return date(int(raw[:4]), int(raw[4:6]), int(raw[6:]))

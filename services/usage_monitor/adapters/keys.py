@@ -10,6 +10,8 @@ Redis Cluster slot, so a single script call applies the whole batch.
     <prefix>:{n}:e:<event_id>   string card event applied (TTL)
     <prefix>:{n}:d              zset   when each card next needs the clock (epoch seconds)
     <prefix>:{n}:o              stream outbox of alerts and commands not yet on Kafka
+    <prefix>:pt:<fingerprint>   string a profile template (customer, plan, calendar) shared by
+                                many cards; immutable, so workers cache it for good
     <prefix>:{n}:ol             string outbox drain lock
 """
 
@@ -52,6 +54,9 @@ class Keys:
 
     def due(self, shard: int) -> str:
         return f"{self.tag(shard)}d"
+
+    def template(self, fingerprint: str) -> str:
+        return f"{self.prefix}:pt:{fingerprint}"
 
     def outbox(self, shard: int) -> str:
         return f"{self.tag(shard)}o"

@@ -19,7 +19,7 @@ from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
 from ..domain.card import CardState
-from .codec import decode_state, encode_state
+from .codec import Template, decode_state, encode_state, template_of
 from .keys import Keys
 
 CONFLICT = -1
@@ -80,6 +80,8 @@ class RedisStore:
         self._ingest: AsyncScript = redis.register_script(_lua("ingest.lua"))
         self._commit: AsyncScript = redis.register_script(_lua("commit.lua"))
         self._release: AsyncScript = redis.register_script(_lua("release_outbox.lua"))
+        # Templates are immutable (named by their content), so a cache never goes stale.
+        self._templates: dict[str, Template] = {}
 
     async def ingest(self, shard: int, rows: Sequence[IngestRow]) -> IngestResult:
         """Count a batch of one shard's records once each; see ``lua/ingest.lua``."""
@@ -110,7 +112,31 @@ class RedisStore:
             for iccid in ids:
                 pipe.hgetall(self.keys.card(iccid))
             rows = await pipe.execute()
-        return {iccid: _snapshot(iccid, row) for iccid, row in zip(ids, rows, strict=True)}
+        await self._resolve_templates(template_of(row.get(b"s")) for row in rows)
+        return {
+            iccid: _snapshot(iccid, row, self._templates)
+            for iccid, row in zip(ids, rows, strict=True)
+        }
+
+    async def _resolve_templates(self, fingerprints: Iterable[str | None]) -> None:
+        missing = list({fp for fp in fingerprints if fp and fp not in self._templates})
+        if not missing:
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for fp in missing:
+                pipe.get(self.keys.template(fp))
+            raws = await pipe.execute()
+        for fp, raw in zip(missing, raws, strict=True):
+            if raw is None:
+                raise LookupError(f"profile template {fp} is missing from Redis")
+            self._templates[fp] = Template.decode(raw)
+
+    async def _store_template(self, template: Template) -> None:
+        fp = template.fingerprint
+        if fp not in self._templates:
+            # Before the card refers to it; NX: written once, never changed.
+            await self.redis.set(self.keys.template(fp), template.encode(), nx=True)
+            self._templates[fp] = template
 
     async def commit(
         self,
@@ -135,7 +161,10 @@ class RedisStore:
         if event_id is not None:
             keys.append(self.keys.event_seen(iccid, event_id))
         known = "1" if state.profile is not None else "0"
-        args: list[Any] = [snap.version, encode_state(state), calendar, known, len(wakes)]
+        encoded, template = encode_state(state)
+        if template is not None:
+            await self._store_template(template)
+        args: list[Any] = [snap.version, encoded, calendar, known, len(wakes)]
         for cycle, level in wakes.items():
             args += (f"w:{cycle.isoformat()}", level)
         args.append(len(messages))
@@ -190,13 +219,13 @@ def new_token() -> str:
     return uuid.uuid4().hex
 
 
-def _snapshot(iccid: str, row: dict[bytes, bytes]) -> Snapshot:
+def _snapshot(iccid: str, row: dict[bytes, bytes], templates: dict[str, Template]) -> Snapshot:
     usage = {
         date.fromisoformat(k[2:].decode()): int(v) for k, v in row.items() if k.startswith(b"u:")
     }
     return Snapshot(
         version=int(row.get(b"v", b"0")),
-        state=decode_state(iccid, row.get(b"s")),
+        state=decode_state(iccid, row.get(b"s"), templates),
         usage=usage,
         calendar=row.get(b"cal", b"").decode(),
     )
