@@ -6,6 +6,7 @@ from datetime import UTC, date, datetime
 
 from hypothesis import given
 from hypothesis import strategies as st
+
 from simwatch_contracts import Billing, Plan, Reason
 from usage_monitor.adapters.codec import Template, decode_state, encode_state
 from usage_monitor.domain.card import CardState, Profile

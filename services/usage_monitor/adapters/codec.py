@@ -15,6 +15,7 @@ from datetime import date, datetime
 from typing import Any
 
 import orjson
+
 from simwatch_contracts import Billing, Plan, Reason
 
 from ..domain.card import CardState, Profile
