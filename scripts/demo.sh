@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
-# `make demo`: local Kafka and Redis, a usage_monitor worker, and a synthetic fleet.
-# Ctrl-C stops everything this script started (a stack that was already up stays up).
+# `make demo`: local Kafka and Redis, usage_monitor, the notifier, a local webhook receiver,
+# and a synthetic fleet, with a live view. Ctrl-C stops everything this script started
+# (a stack that was already up stays up).
+#
+# DEMO_CARDS (2000), DEMO_RATE (1000 records/s), DEMO_RECORDS (0: endless),
+# DEMO_SECONDS (0: until Ctrl-C), KAFKA_IMPL (apache | tansu).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -9,9 +13,13 @@ mkdir -p "$DEMO"
 export KAFKA_IMPL=${KAFKA_IMPL:-apache}
 export USAGE_MONITOR_TOPIC_PARTITIONS=${USAGE_MONITOR_TOPIC_PARTITIONS:-4}
 export USAGE_MONITOR_REDIS_SHARDS=${USAGE_MONITOR_REDIS_SHARDS:-4}
-if [[ $KAFKA_IMPL == tansu ]]; then export USAGE_MONITOR_PRODUCER_IDEMPOTENCE=false; fi
-RATE=${DEMO_RATE:-1000}
-CARDS=${DEMO_CARDS:-2000}
+export NOTIFIER_ALLOW_PRIVATE_WEBHOOKS=true  # the receiver listens on 127.0.0.1
+export NOTIFIER_REDIS_PREFIX=${NOTIFIER_REDIS_PREFIX:-nt-demo}
+if [[ $KAFKA_IMPL == tansu ]]; then
+  export USAGE_MONITOR_PRODUCER_IDEMPOTENCE=false NOTIFIER_PRODUCER_IDEMPOTENCE=false
+fi
+SECRET=whsec_ZGVtby1zZWNyZXQtZm9yLXNpbXdhdGNo
+RECEIVER_PORT=${DEMO_RECEIVER_PORT:-6068}
 
 started_stack=0
 pids=()
@@ -20,33 +28,42 @@ cleanup() {
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
   if ((started_stack)); then scripts/stack.sh down; fi
-  echo "demo: stopped"
+  echo "demo: stopped (logs in $DEMO)"
 }
 trap cleanup EXIT INT TERM
+
+wait_http() {
+  for _ in $(seq 1 120); do
+    curl -fsS "$1" >/dev/null 2>&1 && return 0
+    sleep 0.5
+  done
+  echo "demo: $2 did not start; see $DEMO"; exit 1
+}
 
 if ! scripts/stack.sh status; then
   scripts/stack.sh up
   started_stack=1
 fi
 
+.venv/bin/python scripts/webhook_receiver.py --port "$RECEIVER_PORT" --secret "$SECRET" \
+  >"$DEMO/receiver.log" 2>&1 &
+pids+=($!)
 .venv/bin/usage-monitor worker --loglevel warning >"$DEMO/usage-monitor.log" 2>&1 &
 pids+=($!)
-for _ in $(seq 1 120); do
-  curl -fsS http://127.0.0.1:6066/health >/dev/null 2>&1 && break
-  sleep 0.5
-done
-curl -fsS http://127.0.0.1:6066/health >/dev/null || { echo "demo: worker did not start; see $DEMO/usage-monitor.log"; exit 1; }
-
-echo "demo: usage_monitor on http://127.0.0.1:6066 (try /cards/89860400000000000001 and /metrics)"
-echo "demo: streaming $RATE records/s from $CARDS cards; Ctrl-C to stop"
-.venv/bin/usage-monitor simulate --cards "$CARDS" --rate "$RATE" --records "${DEMO_RECORDS:-0}" &
+.venv/bin/notifier --loglevel warning >"$DEMO/notifier.log" 2>&1 &
 pids+=($!)
-while kill -0 "${pids[1]}" 2>/dev/null; do
-  sleep 5
-  curl -fsS http://127.0.0.1:6066/metrics 2>/dev/null | awk '
-    /^usage_monitor_records_total/ {split($1, a, "\""); rec[a[2]] = $2}
-    /^usage_monitor_commands_total/ {cmd += $2}
-    /^usage_monitor_alerts_total/ {alr += $2}
-    END {printf "demo: records applied=%d duplicate=%d dead_lettered=%d | alerts=%d commands=%d\n",
-         rec["applied"], rec["duplicate"], rec["dead_lettered"], alr, cmd}' || true
-done
+wait_http "http://127.0.0.1:$RECEIVER_PORT/stats" "the webhook receiver"
+wait_http http://127.0.0.1:6066/health usage_monitor
+wait_http http://127.0.0.1:6067/health notifier
+
+echo "demo: usage_monitor http://127.0.0.1:6066/cards/<iccid>, /metrics; notifier :6067/metrics"
+.venv/bin/usage-monitor simulate --quiet --cards "${DEMO_CARDS:-2000}" --rate "${DEMO_RATE:-1000}" \
+  --records "${DEMO_RECORDS:-0}" --webhook-url "http://127.0.0.1:$RECEIVER_PORT/hook" \
+  --webhook-secret "$SECRET" >"$DEMO/simulate.log" 2>&1 &
+pids+=($!)
+if [[ ${DEMO_SECONDS:-0} != 0 ]]; then
+  timeout --foreground "$DEMO_SECONDS" .venv/bin/usage-monitor watch \
+    --receiver "http://127.0.0.1:$RECEIVER_PORT/stats" || true
+else
+  .venv/bin/usage-monitor watch --receiver "http://127.0.0.1:$RECEIVER_PORT/stats"
+fi

@@ -216,3 +216,55 @@ def start_worker(names: dict[str, str], tmp_path: Path) -> Iterator[Callable[...
     yield start
     for w in workers:
         w.stop()
+
+
+SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+"""A Standard Webhooks secret for test customers."""
+
+
+@pytest.fixture
+def topics() -> dict[str, str]:
+    tag = uuid.uuid4().hex[:10]
+    return {
+        "NOTIFIER_TOPIC_ALERTS": f"n{tag}.card.alerts",
+        "NOTIFIER_TOPIC_SETTINGS": f"n{tag}.customer.settings",
+        "NOTIFIER_TOPIC_DLQ": f"n{tag}.dlq",
+        "NOTIFIER_TOPIC_DELIVERY_DLQ": f"n{tag}.deliveries.dlq",
+        "NOTIFIER_REDIS_PREFIX": f"n{tag}",
+        "NOTIFIER_GROUP_ID": f"n{tag}",
+    }
+
+
+@pytest.fixture
+def start_notifier(topics: dict[str, str], tmp_path: Path) -> Iterator[Callable[..., Worker]]:
+    started: list[Worker] = []
+
+    def start(**extra: str) -> Worker:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("NOTIFIER_")}
+        env.update(topics)
+        env.update(
+            {
+                "KAFKA_BOOTSTRAP_SERVERS": KAFKA,
+                "REDIS_URL": REDIS_URL,
+                "NOTIFIER_WEB_PORT": str(free_port()),
+                "NOTIFIER_ALLOW_PRIVATE_WEBHOOKS": "true",
+                "NOTIFIER_RETRY_SCHEDULE_S": "[0.3, 0.5, 0.8]",
+                "NOTIFIER_WEBHOOK_TIMEOUT_S": "1",
+                "NOTIFIER_DISPATCH_INTERVAL_S": "0.05",
+                "NOTIFIER_LEASE_S": "3",
+                "NOTIFIER_PRODUCER_IDEMPOTENCE": str(os.environ.get("KAFKA_IMPL") != "tansu"),
+            }
+        )
+        env.update(extra)
+        w = Worker(
+            env,
+            tmp_path / f"notifier-{len(started)}.log",
+            command=[str(BIN / "notifier"), "--loglevel", "warning"],
+            port_var="NOTIFIER_WEB_PORT",
+        )
+        started.append(w)
+        return w.start()
+
+    yield start
+    for w in started:
+        w.stop()

@@ -37,7 +37,14 @@ def main(argv: list[str] | None = None) -> int:
     from .simulate import add_arguments
 
     add_arguments(sub.add_parser("simulate", help="produce a synthetic fleet's traffic"))
+    from . import watch
+
+    watch.add_arguments(sub.add_parser("watch", help="a live view of the running services"))
     args = parser.parse_args(argv)
+    if args.command == "watch":
+        with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C ends the view
+            watch.run(args)
+        return 0
     if args.command == "simulate":
         from .simulate import run
 

@@ -30,6 +30,9 @@ class Metrics:
     transient_errors: Counter
     card_transitions: Counter
     scheduled: Counter
+    consumer_lag: Gauge
+    suspended_cards: Gauge
+    record_latency: Histogram
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> Metrics:
@@ -106,6 +109,25 @@ class Metrics:
             scheduled=Counter(
                 f"{p}_scheduled_evaluations",
                 "Cards brought up to date because a step fell due",
+                registry=registry,
+            ),
+            consumer_lag=Gauge(
+                f"{p}_consumer_lag",
+                "usage.records not yet processed, per partition (highwater from the last fetch "
+                "minus the committed position)",
+                ["partition"],
+                registry=registry,
+            ),
+            suspended_cards=Gauge(
+                f"{p}_suspended_cards",
+                "Cards suspended now, whole fleet (every worker reports the same: use max)",
+                registry=registry,
+            ),
+            record_latency=Histogram(
+                f"{p}_record_latency_seconds",
+                "Kafka append of a batch's oldest record to the batch's decisions published "
+                "and offsets committed (an upper bound of record-to-command latency)",
+                buckets=LATENCY_BUCKETS,
                 registry=registry,
             ),
             card_transitions=Counter(

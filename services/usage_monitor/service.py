@@ -12,7 +12,7 @@ from simwatch_contracts import CardEvent
 
 from .adapters.kafka_publisher import KafkaPublisher
 from .adapters.redis_store import CONFLICT, DUPLICATE_EVENT, RedisStore, Snapshot, new_token
-from .domain.card import CardState
+from .domain.card import CardState, CardStatus
 from .domain.cycles import previous_cycle
 from .domain.lifecycle import Decision, apply_event, evaluate
 from .errors import TRANSIENT, component_of
@@ -105,6 +105,7 @@ class CardService:
             drop_cycles=_stale_cycles(state, snap.usage),
             event_id=event_id,
             due=decision.due,
+            suspended_delta=_suspended_delta(snap.state, state),
         )
 
     def _calendar(self, state: CardState) -> str:
@@ -191,11 +192,17 @@ class CardService:
         """Drain every shard with waiting messages (leftovers of a crash or a lost race)."""
         depth = await self.store.outbox_depth(range(self.store.keys.shards))
         self.metrics.outbox_depth.set(sum(depth.values()))
+        self.metrics.suspended_cards.set(await self.store.suspended_cards())
         total = 0
         for shard, n in depth.items():
             if n:
                 total += await self.drain(shard)
         return total
+
+
+def _suspended_delta(before: CardState, after: CardState) -> int:
+    was, now = before.status is CardStatus.SUSPENDED, after.status is CardStatus.SUSPENDED
+    return int(now) - int(was)
 
 
 def _stale_cycles(state: CardState, usage: dict[date, int]) -> Sequence[date]:

@@ -123,6 +123,16 @@ async def run(args: argparse.Namespace) -> None:
             await producer.send(
                 args.topic_events, json.dumps(doc).encode(), key=doc["iccid"].encode()
             )
+        if args.webhook_url:
+            for customer in sorted({f"customer-{i % 7}" for i in range(spec.cards)}):
+                settings = {
+                    "customer_id": customer,
+                    "language": "zh-CN",
+                    "webhook": {"url": args.webhook_url, "secret": args.webhook_secret},
+                }
+                await producer.send(
+                    args.topic_settings, json.dumps(settings).encode(), key=customer.encode()
+                )
         await producer.flush()
         await _stream(producer, fleet, args)
     finally:
@@ -164,4 +174,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--topic-usage", default="usage.records")
     parser.add_argument("--topic-events", default="card.events")
+    parser.add_argument("--topic-settings", default="customer.settings")
+    parser.add_argument("--webhook-url", default="", help="give every customer this webhook")
+    parser.add_argument("--webhook-secret", default="whsec_ZGVtby1zZWNyZXQtZm9yLXNpbXdhdGNo")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")

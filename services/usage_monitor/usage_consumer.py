@@ -94,6 +94,7 @@ class UsageConsumer(Service):
                 continue
             started = time.perf_counter()
             messages: list[RawMessage] = [m for batch in fetched.values() for m in batch]
+            oldest_ms = min((b[0].timestamp for b in fetched.values() if b[0].timestamp), default=0)
             offsets = {tp: batch[-1].offset + 1 for tp, batch in fetched.items()}
             await retrying(
                 functools.partial(self._handle, messages, offsets),
@@ -103,6 +104,18 @@ class UsageConsumer(Service):
             )
             self.batches += 1
             self.metrics.batch_seconds.observe(time.perf_counter() - started)
+            if oldest_ms:
+                self.metrics.record_latency.observe(max(0.0, time.time() - oldest_ms / 1000))
+            self._observe_lag(consumer, offsets)
+
+    def _observe_lag(self, consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:
+        """Lag from the highwater mark the fetch responses carried (no extra request)."""
+        for tp, position in offsets.items():
+            highwater = consumer.highwater(tp)
+            if highwater is not None:
+                self.metrics.consumer_lag.labels(str(tp.partition)).set(
+                    max(0, highwater - position)
+                )
 
     async def _handle(self, messages: list[RawMessage], offsets: dict[TopicPartition, int]) -> None:
         self.dead_letters.reset()

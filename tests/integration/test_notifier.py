@@ -8,22 +8,19 @@ import asyncio
 import json
 import signal
 import time
-import uuid
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
 from standardwebhooks import Webhook
 
-from ..conftest import BIN, KAFKA, REDIS_URL, KafkaIO, Worker, free_port
+from ..conftest import SECRET, KafkaIO, Worker, free_port
 from .helpers import iccid, now_iso
 
 pytestmark = pytest.mark.integration
-SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
 
 @dataclass
@@ -72,56 +69,6 @@ async def receiver() -> AsyncIterator[Receiver]:
     await web.TCPSite(runner, "127.0.0.1", rec.port).start()
     yield rec
     await runner.cleanup()
-
-
-@pytest.fixture
-def topics() -> dict[str, str]:
-    tag = uuid.uuid4().hex[:10]
-    return {
-        "NOTIFIER_TOPIC_ALERTS": f"n{tag}.card.alerts",
-        "NOTIFIER_TOPIC_SETTINGS": f"n{tag}.customer.settings",
-        "NOTIFIER_TOPIC_DLQ": f"n{tag}.dlq",
-        "NOTIFIER_TOPIC_DELIVERY_DLQ": f"n{tag}.deliveries.dlq",
-        "NOTIFIER_REDIS_PREFIX": f"n{tag}",
-        "NOTIFIER_GROUP_ID": f"n{tag}",
-    }
-
-
-@pytest.fixture
-def start_notifier(topics: dict[str, str], tmp_path: Path) -> Iterator[Callable[..., Worker]]:
-    started: list[Worker] = []
-
-    def start(**extra: str) -> Worker:
-        import os
-
-        env = {k: v for k, v in os.environ.items() if not k.startswith("NOTIFIER_")}
-        env.update(topics)
-        env.update(
-            {
-                "KAFKA_BOOTSTRAP_SERVERS": KAFKA,
-                "REDIS_URL": REDIS_URL,
-                "NOTIFIER_WEB_PORT": str(free_port()),
-                "NOTIFIER_ALLOW_PRIVATE_WEBHOOKS": "true",
-                "NOTIFIER_RETRY_SCHEDULE_S": "[0.3, 0.5, 0.8]",
-                "NOTIFIER_WEBHOOK_TIMEOUT_S": "1",
-                "NOTIFIER_DISPATCH_INTERVAL_S": "0.05",
-                "NOTIFIER_LEASE_S": "3",
-                "NOTIFIER_PRODUCER_IDEMPOTENCE": str(os.environ.get("KAFKA_IMPL") != "tansu"),
-            }
-        )
-        env.update(extra)
-        w = Worker(
-            env,
-            tmp_path / f"notifier-{len(started)}.log",
-            command=[str(BIN / "notifier"), "--loglevel", "warning"],
-            port_var="NOTIFIER_WEB_PORT",
-        )
-        started.append(w)
-        return w.start()
-
-    yield start
-    for w in started:
-        w.stop()
 
 
 def alert(

@@ -9,6 +9,7 @@ Redis Cluster slot, so a single script call applies the whole batch.
     <prefix>:{n}:r:<record_id>  string usage record seen (TTL)
     <prefix>:{n}:e:<event_id>   string card event applied (TTL)
     <prefix>:{n}:d              zset   when each card next needs the clock (epoch seconds)
+    <prefix>:{n}:s              hash   shard statistics: `suspended` (cards suspended now)
     <prefix>:{n}:o              stream outbox of alerts and commands not yet on Kafka
     <prefix>:pt:<fingerprint>   string a profile template (customer, plan, calendar) shared by
                                 many cards; immutable, so workers cache it for good
@@ -54,6 +55,9 @@ class Keys:
 
     def due(self, shard: int) -> str:
         return f"{self.tag(shard)}d"
+
+    def stats(self, shard: int) -> str:
+        return f"{self.tag(shard)}s"
 
     def template(self, fingerprint: str) -> str:
         return f"{self.prefix}:pt:{fingerprint}"

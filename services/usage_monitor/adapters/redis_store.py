@@ -149,6 +149,7 @@ class RedisStore:
         drop_cycles: Sequence[date] = (),
         event_id: str | None = None,
         due: datetime | None = None,
+        suspended_delta: int = 0,
     ) -> int:
         """Write a decision if the card is still at `snap.version`.
 
@@ -157,7 +158,12 @@ class RedisStore:
         """
         iccid = state.iccid
         shard = self.keys.shard(iccid)
-        keys = [self.keys.card(iccid), self.keys.outbox(shard), self.keys.due(shard)]
+        keys = [
+            self.keys.card(iccid),
+            self.keys.outbox(shard),
+            self.keys.due(shard),
+            self.keys.stats(shard),
+        ]
         if event_id is not None:
             keys.append(self.keys.event_seen(iccid, event_id))
         known = "1" if state.profile is not None else "0"
@@ -173,7 +179,16 @@ class RedisStore:
         stale = [f"{p}:{c.isoformat()}" for c in drop_cycles for p in ("u", "w")]
         args += [len(stale), *stale, self.event_ttl_s, iccid]
         args.append("" if due is None else f"{due.timestamp():.3f}")
+        args.append(suspended_delta)
         return int(await self._commit(keys=keys, args=args))
+
+    async def suspended_cards(self) -> int:
+        """Cards suspended right now, over every shard."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for shard in range(self.keys.shards):
+                pipe.hget(self.keys.stats(shard), "suspended")
+            values = await pipe.execute()
+        return sum(int(v or 0) for v in values)
 
     async def due_cards(self, shard: int, until: datetime, limit: int) -> list[str]:
         """Cards of `shard` due at or before `until`, earliest first (O(log N + limit))."""

@@ -3,7 +3,8 @@
 --
 -- KEYS[1]  the card hash;  KEYS[2]  the tag's outbox stream
 -- KEYS[3]  the tag's due-time sorted set (member: iccid, score: epoch seconds)
--- KEYS[4]  optional: the card event's de-duplication key (same tag)
+-- KEYS[4]  the tag's statistics hash (field `suspended`: cards currently suspended)
+-- KEYS[5]  optional: the card event's de-duplication key (same tag)
 -- ARGV[1]  expected version ('0' when the card did not exist)
 -- ARGV[2]  new state (JSON)
 -- ARGV[3]  calendar ('' = the default: field removed)
@@ -12,12 +13,13 @@
 -- ARGV[6 .. 5+2n] the pairs
 -- then     m: number of messages, and m triples topic, key, value (appended to the outbox)
 -- then     fields to delete count k, and k field names (old cycles' counters)
--- then     the event de-duplication TTL in seconds (used with KEYS[4])
+-- then     the event de-duplication TTL in seconds (used with KEYS[5])
 -- then     the iccid, and when the card is next due ('' = never: removed from KEYS[3])
+-- then     the change in the number of suspended cards (-1, 0, 1)
 --
 -- Returns the new version, -1 on a version conflict, or 0 when the event was already applied.
-local card, outbox, due = KEYS[1], KEYS[2], KEYS[3]
-if KEYS[4] and redis.call('EXISTS', KEYS[4]) == 1 then
+local card, outbox, due, stats = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+if KEYS[5] and redis.call('EXISTS', KEYS[5]) == 1 then
   return 0
 end
 local version = tonumber(redis.call('HGET', card, 'v') or '0')
@@ -49,8 +51,12 @@ for j = 1, k do
   redis.call('HDEL', card, ARGV[i + j])
 end
 i = i + k + 1
-if KEYS[4] then
-  redis.call('SET', KEYS[4], '1', 'EX', tonumber(ARGV[i]))
+if KEYS[5] then
+  redis.call('SET', KEYS[5], '1', 'EX', tonumber(ARGV[i]))
+end
+local delta = tonumber(ARGV[i + 3])
+if delta ~= 0 then
+  redis.call('HINCRBY', stats, 'suspended', delta)
 end
 if ARGV[i + 2] == '' then
   redis.call('ZREM', due, ARGV[i + 1])
