@@ -28,11 +28,8 @@ def exported(text: str) -> set[str]:
     """Every series name a scrape can contain, from the TYPE lines (also for label sets that
     have no sample yet) and the samples."""
     names = set()
-    suffixes = {
-        "counter": ("_total", "_created"),
-        "histogram": ("_bucket", "_count", "_sum", "_created"),
-        "gauge": ("",),
-    }
+    # A counter's TYPE line already names its `_total` series; a histogram's names the base.
+    suffixes = {"histogram": ("_bucket", "_count", "_sum")}
     for line in text.splitlines():
         if line.startswith("# TYPE "):
             _, _, name, kind = line.split(" ", 3)
