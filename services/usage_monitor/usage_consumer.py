@@ -8,6 +8,7 @@ own consumer group, so the hot path pays no per-event faust machinery.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import time
@@ -43,6 +44,7 @@ class UsageConsumer(Service):
         self.metrics = metrics
         self.consumer: AIOKafkaConsumer | None = None
         self._loop_task: asyncio.Task[None] | None = None
+        self._crash_task: asyncio.Future[None] | None = None
         self._stopping = asyncio.Event()
         self.batches = 0
 
@@ -67,6 +69,17 @@ class UsageConsumer(Service):
         )
         await self.consumer.start()
         self._loop_task = asyncio.create_task(self._run(), name="usage-consumer")
+        self._loop_task.add_done_callback(self._on_loop_done)
+
+    def _on_loop_done(self, task: asyncio.Task[None]) -> None:
+        """A consumer loop that died must not leave its partitions assigned to a live but
+        idle process: crash the worker, so the supervisor restarts it and the group moves
+        the partitions meanwhile."""
+        if task.cancelled() or self._stopping.is_set():
+            return
+        exc = task.exception() or RuntimeError("usage consumer loop ended")
+        log.critical("usage consumer stopped unexpectedly: %r; stopping the worker", exc)
+        self._crash_task = asyncio.ensure_future(self.crash(exc))
 
     async def on_stop(self) -> None:
         """Finish the batch in hand (its offsets get committed), then leave the group."""
@@ -109,8 +122,15 @@ class UsageConsumer(Service):
             self._observe_lag(consumer, offsets)
 
     def _observe_lag(self, consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:
-        """Lag from the highwater mark the fetch responses carried (no extra request)."""
+        """Lag from the highwater mark the fetch responses carried (no extra request), for the
+        partitions still assigned (a rebalance may have taken some during the batch)."""
+        assigned = consumer.assignment()
         for tp, position in offsets.items():
+            if tp not in assigned:
+                # Its new owner reports it now; KeyError: never reported by this worker.
+                with contextlib.suppress(KeyError):
+                    self.metrics.consumer_lag.remove(str(tp.partition))
+                continue
             highwater = consumer.highwater(tp)
             if highwater is not None:
                 self.metrics.consumer_lag.labels(str(tp.partition)).set(
