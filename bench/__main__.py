@@ -6,6 +6,7 @@ BENCH_QUICK=1 keeps the run under two minutes (smaller fleet and windows).
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 import platform
@@ -48,7 +49,8 @@ def main() -> int:
     try:
         return _run()
     finally:
-        asyncio.run(_flush_bench_db())
+        if os.environ.get("BENCH_KEEP") != "1":  # BENCH_KEEP=1 leaves the data to inspect
+            asyncio.run(_flush_bench_db())
 
 
 def _run() -> int:
@@ -79,6 +81,7 @@ def _run() -> int:
     }
     for key in ("w1", "w2"):
         asyncio.run(produce(topics[key], data[key]))
+    gc.freeze()  # the generated records live to the end: keep GC pauses out of the timings
 
     results: dict[str, float] = {}
     results["getmany"] = asyncio.run(

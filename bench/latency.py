@@ -15,7 +15,9 @@ from .dataset import utc_now
 from .procs import KAFKA
 
 
-async def _commands_listener(topic: str, seen: dict[str, float], stop: asyncio.Event) -> None:
+async def _commands_listener(
+    topic: str, seen: dict[str, float], stop: asyncio.Event, ready: asyncio.Event
+) -> None:
     consumer = AIOKafkaConsumer(
         bootstrap_servers=KAFKA, enable_auto_commit=False, fetch_max_wait_ms=10
     )
@@ -26,7 +28,12 @@ async def _commands_listener(topic: str, seen: dict[str, float], stop: asyncio.E
             await consumer._client.force_metadata_update()
             parts = consumer._client.cluster.partitions_for_topic(topic)
             await asyncio.sleep(0.1)
-        consumer.assign([TopicPartition(topic, p) for p in parts])
+        tps = [TopicPartition(topic, p) for p in parts]
+        consumer.assign(tps)
+        await consumer.seek_to_end(*tps)
+        for tp in tps:  # resolve "end" now, before any probe: nothing published is skipped
+            await consumer.position(tp)
+        ready.set()
         while not stop.is_set():
             batch = await consumer.getmany(timeout_ms=50)
             now = time.perf_counter()
@@ -49,13 +56,13 @@ async def probe_latencies(
 ) -> list[float]:
     """Offer `background` at `rate` records/s for `duration_s`, with probes spread evenly."""
     seen: dict[str, float] = {}
-    stop = asyncio.Event()
-    listener = asyncio.create_task(_commands_listener(commands_topic, seen, stop))
+    stop, ready = asyncio.Event(), asyncio.Event()
+    listener = asyncio.create_task(_commands_listener(commands_topic, seen, stop, ready))
     producer = AIOKafkaProducer(bootstrap_servers=KAFKA, linger_ms=2, acks=1)
     await producer.start()
     sent_at: dict[str, float] = {}
     try:
-        await asyncio.sleep(1.0)  # the listener is assigned and positioned at the end
+        await asyncio.wait_for(ready.wait(), 30)
         started = time.perf_counter()
         total = int(rate * duration_s)
         probe_every = max(1, total // max(1, len(probes)))
@@ -73,7 +80,8 @@ async def probe_latencies(
             await asyncio.sleep(0.002)
         await producer.flush()
         deadline = time.perf_counter() + 30
-        while len(seen) < len(sent_at) and time.perf_counter() < deadline:
+        # Background heavy users are suspended too: wait for the probes themselves.
+        while any(c not in seen for c in sent_at) and time.perf_counter() < deadline:
             await asyncio.sleep(0.1)
     finally:
         stop.set()
