@@ -18,19 +18,28 @@ export NOTIFIER_REDIS_PREFIX=${NOTIFIER_REDIS_PREFIX:-nt-demo}
 if [[ $KAFKA_IMPL == tansu ]]; then
   export USAGE_MONITOR_PRODUCER_IDEMPOTENCE=false NOTIFIER_PRODUCER_IDEMPOTENCE=false
 fi
+# Every run starts clean: its own topics and consumer groups, and Redis DB 3 emptied.
+RUN=demo$(date +%s)
+export REDIS_URL=redis://127.0.0.1:${REDIS_PORT:-6379}/3
+export USAGE_MONITOR_APP_ID=$RUN-usage-monitor NOTIFIER_GROUP_ID=$RUN-notifier
+export USAGE_MONITOR_TOPIC_USAGE=$RUN.usage.records USAGE_MONITOR_TOPIC_EVENTS=$RUN.card.events
+export USAGE_MONITOR_TOPIC_COMMANDS=$RUN.card.commands USAGE_MONITOR_TOPIC_ALERTS=$RUN.card.alerts
+export USAGE_MONITOR_TOPIC_DLQ=$RUN.usage.records.dlq NOTIFIER_TOPIC_DLQ=$RUN.usage.records.dlq
+export NOTIFIER_TOPIC_ALERTS=$RUN.card.alerts NOTIFIER_TOPIC_SETTINGS=$RUN.customer.settings
+export NOTIFIER_TOPIC_DELIVERY_DLQ=$RUN.notifier.deliveries.dlq
 SECRET=whsec_ZGVtby1zZWNyZXQtZm9yLXNpbXdhdGNo
 RECEIVER_PORT=${DEMO_RECEIVER_PORT:-6068}
 
 started_stack=0
 pids=()
 cleanup() {
-  trap - EXIT INT TERM
+  trap - EXIT INT TERM HUP
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
   if ((started_stack)); then scripts/stack.sh down; fi
   echo "demo: stopped (logs in $DEMO)"
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT INT TERM HUP
 
 wait_http() {
   for _ in $(seq 1 120); do
@@ -40,11 +49,18 @@ wait_http() {
   echo "demo: $2 did not start; see $DEMO"; exit 1
 }
 
+for port in 6066 6067 "$RECEIVER_PORT"; do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    echo "demo: port $port is in use (another demo or worker?); stop it first"; exit 1
+  fi
+done
+
 if ! scripts/stack.sh status; then
   scripts/stack.sh up
   started_stack=1
 fi
 
+redis-cli -p "${REDIS_PORT:-6379}" -n 3 flushdb >/dev/null
 .venv/bin/python scripts/webhook_receiver.py --port "$RECEIVER_PORT" --secret "$SECRET" \
   >"$DEMO/receiver.log" 2>&1 &
 pids+=($!)
@@ -56,9 +72,12 @@ wait_http "http://127.0.0.1:$RECEIVER_PORT/stats" "the webhook receiver"
 wait_http http://127.0.0.1:6066/health usage_monitor
 wait_http http://127.0.0.1:6067/health notifier
 
-echo "demo: usage_monitor http://127.0.0.1:6066/cards/<iccid>, /metrics; notifier :6067/metrics"
+echo "demo: run $RUN; usage_monitor http://127.0.0.1:6066/cards/89860400000000000001 and /metrics"
+echo "demo: notifier http://127.0.0.1:6067/metrics; webhook receiver http://127.0.0.1:$RECEIVER_PORT/stats"
 .venv/bin/usage-monitor simulate --quiet --cards "${DEMO_CARDS:-2000}" --rate "${DEMO_RATE:-1000}" \
   --records "${DEMO_RECORDS:-0}" --webhook-url "http://127.0.0.1:$RECEIVER_PORT/hook" \
+  --topic-usage "$USAGE_MONITOR_TOPIC_USAGE" --topic-events "$USAGE_MONITOR_TOPIC_EVENTS" \
+  --topic-settings "$NOTIFIER_TOPIC_SETTINGS" \
   --webhook-secret "$SECRET" >"$DEMO/simulate.log" 2>&1 &
 pids+=($!)
 if [[ ${DEMO_SECONDS:-0} != 0 ]]; then

@@ -74,3 +74,16 @@ def test_a_typical_card_fits_redis_listpack_values() -> None:
         state.iccid, Profile("acme", plan, Billing.PREPAID, datetime(2028, 1, 1, tzinfo=UTC))
     )
     assert encode_state(shifted)[1] == template  # expiry is per card, not per template
+
+
+def test_cards_written_in_the_first_format_are_still_read() -> None:
+    legacy = (
+        b'{"b":0,"n":1,"p":{"cu":"acme","pl":{"plan_id":"p","quota_bytes":1000,"monthly_fee":100,'
+        b'"auto_suspend":true},"bi":"prepaid","ex":"2027-11-25T10:00:00+08:00","cd":1,'
+        b'"tz":"Asia/Shanghai"},"r":["over_quota"],"c":"2026-11-01","f":["t80","t90","x100"]}'
+    )
+    state = decode_state("89860412345678901234", legacy, {})
+    assert state.profile is not None and state.profile.plan.quota_bytes == 1000
+    assert state.cycle == date(2026, 11, 1) and state.reasons == {Reason.OVER_QUOTA}
+    raw, template = encode_state(state)
+    assert template is not None and b'"t":' in raw  # rewritten in the new format

@@ -108,7 +108,9 @@ def decode_state(iccid: str, raw: bytes | None, templates: dict[str, Template]) 
         return CardState(iccid)
     doc = orjson.loads(raw)
     profile = None
-    if "t" in doc:
+    if "p" in doc:  # the first format embedded the whole profile in each card
+        profile = _legacy_profile(doc)
+    elif "t" in doc:
         t = templates[doc["t"]]
         tz = zone(t.timezone)
         profile = Profile(
@@ -141,4 +143,20 @@ def decode_state(iccid: str, raw: bytes | None, templates: dict[str, Template]) 
 
 
 def _cycle(raw: str) -> date:
+    if "-" in raw:  # the first format: ISO date
+        return date.fromisoformat(raw)
     return date(int(raw[:4]), int(raw[4:6]), int(raw[6:]))
+
+
+def _legacy_profile(doc: dict[str, Any]) -> Profile:
+    """Cards written before profile templates (still read; rewritten in the new format by
+    their next commit)."""
+    p = doc["p"]
+    return Profile(
+        customer_id=p["cu"],
+        plan=Plan.model_validate(p["pl"], strict=False),
+        billing=Billing(p["bi"]),
+        expires_at=datetime.fromisoformat(p["ex"]),
+        cycle_day=p["cd"],
+        timezone=p["tz"],
+    )
