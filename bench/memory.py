@@ -15,7 +15,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from simwatch_contracts import parse_card_event
 from usage_monitor.adapters.keys import Keys
-from usage_monitor.adapters.redis_store import IngestRow, RedisStore
+from usage_monitor.adapters.redis_store import CommitRequest, IngestRow, RedisStore
 from usage_monitor.domain.card import CardState
 from usage_monitor.domain.lifecycle import apply_event
 
@@ -77,13 +77,9 @@ async def per_card(
             for card in chunk:
                 event = parse_card_event(json.dumps(profile(card, now)))
                 d = apply_event(CardState(card), event, {}, now)
-                commits.append(
-                    store.commit(
-                        snaps[card], d.state, calendar="", wakes=dict(d.wakes), messages=[]
-                    )
-                )
+                commits.append(CommitRequest(snaps[card], d.state, wakes=dict(d.wakes)))
                 cycle = d.state.cycle
-            await asyncio.gather(*commits)
+            await store.commit_many(commits)
         assert cycle is not None
         groups: dict[int, list[IngestRow]] = defaultdict(list)
         for n, card in enumerate(ids):

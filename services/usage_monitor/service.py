@@ -11,7 +11,14 @@ from datetime import date, datetime
 from simwatch_contracts import CardEvent
 
 from .adapters.kafka_publisher import KafkaPublisher
-from .adapters.redis_store import CONFLICT, DUPLICATE_EVENT, RedisStore, Snapshot, new_token
+from .adapters.redis_store import (
+    CONFLICT,
+    DUPLICATE_EVENT,
+    CommitRequest,
+    RedisStore,
+    Snapshot,
+    new_token,
+)
 from .domain.card import CardState, CardStatus
 from .domain.cycles import previous_cycle
 from .domain.lifecycle import Decision, apply_event, evaluate
@@ -66,8 +73,9 @@ class CardService:
         raise RuntimeError(f"card {event.iccid[-4:]}: too many concurrent writers")
 
     async def evaluate(self, iccids: Iterable[str]) -> int:
-        """Settle cards whose usage reached a wake level; returns how many decisions changed
-        something. Conflicting cards are read and decided again."""
+        """Settle cards (usage reached a wake level, or a step fell due); returns how many
+        decisions changed something. Reads and commits the whole slice in one round trip
+        each; conflicting cards are read and decided again."""
         pending = list(dict.fromkeys(iccids))
         changed, attempts = 0, 0
         shards: set[int] = set()
@@ -75,11 +83,15 @@ class CardService:
             attempts += 1
             snaps = await self.store.load(pending)
             now = self.clock()
+            decisions = [
+                evaluate(snaps[i].state, snaps[i].usage, now, self.policy) for i in pending
+            ]
+            results = await self.store.commit_many(
+                [self._request(snaps[i], d) for i, d in zip(pending, decisions, strict=True)]
+            )
             retry = []
-            for iccid in pending:
-                snap = snaps[iccid]
-                decision = evaluate(snap.state, snap.usage, now, self.policy)
-                if await self._commit(snap, decision) == CONFLICT:
+            for iccid, decision, result in zip(pending, decisions, results, strict=True):
+                if result == CONFLICT:
                     self.metrics.evaluations.labels("conflict").inc()
                     retry.append(iccid)
                     continue
@@ -95,8 +107,13 @@ class CardService:
         return changed
 
     async def _commit(self, snap: Snapshot, decision: Decision, event_id: str | None = None) -> int:
+        return await self.store.commit(self._request(snap, decision, event_id))
+
+    def _request(
+        self, snap: Snapshot, decision: Decision, event_id: str | None = None
+    ) -> CommitRequest:
         state = decision.state
-        return await self.store.commit(
+        return CommitRequest(
             snap,
             state,
             calendar=self._calendar(state),

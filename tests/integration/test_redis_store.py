@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import date
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
@@ -13,8 +14,10 @@ from usage_monitor.adapters.keys import Keys, shard_of
 from usage_monitor.adapters.redis_store import (
     CONFLICT,
     DUPLICATE_EVENT,
+    CommitRequest,
     IngestRow,
     RedisStore,
+    Snapshot,
     new_token,
 )
 from usage_monitor.domain.card import CardState
@@ -31,6 +34,10 @@ def store(redis: Redis, names: dict[str, str]) -> RedisStore:
     return RedisStore(
         redis, Keys(names["USAGE_MONITOR_REDIS_PREFIX"], 1), record_ttl_s=3600, event_ttl_s=3600
     )
+
+
+async def commit(store: RedisStore, snap: Snapshot, state: CardState, **kw: Any) -> int:
+    return await store.commit(CommitRequest(snap, state, **kw))
 
 
 def row(rid: str, n: int, iccid: str = A, calendar: str = "", cycle: date = NOV) -> IngestRow:
@@ -57,18 +64,18 @@ async def test_each_record_counts_once_within_and_across_batches(store: RedisSto
 async def test_wake_level_decides_which_cards_come_back(store: RedisStore) -> None:
     await store.ingest(0, [row("r1", 10)])
     snap = (await store.load([A]))[A]
-    version = await store.commit(snap, CardState(A), calendar="", wakes={NOV: 100}, messages=[])
+    version = await commit(store, snap, CardState(A), calendar="", wakes={NOV: 100}, messages=[])
     assert version == 1
     assert (await store.ingest(0, [row("r2", 10)])).due == []
     assert (await store.ingest(0, [row("r3", 80)])).due == [(A, NOV, 100)]
     snap = (await store.load([A]))[A]
-    await store.commit(snap, CardState(A), calendar="", wakes={NOV: -1}, messages=[])
+    await commit(store, snap, CardState(A), calendar="", wakes={NOV: -1}, messages=[])
     assert (await store.ingest(0, [row("r4", 10**6)])).due == []
 
 
 async def test_cards_with_their_own_calendar_are_handed_back(store: RedisStore) -> None:
     snap = (await store.load([A]))[A]
-    await store.commit(snap, CardState(A), calendar="UTC|15", wakes={}, messages=[])
+    await commit(store, snap, CardState(A), calendar="UTC|15", wakes={}, messages=[])
     result = await store.ingest(0, [row("r1", 5, B), row("r2", 5), row("r3", 5)])
     assert result.unknown == 1
     assert result.recalendar == [(1, "UTC|15"), (2, "UTC|15")]
@@ -81,13 +88,13 @@ async def test_commit_is_optimistic_and_events_apply_once(store: RedisStore) -> 
     snap = (await store.load([A]))[A]
     msg = [("t.commands", A.encode(), b'{"x":1}')]
     assert (
-        await store.commit(snap, CardState(A), calendar="", wakes={}, messages=msg, event_id="e1")
+        await commit(store, snap, CardState(A), calendar="", wakes={}, messages=msg, event_id="e1")
         == 1
     )
-    assert await store.commit(snap, CardState(A), calendar="", wakes={}, messages=msg) == CONFLICT
+    assert await commit(store, snap, CardState(A), calendar="", wakes={}, messages=msg) == CONFLICT
     fresh = (await store.load([A]))[A]
     assert (
-        await store.commit(fresh, CardState(A), calendar="", wakes={}, messages=msg, event_id="e1")
+        await commit(store, fresh, CardState(A), calendar="", wakes={}, messages=msg, event_id="e1")
         == DUPLICATE_EVENT
     )
     entries = await store.outbox_read(0, 10)
@@ -98,8 +105,8 @@ async def test_state_round_trips_and_old_cycles_are_dropped(store: RedisStore) -
     await store.ingest(0, [row("r1", 5, cycle=date(2026, 9, 1)), row("r2", 6)])
     snap = (await store.load([A]))[A]
     state = replace(CardState(A), balance=42, cycle=NOV, fired=frozenset({"t80"}))
-    await store.commit(
-        snap, state, calendar="", wakes={}, messages=[], drop_cycles=[date(2026, 9, 1)]
+    await commit(
+        store, snap, state, calendar="", wakes={}, messages=[], drop_cycles=[date(2026, 9, 1)]
     )
     again = (await store.load([A]))[A]
     assert again.state == state and again.usage == {NOV: 6} and again.version == 1
@@ -107,7 +114,7 @@ async def test_state_round_trips_and_old_cycles_are_dropped(store: RedisStore) -
 
 async def test_outbox_lock_is_released_only_when_empty(store: RedisStore) -> None:
     snap = (await store.load([A]))[A]
-    await store.commit(snap, CardState(A), calendar="", wakes={}, messages=[("t", b"k", b"v")])
+    await commit(store, snap, CardState(A), calendar="", wakes={}, messages=[("t", b"k", b"v")])
     token = new_token()
     assert await store.outbox_take(0, token, 5000)
     assert not await store.outbox_take(0, new_token(), 5000)
@@ -124,7 +131,7 @@ async def test_scripts_survive_a_script_cache_flush(store: RedisStore, redis: Re
     assert (await store.ingest(0, [row("r2", 1)])).unknown == 1
     await redis.script_flush()
     snap = (await store.load([A]))[A]
-    assert await store.commit(snap, CardState(A), calendar="", wakes={}, messages=[]) == 1
+    assert await commit(store, snap, CardState(A), calendar="", wakes={}, messages=[]) == 1
 
 
 async def test_every_key_of_a_shard_is_in_one_cluster_slot(
@@ -138,7 +145,8 @@ async def test_every_key_of_a_shard_is_in_one_cluster_slot(
         await store.ingest(shard, [row(f"r{c}", 1, c) for c in mine])
         snaps = await store.load(mine)
         for c in mine:
-            await store.commit(
+            await commit(
+                store,
                 snaps[c],
                 CardState(c),
                 calendar="",
@@ -153,7 +161,7 @@ async def test_every_key_of_a_shard_is_in_one_cluster_slot(
 
 async def test_every_record_has_exactly_one_outcome(store: RedisStore) -> None:
     snap = (await store.load([A]))[A]
-    await store.commit(snap, CardState(A), calendar="", wakes={}, messages=[])
+    await commit(store, snap, CardState(A), calendar="", wakes={}, messages=[])
     # Mark A as a card with a profile (commit.lua sets `k` when the state has one).
     await store.redis.hset(store.keys.card(A), "k", "1")
     oct_ = date(2026, 10, 1)

@@ -64,6 +64,22 @@ class Snapshot:
 
 
 @dataclass(frozen=True, slots=True)
+class CommitRequest:
+    """One decision to write: the card as read (`snap`), its new state, and what goes with
+    it atomically (wake levels, outbox messages, due time, event id, statistics)."""
+
+    snap: Snapshot
+    state: CardState
+    calendar: str = ""
+    wakes: dict[date, int] = field(default_factory=dict)
+    messages: Sequence[tuple[str, bytes, bytes]] = ()
+    drop_cycles: Sequence[date] = ()
+    event_id: str | None = None
+    due: datetime | None = None
+    suspended_delta: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class OutboxEntry:
     entry_id: bytes
     topic: str
@@ -138,25 +154,29 @@ class RedisStore:
             await self.redis.set(self.keys.template(fp), template.encode(), nx=True)
             self._templates[fp] = template
 
-    async def commit(
-        self,
-        snap: Snapshot,
-        state: CardState,
-        *,
-        calendar: str,
-        wakes: dict[date, int],
-        messages: Sequence[tuple[str, bytes, bytes]],
-        drop_cycles: Sequence[date] = (),
-        event_id: str | None = None,
-        due: datetime | None = None,
-        suspended_delta: int = 0,
-    ) -> int:
-        """Write a decision if the card is still at `snap.version`.
+    async def commit(self, request: CommitRequest) -> int:
+        """Write a decision if the card is still at `request.snap.version`.
 
         Returns the new version, ``CONFLICT`` when someone else wrote the card first (read
-        again and decide again), or ``DUPLICATE_EVENT`` when `event_id` was applied before.
+        again and decide again), or ``DUPLICATE_EVENT`` when the event was applied before.
         """
-        iccid = state.iccid
+        return (await self.commit_many([request]))[0]
+
+    async def commit_many(self, requests: Sequence[CommitRequest]) -> list[int]:
+        """`commit` for many cards in one round trip (each card's commit stays atomic)."""
+        encoded = [encode_state(r.state) for r in requests]
+        for _, template in encoded:
+            if template is not None:
+                await self._store_template(template)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for request, (state_json, _) in zip(requests, encoded, strict=True):
+                keys, args = self._commit_call(request, state_json)
+                await self._commit(keys=keys, args=args, client=pipe)
+            results = await pipe.execute()
+        return [int(r) for r in results]
+
+    def _commit_call(self, r: CommitRequest, state_json: bytes) -> tuple[list[str], list[Any]]:
+        iccid = r.state.iccid
         shard = self.keys.shard(iccid)
         keys = [
             self.keys.card(iccid),
@@ -164,23 +184,20 @@ class RedisStore:
             self.keys.due(shard),
             self.keys.stats(shard),
         ]
-        if event_id is not None:
-            keys.append(self.keys.event_seen(iccid, event_id))
-        known = "1" if state.profile is not None else "0"
-        encoded, template = encode_state(state)
-        if template is not None:
-            await self._store_template(template)
-        args: list[Any] = [snap.version, encoded, calendar, known, len(wakes)]
-        for cycle, level in wakes.items():
+        if r.event_id is not None:
+            keys.append(self.keys.event_seen(iccid, r.event_id))
+        known = "1" if r.state.profile is not None else "0"
+        args: list[Any] = [r.snap.version, state_json, r.calendar, known, len(r.wakes)]
+        for cycle, level in r.wakes.items():
             args += (f"w:{cycle.isoformat()}", level)
-        args.append(len(messages))
-        for topic, key, value in messages:
+        args.append(len(r.messages))
+        for topic, key, value in r.messages:
             args += (topic, key, value)
-        stale = [f"{p}:{c.isoformat()}" for c in drop_cycles for p in ("u", "w")]
+        stale = [f"{p}:{c.isoformat()}" for c in r.drop_cycles for p in ("u", "w")]
         args += [len(stale), *stale, self.event_ttl_s, iccid]
-        args.append("" if due is None else f"{due.timestamp():.3f}")
-        args.append(suspended_delta)
-        return int(await self._commit(keys=keys, args=args))
+        args.append("" if r.due is None else f"{r.due.timestamp():.3f}")
+        args.append(r.suspended_delta)
+        return keys, args
 
     async def suspended_cards(self) -> int:
         """Cards suspended right now, over every shard."""
