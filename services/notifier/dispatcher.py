@@ -91,7 +91,7 @@ class Dispatcher:
                 return
             outcome = await self._deliver(claim, record)
             await self._record(claim, record, outcome)
-        except Exception:
+        except Exception:  # one delivery's bug must not stop the others:
             # the lease ends and the delivery is claimed again.
             log.exception("delivery %s failed unexpectedly", claim.delivery_id)
 

@@ -9,6 +9,8 @@ import signal
 from aiohttp import web
 from prometheus_client import generate_latest
 
+from usage_monitor.preflight import redis_status
+
 from .bootstrap import Components
 
 log = logging.getLogger(__name__)
@@ -21,11 +23,7 @@ def http_app(c: Components, tasks: list[asyncio.Task[None]]) -> web.Application:
             "inputs": "ok" if tasks and not tasks[0].done() else "down",
             "dispatcher": "ok" if len(tasks) > 1 and not tasks[1].done() else "down",
         }
-        try:
-            await c.redis.ping()
-            checks["redis"] = "ok"
-        except Exception as exc:
-            checks["redis"] = f"error: {type(exc).__name__}"
+        checks["redis"] = await redis_status(c.redis)
         ok = all(v == "ok" for v in checks.values())
         return web.json_response(
             {"status": "ok" if ok else "degraded", **checks}, status=200 if ok else 503

@@ -15,6 +15,7 @@ from simwatch_contracts.common import Iccid
 
 from .bootstrap import Components
 from .card_events import handle_card_event
+from .preflight import redis_status
 from .status import card_status
 from .usage_consumer import UsageConsumer
 
@@ -69,14 +70,14 @@ def create_app(c: Components) -> tuple[faust.App, UsageConsumer]:
     async def outbox_sweep() -> None:
         try:
             await c.service.sweep()
-        except Exception:
+        except Exception:  # a timer must survive any failure: the next tick sweeps again
             log.exception("outbox sweep failed; retrying next tick")
 
     @app.timer(interval=s.scheduler_interval_s, on_leader=True, name="lifecycle-clock")  # type: ignore[untyped-decorator]
     async def lifecycle_clock() -> None:
         try:
             await c.service.tick()
-        except Exception:
+        except Exception:  # the clock must keep ticking: due cards stay due until it works
             log.exception("lifecycle tick failed; retrying next tick")
 
     consumer = UsageConsumer(c.pipeline, c.usage_dead_letters, s, c.metrics, loop=app.loop)
@@ -103,11 +104,7 @@ def _routes(app: faust.App, c: Components, consumer: UsageConsumer) -> None:
     @app.page("/health")
     async def health(self: Any, request: Any) -> Any:
         checks: dict[str, str] = {"usage_consumer": "ok" if consumer.running else "down"}
-        try:
-            await c.redis.ping()
-            checks["redis"] = "ok"
-        except Exception as exc:
-            checks["redis"] = f"error: {type(exc).__name__}"
+        checks["redis"] = await redis_status(c.redis)
         ok = all(v == "ok" for v in checks.values())
         return self.json(
             {"status": "ok" if ok else "degraded", **checks}, status=200 if ok else 503

@@ -73,3 +73,12 @@ def _safe(url: str) -> str:
         return url
     scheme, _, rest = url.partition("://")
     return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
+
+
+async def redis_status(client: Redis) -> str:
+    """`ok`, or the error's class name: what a health endpoint reports for Redis."""
+    try:
+        await client.ping()
+    except (RedisError, OSError) as exc:  # unreachable or refusing: unhealthy, said in words
+        return f"error: {type(exc).__name__}"
+    return "ok"

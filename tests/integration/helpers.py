@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
+
+from redis.asyncio import Redis
+
+from usage_monitor.adapters.keys import Keys
+from usage_monitor.domain.cycles import cycle_of
 
 _seq = iter(range(1, 10**12))
 
@@ -59,3 +65,23 @@ async def wait_for(check: Callable[[], Any], timeout_s: float = 30) -> Any:
         if result or loop.time() > deadline:
             return result
         await asyncio.sleep(0.2)
+
+
+async def wait_for_totals(
+    redis: Redis, prefix: str, expected: dict[str, int], timeout_s: float = 120
+) -> dict[str, int]:
+    """Poll every card's counter for the current cycle (as the tests' workers use: 4 shards,
+    default calendar) until it equals `expected`; returns the last reading."""
+    keys = Keys(prefix, 4)
+    cycle = cycle_of(datetime.now(UTC), "Asia/Shanghai").isoformat()
+    cards = list(expected)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        async with redis.pipeline(transaction=False) as pipe:
+            for c in cards:
+                pipe.hget(keys.card(c), f"u:{cycle}")
+            values = await pipe.execute()
+        got = {c: int(v or 0) for c, v in zip(cards, values, strict=True)}
+        if got == expected or time.monotonic() > deadline:
+            return got
+        await asyncio.sleep(0.5)

@@ -8,18 +8,14 @@ import re
 import signal
 import time
 from collections import defaultdict
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
 from redis.asyncio import Redis
 
-from usage_monitor.adapters.keys import Keys
-from usage_monitor.domain.cycles import cycle_of
-
 from ..conftest import KafkaIO
-from .helpers import iccid, now_iso, record, upsert
+from .helpers import iccid, now_iso, record, upsert, wait_for_totals
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -74,19 +70,7 @@ async def test_sigkill_mid_stream_then_restart_keeps_every_promise(
     assert 0 < at_kill < RECORDS, f"killed at {at_kill}: not mid-stream"
 
     restarted = start_worker(USAGE_MONITOR_BATCH_MAX_RECORDS=BATCH)
-    keys = Keys(names["USAGE_MONITOR_REDIS_PREFIX"], 4)
-    cycle = cycle_of(datetime.now(UTC), "Asia/Shanghai").isoformat()
-
-    async def totals() -> dict[str, int]:
-        async with redis.pipeline(transaction=False) as pipe:
-            for c in cards:
-                pipe.hget(keys.card(c), f"u:{cycle}")
-            values = await pipe.execute()
-        return {c: int(v or 0) for c, v in zip(cards, values, strict=True)}
-
-    deadline = time.monotonic() + 120
-    while (got := await totals()) != expected and time.monotonic() < deadline:
-        await asyncio.sleep(0.5)
+    got = await wait_for_totals(redis, names["USAGE_MONITOR_REDIS_PREFIX"], dict(expected), 120)
     assert got == expected, "a card's total differs from the sum of its distinct records"
 
     over = {c for c, total in expected.items() if total >= QUOTA}

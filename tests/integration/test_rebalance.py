@@ -5,19 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import random
-import time
 from collections import defaultdict
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from redis.asyncio import Redis
 
-from usage_monitor.adapters.keys import Keys
-from usage_monitor.domain.cycles import cycle_of
-
 from ..conftest import KafkaIO
-from .helpers import iccid, record, upsert
+from .helpers import iccid, record, upsert, wait_for_totals
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -54,19 +49,7 @@ async def test_add_and_remove_a_worker_mid_stream(
     assert first.stop() == 0  # SIGTERM: finishes its batch, commits, leaves the group
     await producing
 
-    keys = Keys(names["USAGE_MONITOR_REDIS_PREFIX"], 4)
-    cycle = cycle_of(datetime.now(UTC), "Asia/Shanghai").isoformat()
-
-    async def totals() -> dict[str, int]:
-        async with redis.pipeline(transaction=False) as pipe:
-            for c in cards:
-                pipe.hget(keys.card(c), f"u:{cycle}")
-            values = await pipe.execute()
-        return {c: int(v or 0) for c, v in zip(cards, values, strict=True)}
-
-    deadline = time.monotonic() + 90
-    while (got := await totals()) != expected and time.monotonic() < deadline:
-        await asyncio.sleep(0.5)
+    got = await wait_for_totals(redis, names["USAGE_MONITOR_REDIS_PREFIX"], dict(expected), 90)
     assert got == expected
     assert second.card(cards[0]).json()["used_bytes"] == expected[cards[0]]
     assert second.proc is not None and second.proc.poll() is None
