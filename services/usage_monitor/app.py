@@ -15,6 +15,7 @@ from simwatch_contracts.common import Iccid
 
 from .bootstrap import Components
 from .card_events import handle_card_event
+from .errors import TRANSIENT
 from .preflight import redis_status
 from .status import card_status
 from .usage_consumer import UsageConsumer
@@ -70,6 +71,8 @@ def create_app(c: Components) -> tuple[faust.App, UsageConsumer]:
     async def outbox_sweep() -> None:
         try:
             await c.service.sweep()
+        except TRANSIENT as exc:  # Redis or Kafka away: one line, the next tick tries again
+            log.warning("outbox sweep: %s: %s", type(exc).__name__, exc)
         except Exception:  # a timer must survive any failure: the next tick sweeps again
             log.exception("outbox sweep failed; retrying next tick")
 
@@ -77,6 +80,8 @@ def create_app(c: Components) -> tuple[faust.App, UsageConsumer]:
     async def lifecycle_clock() -> None:
         try:
             await c.service.tick()
+        except TRANSIENT as exc:  # Redis or Kafka away: due cards stay due until it is back
+            log.warning("lifecycle tick: %s: %s", type(exc).__name__, exc)
         except Exception:  # the clock must keep ticking: due cards stay due until it works
             log.exception("lifecycle tick failed; retrying next tick")
 

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from ..conftest import KafkaIO, free_port
-from .helpers import iccid, record, upsert
+from ..integration.helpers import iccid, record, upsert
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]

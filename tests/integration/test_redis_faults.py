@@ -1,0 +1,144 @@
+"""Redis stalls and restarts mid-stream (a private redis-server the test owns): the worker
+retries, then every card's total equals the sum of its distinct records and each over-quota
+card has exactly one `suspend`."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import shutil
+import subprocess
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+
+from ..conftest import KafkaIO, free_port
+from .helpers import iccid, record, upsert, wait_for_totals
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+QUOTA = 240_000  # about half the cards cross it
+
+
+class PrivateRedis:
+    def __init__(self, workdir: Path) -> None:
+        self.port = free_port()
+        self.workdir = workdir
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        binary = shutil.which("redis-server")
+        assert binary, "redis-server is missing (scripts/stack.sh installs it)"
+        self.proc = subprocess.Popen(
+            [
+                binary,
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--dir",
+                str(self.workdir),
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "everysec",
+                "--save",
+                "",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            probe = subprocess.run(
+                ["redis-cli", "-p", str(self.port), "ping"],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if probe.stdout.strip() == "PONG":
+                return
+            time.sleep(0.1)
+        raise RuntimeError("private redis did not start")
+
+    def stop(self) -> None:
+        """SIGTERM: Redis flushes its AOF and exits (a graceful restart loses nothing)."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=30)
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    server = PrivateRedis(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+async def test_redis_paused_then_restarted_with_aof_mid_stream(
+    start_worker: Any, kafka: KafkaIO, names: dict[str, str], private_redis: PrivateRedis
+) -> None:
+    rng = random.Random(11)
+    cards = [iccid(30_000 + i) for i in range(60)]
+    expected: dict[str, int] = defaultdict(int)
+    batches = []
+    for b in range(24):
+        batch = []
+        for i in range(400):
+            card = rng.choice(cards)
+            nbytes = rng.randint(0, 3000)
+            batch.append((card, record(card, f"rf-{b}-{i}", nbytes)))
+            expected[card] += nbytes
+        batches.append(batch + rng.sample(batch, 20))
+    worker = start_worker(
+        REDIS_URL=private_redis.url,
+        USAGE_MONITOR_BATCH_MAX_RECORDS="200",
+        USAGE_MONITOR_RETRY_BACKOFF_MAX_S="1",
+    )
+    await kafka.send_many(
+        names["USAGE_MONITOR_TOPIC_EVENTS"], [(c, upsert(c, QUOTA)) for c in cards]
+    )
+
+    async def stream() -> None:
+        for batch in batches:
+            await kafka.send_many(names["USAGE_MONITOR_TOPIC_USAGE"], batch)
+            await asyncio.sleep(0.25)
+
+    producing = asyncio.create_task(stream())
+    admin = Redis.from_url(private_redis.url)
+    await asyncio.sleep(1.5)
+    await admin.execute_command("CLIENT", "PAUSE", "2500", "ALL")  # Redis stalls 2.5 s
+    await asyncio.sleep(3)
+    await admin.aclose()
+    await asyncio.to_thread(private_redis.stop)  # and restarts, from its AOF
+    await asyncio.sleep(1)
+    await asyncio.to_thread(private_redis.start)
+    await producing
+
+    redis = Redis.from_url(private_redis.url)
+    try:
+        got = await wait_for_totals(redis, names["USAGE_MONITOR_REDIS_PREFIX"], dict(expected), 90)
+    finally:
+        await redis.aclose()
+    assert got == expected, "a card's total differs from the sum of its distinct records"
+    over = {c for c, total in expected.items() if total >= QUOTA}
+    assert over
+    commands = await kafka.read(
+        names["USAGE_MONITOR_TOPIC_COMMANDS"], lambda ms: len({m["iccid"] for m in ms}) >= len(over)
+    )
+    ids: dict[str, set[str]] = defaultdict(set)
+    for c in commands:
+        assert (c["type"], c["trigger"]) == ("suspend", "over_quota")
+        ids[c["iccid"]].add(c["command_id"])
+    assert set(ids) == over and all(len(v) == 1 for v in ids.values())
+    metrics = worker.card(cards[0])
+    assert metrics.status_code == 200
