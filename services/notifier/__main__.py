@@ -13,7 +13,7 @@ from usage_monitor.__main__ import new_event_loop, settings_error
 from usage_monitor.errors import ConfigError as MonitorConfigError
 from usage_monitor.preflight import check_redis, ensure_topics
 
-from .bootstrap import ConfigError, build
+from .bootstrap import ConfigError, build, validate_sms
 from .settings import Settings
 
 
@@ -40,7 +40,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         settings = Settings()
-        build_check = settings  # providers' settings are validated when the app is built
     except ValidationError as exc:
         print(f"notifier: invalid setting: {settings_error(exc, 'NOTIFIER_')}", file=sys.stderr)
         return 2
@@ -51,10 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     level = kafka_log.level
     kafka_log.setLevel(logging.CRITICAL)  # one line from us, not a refused connection per try
     try:
-        asyncio.run(preflight(build_check))
-        from .bootstrap import sms_provider
-
-        sms_provider(settings, None)  # type: ignore[arg-type]  # validates provider settings
+        validate_sms(settings)
+        asyncio.run(preflight(settings))
     except (MonitorConfigError, ConfigError) as exc:
         print(f"notifier: {exc}", file=sys.stderr)
         return 2

@@ -41,19 +41,39 @@ class Components:
         await self.redis.aclose()
 
 
+def validate_sms(s: Settings) -> None:
+    """Raise ConfigError when the chosen SMS provider lacks a setting it needs."""
+    required = {
+        "none": (),
+        "http": (("SMS_HTTP_URL", s.sms_http_url),),
+        "twilio": (
+            ("TWILIO_ACCOUNT_SID", s.twilio_account_sid),
+            ("TWILIO_AUTH_TOKEN", s.twilio_auth_token),
+            ("TWILIO_FROM", s.twilio_from),
+        ),
+        "aliyun": (
+            ("ALIYUN_ACCESS_KEY_ID", s.aliyun_access_key_id),
+            ("ALIYUN_ACCESS_KEY_SECRET", s.aliyun_access_key_secret),
+            ("ALIYUN_SIGN_NAME", s.aliyun_sign_name),
+            ("ALIYUN_TEMPLATE_CODE", s.aliyun_template_code),
+        ),
+    }[s.sms_provider]
+    missing = [name for name, value in required if not value]
+    if missing:
+        raise ConfigError(f"{', '.join(missing)} required with SMS_PROVIDER={s.sms_provider}")
+
+
 def sms_provider(s: Settings, client: httpx.AsyncClient) -> SmsProvider | None:
+    validate_sms(s)
     if s.sms_provider == "none":
         return None
     if s.sms_provider == "http":
-        if not s.sms_http_url:
-            raise ConfigError("SMS_HTTP_URL is required with SMS_PROVIDER=http")
+        assert s.sms_http_url is not None
         return HttpGateway(client, s.sms_http_url, s.sms_timeout_s)
     if s.sms_provider == "twilio":
-        if not (s.twilio_account_sid and s.twilio_auth_token and s.twilio_from):
-            raise ConfigError(
-                "TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN and TWILIO_FROM are required "
-                "with SMS_PROVIDER=twilio"
-            )
+        assert s.twilio_account_sid, "validate_sms checked the settings"
+        assert s.twilio_auth_token
+        assert s.twilio_from
         return Twilio(
             client,
             s.twilio_base_url,
@@ -62,16 +82,10 @@ def sms_provider(s: Settings, client: httpx.AsyncClient) -> SmsProvider | None:
             s.twilio_from,
             s.sms_timeout_s,
         )
-    if not (
-        s.aliyun_access_key_id
-        and s.aliyun_access_key_secret
-        and s.aliyun_sign_name
-        and s.aliyun_template_code
-    ):
-        raise ConfigError(
-            "ALIYUN_ACCESS_KEY_ID, ALIYUN_ACCESS_KEY_SECRET, ALIYUN_SIGN_NAME and "
-            "ALIYUN_TEMPLATE_CODE are required with SMS_PROVIDER=aliyun"
-        )
+    assert s.aliyun_access_key_id
+    assert s.aliyun_access_key_secret
+    assert s.aliyun_sign_name
+    assert s.aliyun_template_code
     return Aliyun(
         client,
         s.aliyun_endpoint,

@@ -31,7 +31,6 @@ from .metrics import Metrics
 from .settings import Settings
 
 log = logging.getLogger(__name__)
-Publish = Callable[[str, bytes | None, bytes], Any]
 
 
 @dataclass(frozen=True, slots=True)

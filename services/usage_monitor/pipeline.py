@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 from pydantic import ValidationError
@@ -34,9 +34,7 @@ class BatchOutcome:
     late: int = 0
     dead_lettered: int = 0
     unknown: int = 0
-    evaluated: int = 0
     changed: int = 0
-    due: list[str] = field(default_factory=list)
 
 
 class UsagePipeline:
@@ -66,9 +64,7 @@ class UsagePipeline:
             out.unknown += result.unknown
             out.late += result.late
             due.update(dict.fromkeys(iccid for iccid, _, _ in result.due))
-        out.due = list(due)
         if due:
-            out.evaluated = len(due)
             out.changed = await self.service.evaluate(due)
         self._observe(out, len(messages))
         return out

@@ -46,7 +46,6 @@ class UsageConsumer(Service):
         self._loop_task: asyncio.Task[None] | None = None
         self._crash_task: asyncio.Future[None] | None = None
         self._stopping = asyncio.Event()
-        self.batches = 0
 
     @property
     def group_id(self) -> str:
@@ -115,7 +114,6 @@ class UsageConsumer(Service):
                 on_error=lambda exc: self.metrics.transient_errors.labels(component_of(exc)).inc(),
                 max_backoff_s=self.settings.retry_backoff_max_s,
             )
-            self.batches += 1
             self.metrics.batch_seconds.observe(time.perf_counter() - started)
             if oldest_ms:
                 self.metrics.record_latency.observe(max(0.0, time.time() - oldest_ms / 1000))

@@ -130,3 +130,13 @@ def test_aliyun_signature_is_order_independent_and_keyed() -> None:
         "s", "POST", dict(reversed(q.items()))
     )
     assert aliyun_signature("s", "POST", q) != aliyun_signature("t", "POST", q)
+
+
+def test_missing_sms_provider_settings_are_named() -> None:
+    from notifier.bootstrap import ConfigError, validate_sms
+    from notifier.settings import Settings
+
+    with pytest.raises(ConfigError, match=r"^TWILIO_AUTH_TOKEN, TWILIO_FROM required with"):
+        validate_sms(Settings(sms_provider="twilio", twilio_account_sid="AC1"))
+    validate_sms(Settings(sms_provider="http", sms_http_url="https://sms.example/send"))
+    validate_sms(Settings())

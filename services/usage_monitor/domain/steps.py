@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from simwatch_contracts import Billing, Reason
+from simwatch_contracts import Billing
 
 from .card import CardState
 from .cycles import add_months, cycle_start, next_cycle
@@ -90,11 +90,3 @@ def next_due(state: CardState, policy: Policy) -> datetime | None:
     """When the card next needs the clock's attention (None: never)."""
     steps = schedule(state, policy)
     return steps[0].at if steps else None
-
-
-def holds_expired(state: CardState, now: datetime) -> bool:
-    return state.profile is not None and now >= state.profile.expires_at
-
-
-def in_arrears(state: CardState) -> bool:
-    return Reason.ARREARS in state.reasons
