@@ -7,7 +7,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,17 +20,15 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from redis.asyncio import Redis
 
+from usage_monitor.adapters.redis_client import AnyRedis, connect
+
+from .servers import LocalRedisCluster, free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 KAFKA = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
 # DB 15: tests never touch the data of a demo running on the same Redis.
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
@@ -57,6 +54,32 @@ async def redis(names: dict[str, str]) -> AsyncIterator[Redis]:
     keys = [k async for k in client.scan_iter(match=f"{prefix}:*", count=1000)]
     if keys:
         await client.delete(*keys)
+    await client.aclose()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRedisCluster]:
+    """A three-master Redis Cluster on loopback, shared by the tests that ask for it."""
+    cluster = LocalRedisCluster(tmp_path_factory.mktemp("redis-cluster")).start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(params=["single", "cluster"])
+async def any_redis(
+    request: pytest.FixtureRequest, names: dict[str, str]
+) -> AsyncIterator[AnyRedis]:
+    """A client for the shared single Redis, then for a Redis Cluster: the same test twice."""
+    if request.param == "cluster":
+        url = request.getfixturevalue("redis_cluster").url
+    else:
+        url = REDIS_URL
+    client = connect(url)
+    yield client
+    prefix = names["USAGE_MONITOR_REDIS_PREFIX"]
+    keys = [k async for k in client.scan_iter(match=f"{prefix}:*", count=1000)]
+    for key in keys:  # one by one: on a cluster they live in different slots
+        await client.delete(key)
     await client.aclose()
 
 

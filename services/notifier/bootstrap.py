@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 import httpx
 from prometheus_client import CollectorRegistry
-from redis.asyncio import Redis
 
 from usage_monitor.adapters.kafka_publisher import KafkaPublisher
+from usage_monitor.adapters.redis_client import AnyRedis, connect
 
 from .adapters.ledger import Ledger
 from .channels.sms import Aliyun, HttpGateway, SmsProvider, Twilio
@@ -28,7 +28,7 @@ class Components:
     settings: Settings
     registry: CollectorRegistry
     metrics: Metrics
-    redis: Redis
+    redis: AnyRedis
     http: httpx.AsyncClient
     publisher: KafkaPublisher
     ledger: Ledger
@@ -100,7 +100,7 @@ def sms_provider(s: Settings, client: httpx.AsyncClient) -> SmsProvider | None:
 def build(settings: Settings, registry: CollectorRegistry | None = None) -> Components:
     registry = registry or CollectorRegistry()
     metrics = Metrics.create(registry)
-    redis = Redis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=5)
+    redis = connect(settings.redis_url, socket_timeout=10, socket_connect_timeout=5)
     # Redirects are never followed: a webhook redirect is a failed attempt, not a new target.
     http = httpx.AsyncClient(follow_redirects=False, limits=httpx.Limits(max_connections=200))
     publisher = KafkaPublisher(

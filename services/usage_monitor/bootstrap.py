@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from prometheus_client import CollectorRegistry
-from redis.asyncio import Redis
 
 from .adapters.kafka_publisher import KafkaPublisher
 from .adapters.keys import Keys
+from .adapters.redis_client import AnyRedis, connect
 from .adapters.redis_store import RedisStore
 from .dead_letters import DeadLetters
 from .metrics import Metrics
@@ -28,7 +28,7 @@ class Components:
     settings: Settings
     registry: CollectorRegistry
     metrics: Metrics
-    redis: Redis
+    redis: AnyRedis
     store: RedisStore
     publisher: KafkaPublisher
     service: CardService
@@ -48,7 +48,7 @@ def build(
 ) -> Components:
     registry = registry or CollectorRegistry()
     metrics = Metrics.create(registry)
-    redis = Redis.from_url(
+    redis = connect(
         settings.redis_url, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30
     )
     store = RedisStore(

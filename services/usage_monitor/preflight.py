@@ -7,16 +7,19 @@ import contextlib
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
-from redis.asyncio import Redis
 from redis.exceptions import BusyLoadingError, RedisError
 
+from .adapters.redis_client import AnyRedis, connect
 from .errors import ConfigError
 from .settings import Settings
 
 
 async def check_redis(url: str, loading_wait_s: float = 120.0) -> None:
     """Redis must answer; one that is still loading its data set is waited for."""
-    client = Redis.from_url(url, socket_connect_timeout=5, socket_timeout=5)
+    try:
+        client = connect(url, socket_connect_timeout=5, socket_timeout=5)
+    except ValueError as exc:
+        raise ConfigError(f"REDIS_URL={_safe(url)}: {exc}") from exc
     deadline = asyncio.get_running_loop().time() + loading_wait_s
     try:
         while True:
@@ -75,7 +78,7 @@ def _safe(url: str) -> str:
     return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
 
 
-async def redis_status(client: Redis) -> str:
+async def redis_status(client: AnyRedis) -> str:
     """`ok`, or the error's class name: what a health endpoint reports for Redis."""
     try:
         await client.ping()

@@ -1,4 +1,4 @@
-"""The Redis adapter and its Lua scripts, against a real Redis."""
+"""The Redis adapter and its Lua scripts, against a real Redis and a real Redis Cluster\n(every test runs on both: each script call must stay within one hash slot)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from datetime import date
 from typing import Any
 
 import pytest
-from redis.asyncio import Redis
 from redis.crc import key_slot
 
 from usage_monitor.adapters.keys import Keys, shard_of
+from usage_monitor.adapters.redis_client import AnyRedis
 from usage_monitor.adapters.redis_store import (
     CONFLICT,
     DUPLICATE_EVENT,
@@ -30,9 +30,9 @@ NOV = date(2026, 11, 1)
 
 
 @pytest.fixture
-def store(redis: Redis, names: dict[str, str]) -> RedisStore:
+def store(any_redis: AnyRedis, names: dict[str, str]) -> RedisStore:
     return RedisStore(
-        redis, Keys(names["USAGE_MONITOR_REDIS_PREFIX"], 1), record_ttl_s=3600, event_ttl_s=3600
+        any_redis, Keys(names["USAGE_MONITOR_REDIS_PREFIX"], 1), record_ttl_s=3600, event_ttl_s=3600
     )
 
 
@@ -125,19 +125,20 @@ async def test_outbox_lock_is_released_only_when_empty(store: RedisStore) -> Non
     assert await store.outbox_release(0, token, 5000) == -1
 
 
-async def test_scripts_survive_a_script_cache_flush(store: RedisStore, redis: Redis) -> None:
+async def test_scripts_survive_a_script_cache_flush(store: RedisStore) -> None:
     await store.ingest(0, [row("r1", 1)])
-    await redis.script_flush()
+    await store.redis.script_flush()
     assert (await store.ingest(0, [row("r2", 1)])).unknown == 1
-    await redis.script_flush()
+    await store.redis.script_flush()
     snap = (await store.load([A]))[A]
     assert await commit(store, snap, CardState(A), calendar="", wakes={}, messages=[]) == 1
 
 
 async def test_every_key_of_a_shard_is_in_one_cluster_slot(
-    redis: Redis, names: dict[str, str]
+    any_redis: AnyRedis, names: dict[str, str]
 ) -> None:
     keys = Keys(names["USAGE_MONITOR_REDIS_PREFIX"], 4)
+    redis = any_redis
     store = RedisStore(redis, keys, record_ttl_s=60, event_ttl_s=60)
     cards = [f"898604{i:014d}" for i in range(40)]
     for shard in range(4):

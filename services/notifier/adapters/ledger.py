@@ -17,9 +17,8 @@ from datetime import datetime
 from importlib import resources
 from typing import Any, cast
 
-from redis.asyncio import Redis
-
 from simwatch_contracts import CustomerSettings
+from usage_monitor.adapters.redis_client import AnyRedis
 
 FINISHED_TTL_S = 35 * 86_400
 
@@ -36,7 +35,7 @@ class Claim:
 
 
 class Ledger:
-    def __init__(self, redis: Redis, prefix: str) -> None:
+    def __init__(self, redis: AnyRedis, prefix: str) -> None:
         self.redis = redis
         self.tag = f"{{{prefix}}}"
         self._schedule = redis.register_script(_lua("schedule.lua"))

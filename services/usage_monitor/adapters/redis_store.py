@@ -2,7 +2,7 @@
 
 Each script call touches the keys of one shard only (see ``keys.py``), so the same code runs
 on a single Redis and on Redis Cluster. redis-py's ``Script`` reloads a script that a Redis
-restart dropped (NOSCRIPT), also inside pipelines.
+restart dropped (NOSCRIPT); inside a cluster pipeline ``run_pipeline`` does that.
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ from importlib import resources
 from typing import Any, cast
 
 import orjson
-from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
 from ..domain.card import CardState
 from .codec import Template, decode_state, encode_state, template_of
 from .keys import Keys
+from .redis_client import AnyRedis, queue_script, run_pipeline
 
 CONFLICT = -1
 DUPLICATE_EVENT = 0
@@ -88,7 +88,7 @@ class OutboxEntry:
 
 
 class RedisStore:
-    def __init__(self, redis: Redis, keys: Keys, *, record_ttl_s: int, event_ttl_s: int) -> None:
+    def __init__(self, redis: AnyRedis, keys: Keys, *, record_ttl_s: int, event_ttl_s: int) -> None:
         self.redis = redis
         self.keys = keys
         self.record_ttl_s = record_ttl_s
@@ -168,11 +168,14 @@ class RedisStore:
         for _, template in encoded:
             if template is not None:
                 await self._store_template(template)
-        async with self.redis.pipeline(transaction=False) as pipe:
+
+        def queue(pipe: Any) -> None:
             for request, (state_json, _) in zip(requests, encoded, strict=True):
-                keys, args = self._commit_call(request, state_json)
-                await self._commit(keys=keys, args=args, client=pipe)
-            results = await pipe.execute()
+                queue_script(pipe, self._commit, *self._commit_call(request, state_json))
+
+        # A retry after NOSCRIPT (cluster) returns CONFLICT or DUPLICATE_EVENT for the
+        # commits that already ran: callers read those cards again and decide nothing new.
+        results = await run_pipeline(self.redis, queue, [self._commit])
         return [int(r) for r in results]
 
     def _commit_call(self, r: CommitRequest, state_json: bytes) -> tuple[list[str], list[Any]]:

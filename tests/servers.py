@@ -1,0 +1,224 @@
+"""Servers a test owns for itself, on loopback: a redis-server, a three-master Redis Cluster
+and a single-node Apache Kafka, each started, stopped, killed or wiped on demand."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+KAFKA_LIBS = Path(os.environ.get("KAFKA_LIBS_DIR", ROOT / ".local" / "kafka-libs"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _redis_cli(port: int, *args: str, timeout: float = 10) -> str:
+    done = subprocess.run(
+        ["redis-cli", "-p", str(port), *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=timeout,
+    )
+    return done.stdout.strip()
+
+
+class PrivateRedis:
+    """One redis-server with an AOF in `workdir`; `cluster=True` makes it a cluster node."""
+
+    def __init__(self, workdir: Path, *, cluster: bool = False) -> None:
+        self.port = free_port()
+        self.workdir = workdir
+        self.cluster = cluster
+        self.bus_port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        workdir.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> PrivateRedis:
+        binary = shutil.which("redis-server")
+        assert binary, "redis-server is missing (scripts/stack.sh installs it)"
+        args = [binary, "--bind", "127.0.0.1", "--port", str(self.port), "--dir", str(self.workdir)]
+        args += ["--appendonly", "yes", "--appendfsync", "everysec", "--save", ""]
+        if self.cluster:
+            args += ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
+            # The bus defaults to port + 10000, which overflows for high ephemeral ports.
+            args += ["--cluster-node-timeout", "5000", "--cluster-port", str(self.bus_port)]
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if _redis_cli(self.port, "ping") == "PONG":  # not LOADING: the AOF is replayed
+                return self
+            time.sleep(0.1)
+        raise RuntimeError(f"redis on {self.port} did not start")
+
+    def stop(self) -> None:
+        """SIGTERM: Redis flushes its AOF and exits (a graceful restart loses nothing)."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=30)
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=30)
+
+    def wipe(self) -> None:
+        """Forget every key: the state of a Redis that lost its disk."""
+        self.kill()
+        for path in self.workdir.iterdir():
+            if path.name != "nodes.conf":
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+
+class LocalRedisCluster:
+    """Three masters, no replicas, 16384 slots split evenly, as `redis-cli --cluster` does."""
+
+    def __init__(self, workdir: Path, masters: int = 3) -> None:
+        self.nodes = [PrivateRedis(workdir / f"node-{i}", cluster=True) for i in range(masters)]
+
+    @property
+    def url(self) -> str:
+        return f"redis+cluster://127.0.0.1:{self.nodes[0].port}"
+
+    def start(self) -> LocalRedisCluster:
+        for node in self.nodes:
+            node.start()
+        addresses = [f"127.0.0.1:{n.port}" for n in self.nodes]
+        created = subprocess.run(
+            ["redis-cli", "--cluster", "create", *addresses]
+            + ["--cluster-replicas", "0", "--cluster-yes"],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
+        )
+        assert created.returncode == 0, created.stdout + created.stderr
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            states = [_redis_cli(n.port, "cluster", "info") for n in self.nodes]
+            if all("cluster_state:ok" in s for s in states):
+                return self
+            time.sleep(0.2)
+        raise RuntimeError("the Redis Cluster did not reach cluster_state:ok")
+
+    def key_counts(self) -> list[int]:
+        return [int(_redis_cli(n.port, "dbsize") or 0) for n in self.nodes]
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+
+_KAFKA_PROPERTIES = """\
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:{controller}
+listeners=INTERNAL://127.0.0.1:{internal},EXTERNAL://127.0.0.1:{external},CONTROLLER://127.0.0.1:{controller}
+advertised.listeners=INTERNAL://127.0.0.1:{internal},EXTERNAL://127.0.0.1:{advertised}
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=INTERNAL
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,INTERNAL:PLAINTEXT,EXTERNAL:PLAINTEXT
+log.dirs={data}
+num.partitions=4
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=4
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+min.insync.replicas=1
+group.initial.rebalance.delay.ms=0
+auto.create.topics.enable=false
+message.max.bytes=2097152
+"""
+
+
+class PrivateKafka:
+    """Apache Kafka (KRaft, one node) for tests that restart the broker or cut its network.
+
+    Two client listeners: `internal` for the test's own producers and readers, and `external`,
+    advertised at `advertised` (a fault proxy's port) so that services connecting through
+    the proxy keep using it after reading the cluster metadata.
+    """
+
+    def __init__(self, workdir: Path, advertised: int | None = None) -> None:
+        self.workdir = workdir
+        self.internal = free_port()
+        self.external = free_port()
+        self.controller = free_port()
+        self.advertised = advertised or self.external
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @staticmethod
+    def available() -> bool:
+        return (KAFKA_LIBS / ".complete").exists() and shutil.which("java") is not None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.internal}"
+
+    def _java(self) -> list[str]:
+        log4j = ROOT / "deploy" / "kafka" / "log4j2.properties"
+        return ["java", "-Xms256m", "-Xmx256m", "-XX:+UseG1GC", "-Djava.awt.headless=true"] + [
+            f"-Dkafka.logs.dir={self.workdir}",
+            f"-Dlog4j2.configurationFile={log4j}",
+            "-cp",
+            f"{KAFKA_LIBS}/*",
+        ]
+
+    def start(self) -> PrivateKafka:
+        config = self.workdir / "server.properties"
+        data = self.workdir / "data"
+        if not config.exists():
+            data.mkdir(parents=True)
+            config.write_text(
+                _KAFKA_PROPERTIES.format(
+                    controller=self.controller,
+                    internal=self.internal,
+                    external=self.external,
+                    advertised=self.advertised,
+                    data=data,
+                )
+            )
+            cluster_id = subprocess.run(
+                [*self._java(), "kafka.tools.StorageTool", "random-uuid"],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.strip()
+            subprocess.run(
+                [*self._java(), "kafka.tools.StorageTool", "format", "-t", cluster_id]
+                + ["-c", str(config)],
+                capture_output=True,
+                check=True,
+            )
+        log = (self.workdir / "stdout.log").open("ab")
+        self.proc = subprocess.Popen(
+            [*self._java(), "kafka.Kafka", str(config)], stdout=log, stderr=subprocess.STDOUT
+        )
+        wait = [sys.executable, str(ROOT / "scripts" / "wait_kafka.py")]
+        subprocess.run([*wait, self.bootstrap, "90"], check=True, timeout=120)
+        return self
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
