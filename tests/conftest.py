@@ -22,6 +22,7 @@ from redis.asyncio import Redis
 
 from usage_monitor.adapters.redis_client import AnyRedis, connect
 
+from .receiver import Receiver
 from .servers import LocalRedisCluster, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -70,10 +71,7 @@ async def any_redis(
     request: pytest.FixtureRequest, names: dict[str, str]
 ) -> AsyncIterator[AnyRedis]:
     """A client for the shared single Redis, then for a Redis Cluster: the same test twice."""
-    if request.param == "cluster":
-        url = request.getfixturevalue("redis_cluster").url
-    else:
-        url = REDIS_URL
+    url = request.getfixturevalue("redis_cluster").url if request.param == "cluster" else REDIS_URL
     client = connect(url)
     yield client
     prefix = names["USAGE_MONITOR_REDIS_PREFIX"]
@@ -241,8 +239,12 @@ def start_worker(names: dict[str, str], tmp_path: Path) -> Iterator[Callable[...
         w.stop()
 
 
-SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
-"""A Standard Webhooks secret for test customers."""
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    rec = Receiver.on_free_port()
+    runner = await rec.serve()
+    yield rec
+    await runner.cleanup()
 
 
 @pytest.fixture

@@ -99,8 +99,15 @@ class LocalRedisCluster:
             node.start()
         addresses = [f"127.0.0.1:{n.port}" for n in self.nodes]
         created = subprocess.run(
-            ["redis-cli", "--cluster", "create", *addresses]
-            + ["--cluster-replicas", "0", "--cluster-yes"],
+            [
+                "redis-cli",
+                "--cluster",
+                "create",
+                *addresses,
+                "--cluster-replicas",
+                "0",
+                "--cluster-yes",
+            ],
             capture_output=True,
             text=True,
             check=False,
@@ -173,7 +180,12 @@ class PrivateKafka:
 
     def _java(self) -> list[str]:
         log4j = ROOT / "deploy" / "kafka" / "log4j2.properties"
-        return ["java", "-Xms256m", "-Xmx256m", "-XX:+UseG1GC", "-Djava.awt.headless=true"] + [
+        return [
+            "java",
+            "-Xms256m",
+            "-Xmx256m",
+            "-XX:+UseG1GC",
+            "-Djava.awt.headless=true",
             f"-Dkafka.logs.dir={self.workdir}",
             f"-Dlog4j2.configurationFile={log4j}",
             "-cp",
@@ -201,8 +213,15 @@ class PrivateKafka:
                 check=True,
             ).stdout.strip()
             subprocess.run(
-                [*self._java(), "kafka.tools.StorageTool", "format", "-t", cluster_id]
-                + ["-c", str(config)],
+                [
+                    *self._java(),
+                    "kafka.tools.StorageTool",
+                    "format",
+                    "-t",
+                    cluster_id,
+                    "-c",
+                    str(config),
+                ],
                 capture_output=True,
                 check=True,
             )

@@ -16,8 +16,9 @@ import httpx
 import pytest
 import yaml
 
-from ..conftest import KafkaIO, free_port
+from ..conftest import KafkaIO
 from ..integration.helpers import iccid, record, upsert
+from ..servers import free_port
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]

@@ -8,9 +8,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from redis.asyncio import Redis
-
 from usage_monitor.adapters.keys import Keys
+from usage_monitor.adapters.redis_client import AnyRedis
 from usage_monitor.domain.cycles import cycle_of
 
 _seq = iter(range(1, 10**12))
@@ -68,11 +67,15 @@ async def wait_for(check: Callable[[], Any], timeout_s: float = 30) -> Any:
 
 
 async def wait_for_totals(
-    redis: Redis, prefix: str, expected: dict[str, int], timeout_s: float = 120
+    redis: AnyRedis,
+    prefix: str,
+    expected: dict[str, int],
+    timeout_s: float = 120,
+    shards: int = 4,
 ) -> dict[str, int]:
-    """Poll every card's counter for the current cycle (as the tests' workers use: 4 shards,
-    default calendar) until it equals `expected`; returns the last reading."""
-    keys = Keys(prefix, 4)
+    """Poll every card's counter for the current cycle (default calendar; `shards` as the
+    workers were given) until it equals `expected`; returns the last reading."""
+    keys = Keys(prefix, shards)
     cycle = cycle_of(datetime.now(UTC), "Asia/Shanghai").isoformat()
     cards = list(expected)
     deadline = time.monotonic() + timeout_s

@@ -8,67 +8,17 @@ import asyncio
 import json
 import signal
 import time
-from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-from aiohttp import web
-from standardwebhooks import Webhook
 
-from ..conftest import SECRET, KafkaIO, Worker, free_port
+from ..conftest import KafkaIO, Worker
+from ..receiver import Receiver, customer, verified
 from .helpers import iccid, now_iso
 
 pytestmark = pytest.mark.integration
-
-
-@dataclass
-class Hit:
-    at: float
-    headers: dict[str, str]
-    body: bytes
-
-
-@dataclass
-class Receiver:
-    """A webhook endpoint and SMS gateway whose behaviour each test scripts per path."""
-
-    port: int
-    hits: dict[str, list[Hit]] = field(default_factory=lambda: defaultdict(list))
-    script: dict[str, list[Any]] = field(default_factory=dict)
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    async def handle(self, request: web.Request) -> web.StreamResponse:
-        body = await request.read()
-        path = request.path
-        self.hits[path].append(Hit(time.monotonic(), dict(request.headers), body))
-        steps = self.script.get(path, [200])
-        step = steps.pop(0) if len(steps) > 1 else steps[0]
-        if isinstance(step, tuple) and step[0] == "sleep":
-            await asyncio.sleep(step[1])
-            return web.Response(status=200)
-        if isinstance(step, tuple):
-            status, headers = step
-            return web.Response(status=status, headers=headers)
-        return web.Response(status=step)
-
-    def webhook_ids(self, path: str) -> list[str]:
-        return [h.headers["webhook-id"] for h in self.hits[path]]
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    rec = Receiver(free_port())
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", rec.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", rec.port).start()
-    yield rec
-    await runner.cleanup()
 
 
 def alert(
@@ -89,28 +39,12 @@ def alert(
     return doc | extra
 
 
-def customer(
-    cid: str, *, webhook: str | None = None, sms: list[str] | None = None, **extra: Any
-) -> dict[str, Any]:
-    doc: dict[str, Any] = {"customer_id": cid, "language": "en", **extra}
-    if webhook:
-        doc["webhook"] = {"url": webhook, "secret": SECRET}
-    if sms:
-        doc["sms"] = {"numbers": sms}
-    return doc
-
-
 async def eventually(check: Callable[[], bool], timeout_s: float = 20) -> None:
     deadline = time.monotonic() + timeout_s
     while not check():
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         await asyncio.sleep(0.05)
-
-
-def verified(hit: Hit) -> dict[str, Any]:
-    payload: dict[str, Any] = Webhook(SECRET).verify(hit.body, hit.headers)
-    return payload
 
 
 async def test_webhook_fails_then_succeeds_with_a_stable_id_and_valid_signatures(

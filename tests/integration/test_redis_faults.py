@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import shutil
-import subprocess
-import time
 from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,69 +14,17 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from ..conftest import KafkaIO, free_port
+from ..conftest import KafkaIO
+from ..servers import PrivateRedis
 from .helpers import iccid, record, upsert, wait_for_totals
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 QUOTA = 240_000  # about half the cards cross it
 
 
-class PrivateRedis:
-    def __init__(self, workdir: Path) -> None:
-        self.port = free_port()
-        self.workdir = workdir
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        binary = shutil.which("redis-server")
-        assert binary, "redis-server is missing (scripts/stack.sh installs it)"
-        self.proc = subprocess.Popen(
-            [
-                binary,
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--dir",
-                str(self.workdir),
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "everysec",
-                "--save",
-                "",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            probe = subprocess.run(
-                ["redis-cli", "-p", str(self.port), "ping"],
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-            if probe.stdout.strip() == "PONG":
-                return
-            time.sleep(0.1)
-        raise RuntimeError("private redis did not start")
-
-    def stop(self) -> None:
-        """SIGTERM: Redis flushes its AOF and exits (a graceful restart loses nothing)."""
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=30)
-
-
 @pytest.fixture
 def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
-    server = PrivateRedis(tmp_path)
-    server.start()
+    server = PrivateRedis(tmp_path).start()
     yield server
     server.stop()
 

@@ -1,4 +1,5 @@
-"""The Redis adapter and its Lua scripts, against a real Redis and a real Redis Cluster\n(every test runs on both: each script call must stay within one hash slot)."""
+"""The Redis adapter and its Lua scripts, against a real Redis and a real Redis Cluster
+(every test runs on both: each script call must stay within one hash slot)."""
 
 from __future__ import annotations
 

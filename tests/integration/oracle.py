@@ -1,0 +1,156 @@
+"""One workload and one oracle for every fault test, as in Kafka's own transaction tests.
+
+A `Workload` is a fleet of cards with a quota and a stream of usage records (with
+redeliveries) whose right outcome is known in advance. After any fault, `check` requires:
+
+* every card's total equals the sum over its *distinct* records;
+* each over-quota card has exactly one `suspend` (one command id), and no other card has one;
+* each card has exactly the alerts its total implies, each decided once (one alert id);
+* with a notifier and a webhook receiver: every alert reached the receiver, and
+  (unless the test cut the network in the middle of responses) exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from usage_monitor.adapters.redis_client import AnyRedis
+
+from ..conftest import KafkaIO
+from ..receiver import Receiver
+from .helpers import iccid, record, upsert, wait_for_totals
+
+
+@dataclass
+class Workload:
+    cards: list[str]
+    batches: list[list[tuple[str, dict[str, Any]]]]
+    expected: dict[str, int]
+    quota: int
+    customer: str = "acme"
+    stats: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def build(
+        cls,
+        seed: int,
+        *,
+        cards: int = 120,
+        batches: int = 20,
+        per_batch: int = 400,
+        quota: int = 400_000,
+        first_card: int = 50_000,
+    ) -> Workload:
+        """A quarter of the cards are heavy users that cross the quota; 5 % redeliveries."""
+        rng = random.Random(seed)
+        ids = [iccid(first_card + i) for i in range(cards)]
+        heavy = set(ids[: cards // 4])
+        mean_heavy = 2 * quota * cards // (batches * per_batch)  # heavy cards end near 2x
+        expected: dict[str, int] = defaultdict(int)
+        out = []
+        for b in range(batches):
+            batch = []
+            for i in range(per_batch):
+                card = rng.choice(ids)
+                top = mean_heavy * 2 if card in heavy else quota // (batches * per_batch) + 1
+                nbytes = rng.randint(0, top)
+                batch.append((card, record(card, f"s{seed}-{b}-{i}", nbytes)))
+                expected[card] += nbytes
+            out.append(batch + rng.sample(batch, per_batch // 20))
+        return cls(ids, out, dict(expected), quota)
+
+    @property
+    def over(self) -> set[str]:
+        return {c for c, total in self.expected.items() if total >= self.quota}
+
+    def profiles(self) -> list[tuple[str, dict[str, Any]]]:
+        return [(c, upsert(c, self.quota, customer_id=self.customer)) for c in self.cards]
+
+    def expected_alerts(self, card: str) -> set[tuple[str, int | None]]:
+        total = self.expected.get(card, 0)
+        want: set[tuple[str, int | None]] = {
+            ("usage_threshold", p) for p in (80, 90) if total * 100 >= self.quota * p
+        }
+        if total >= self.quota:
+            want |= {("quota_exhausted", 100), ("suspended", None)}
+        return want
+
+    def all_records(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        for batch in self.batches:
+            yield from batch
+
+    async def produce(self, kafka: KafkaIO, topic: str, pause_s: float = 0.25) -> None:
+        """Send the batches one by one, a pause between them: a stream a fault can hit."""
+        for batch in self.batches:
+            await kafka.send_many(topic, batch)
+            await asyncio.sleep(pause_s)
+
+
+async def check(
+    w: Workload,
+    *,
+    redis: AnyRedis,
+    names: dict[str, str],
+    kafka: KafkaIO,
+    shards: int = 4,
+    receiver: Receiver | None = None,
+    hook: str = "/hook",
+    exactly_once: bool = True,
+    timeout_s: float = 120,
+) -> None:
+    got = await wait_for_totals(
+        redis, names["USAGE_MONITOR_REDIS_PREFIX"], w.expected, timeout_s, shards=shards
+    )
+    wrong = {c: (got[c], w.expected[c]) for c in w.expected if got[c] != w.expected[c]}
+    assert not wrong, f"{len(wrong)} cards' totals differ from their distinct records: {wrong}"
+
+    over = w.over
+    assert over and len(over) < len(w.cards), "the workload must push some cards over quota"
+    commands = await kafka.read(
+        names["USAGE_MONITOR_TOPIC_COMMANDS"],
+        lambda ms: len({m["iccid"] for m in ms}) >= len(over),
+        timeout_s=60,
+    )
+    suspend_ids: dict[str, set[str]] = defaultdict(set)
+    for c in commands:
+        assert (c["type"], c["trigger"]) == ("suspend", "over_quota"), c
+        suspend_ids[c["iccid"]].add(c["command_id"])
+    assert set(suspend_ids) == over, "suspended cards differ from the over-quota cards"
+    assert all(len(ids) == 1 for ids in suspend_ids.values()), "a card was suspended twice"
+
+    wanted = sum(len(w.expected_alerts(c)) for c in w.cards)
+    alerts = await kafka.read(
+        names["USAGE_MONITOR_TOPIC_ALERTS"],
+        lambda ms: len({m["alert_id"] for m in ms}) >= wanted,
+        timeout_s=60,
+    )
+    steps: dict[str, set[tuple[str, int | None]]] = defaultdict(set)
+    ids_per_step: dict[tuple[str, str, int | None], set[str]] = defaultdict(set)
+    for a in alerts:
+        steps[a["iccid"]].add((a["type"], a.get("percent")))
+        ids_per_step[(a["iccid"], a["type"], a.get("percent"))].add(a["alert_id"])
+    for c in w.cards:
+        assert steps.get(c, set()) == w.expected_alerts(c), f"alerts of card {c}"
+    assert all(len(ids) == 1 for ids in ids_per_step.values()), "an alert was decided twice"
+    w.stats.update(records=sum(len(b) for b in w.batches), over=len(over), alerts=wanted)
+
+    if receiver is None:
+        return
+    alert_ids = {a["alert_id"] for a in alerts}
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while not alert_ids <= set(receiver.webhook_ids(hook)) and loop.time() < deadline:
+        await asyncio.sleep(0.2)
+    await asyncio.sleep(1.0)  # and nothing more arrives
+    delivered = Counter(receiver.webhook_ids(hook))
+    missing = alert_ids - set(delivered)
+    assert not missing, f"{len(missing)} alerts never reached the webhook"
+    assert set(delivered) == alert_ids, "a webhook for an alert that was never decided"
+    if exactly_once:
+        twice = {i: n for i, n in delivered.items() if n > 1}
+        assert not twice, f"alerts delivered more than once: {twice}"

@@ -1,0 +1,69 @@
+"""Scale out: several workers in one group over a 12-partition topic, a three-master Redis
+Cluster behind them and the notifier, with a worker joining and another leaving mid-stream."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from usage_monitor.adapters.redis_client import connect
+
+from ..conftest import KafkaIO
+from ..receiver import Receiver, customer
+from ..servers import LocalRedisCluster
+from .oracle import Workload, check
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+PARTITIONS = "12"
+
+
+async def test_workers_join_and_leave_over_a_redis_cluster(
+    start_worker: Any,
+    start_notifier: Any,
+    receiver: Receiver,
+    kafka: KafkaIO,
+    names: dict[str, str],
+    topics: dict[str, str],
+    redis_cluster: LocalRedisCluster,
+) -> None:
+    w = Workload.build(21, cards=150, batches=24)
+    extra = {
+        "REDIS_URL": redis_cluster.url,
+        "USAGE_MONITOR_TOPIC_PARTITIONS": PARTITIONS,
+        "USAGE_MONITOR_REDIS_SHARDS": PARTITIONS,
+        "USAGE_MONITOR_BATCH_MAX_RECORDS": "300",
+    }
+    first = await asyncio.to_thread(start_worker, **extra)
+    second = await asyncio.to_thread(start_worker, **extra)
+    hook = customer(w.customer, webhook=receiver.url("/hook"))
+    await kafka.send(topics["NOTIFIER_TOPIC_SETTINGS"], hook, key=w.customer)
+    await asyncio.to_thread(
+        start_notifier,
+        REDIS_URL=redis_cluster.url,
+        NOTIFIER_TOPIC_ALERTS=names["USAGE_MONITOR_TOPIC_ALERTS"],
+    )
+    await kafka.send_many(names["USAGE_MONITOR_TOPIC_EVENTS"], w.profiles())
+
+    producing = asyncio.create_task(w.produce(kafka, names["USAGE_MONITOR_TOPIC_USAGE"]))
+    await asyncio.sleep(2)
+    third = await asyncio.to_thread(start_worker, **extra)  # joins mid-stream
+    await asyncio.sleep(2)
+    assert await asyncio.to_thread(first.stop) == 0  # leaves mid-stream, after committing
+    await producing
+
+    client = connect(redis_cluster.url)
+    try:
+        await check(
+            w, redis=client, names=names, kafka=kafka, shards=int(PARTITIONS), receiver=receiver
+        )
+    finally:
+        await client.aclose()
+    assert all(n > 0 for n in redis_cluster.key_counts()), "every master holds some shards"
+    for card in w.cards[:: len(w.cards) // 10]:  # the status API reads the cluster
+        body = third.card(card).json()
+        assert body["used_bytes"] == w.expected[card]
+        assert body["state"] == ("suspended" if card in w.over else "active")
+    assert second.proc is not None and second.proc.poll() is None
