@@ -84,8 +84,9 @@ async def any_redis(
 class KafkaIO:
     """Produce test input and read what the services wrote, from the beginning of a topic."""
 
-    def __init__(self) -> None:
-        self.producer = AIOKafkaProducer(bootstrap_servers=KAFKA, acks="all", linger_ms=5)
+    def __init__(self, bootstrap: str = KAFKA) -> None:
+        self.bootstrap = bootstrap
+        self.producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
 
     async def send(self, topic: str, value: Any, key: str | None = None) -> None:
         raw = value if isinstance(value, bytes) else json.dumps(value).encode()
@@ -112,7 +113,7 @@ class KafkaIO:
         self, topic: str, until: Callable[[list[dict[str, Any]]], bool], timeout_s: float = 60
     ) -> list[dict[str, Any]]:
         """All JSON messages of `topic` once `until(messages)` holds (or the timeout passes)."""
-        consumer = AIOKafkaConsumer(bootstrap_servers=KAFKA, enable_auto_commit=False)
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
         await consumer.start()
         try:
             deadline = time.monotonic() + timeout_s

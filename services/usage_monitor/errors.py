@@ -3,7 +3,8 @@
     Exception
     ├── ConfigError            bad settings or unreachable dependency at start-up: exit 2
     └── (transient)            redis.ConnectionError, redis.TimeoutError, BusyLoadingError,
-                               aiokafka KafkaError, OSError: retried with backoff in place
+                               aiokafka KafkaError, OSError, uvloop's closed-transport
+                               RuntimeError: retried with backoff in place
 Poison input is not an exception here: it is a dead letter (see ``dead_letters.py``).
 """
 
@@ -30,6 +31,15 @@ TRANSIENT: tuple[type[BaseException], ...] = (
 )
 
 
+def is_transient(exc: BaseException) -> bool:
+    """A dependency away or slow, worth retrying in place (see the tree above)."""
+    if isinstance(exc, TRANSIENT):
+        return True
+    # uvloop raises this, not ConnectionResetError, when a client writes to a socket the peer
+    # has reset (MagicStack/uvloop#506); redis-py drops the connection and the retry reconnects.
+    return isinstance(exc, RuntimeError) and "the handler is closed" in str(exc)
+
+
 class ConfigError(Exception):
     """A setting is invalid or a dependency it names cannot be reached."""
 
@@ -54,8 +64,10 @@ async def retrying(
     while True:
         try:
             return await op()
-        except TRANSIENT as exc:  # dependency down or slow: wait and do it again
-            on_error(exc)
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            on_error(exc)  # dependency down or slow: wait and do it again
             log.warning(
                 "%s failed (%s: %s); retrying in %.2fs", what, type(exc).__name__, exc, delay
             )

@@ -22,7 +22,7 @@ from .adapters.redis_store import (
 from .domain.card import CardState, CardStatus
 from .domain.cycles import previous_cycle
 from .domain.lifecycle import Decision, apply_event, evaluate
-from .errors import TRANSIENT, component_of
+from .errors import component_of, is_transient
 from .metrics import Metrics
 from .settings import Settings, calendar_key
 
@@ -161,7 +161,10 @@ class CardService:
         durable in the outbox, so a slow or failing producer must not stall counting."""
         try:
             await self.drain(shard)
-        except TRANSIENT as exc:  # Kafka unreachable or refusing: the sweep retries
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            # Kafka or Redis unreachable: the sweep retries.
             self.metrics.transient_errors.labels(component_of(exc)).inc()
             log.warning("outbox of shard %d left for the sweeper: %s", shard, exc)
 

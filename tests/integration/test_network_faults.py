@@ -1,0 +1,159 @@
+"""The network to Redis, to Kafka and to a customer's webhook is delayed, black-holed and
+reset mid-stream, through `FaultProxy`; afterwards the oracle holds (see `oracle.py`)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+
+from ..conftest import KafkaIO
+from ..faultproxy import FaultProxy
+from ..receiver import Receiver, customer
+from ..servers import PrivateKafka, PrivateRedis, free_port
+from .oracle import Workload, check
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+WORKER = {"USAGE_MONITOR_BATCH_MAX_RECORDS": "200", "USAGE_MONITOR_RETRY_BACKOFF_MAX_S": "1"}
+
+
+async def faults(proxy: FaultProxy, blackhole_s: float) -> None:
+    """The same sequence for every link: slow, reset twice, then silent past its timeouts."""
+    proxy.delay(0.05)
+    await asyncio.sleep(2)
+    proxy.delay(0)
+    for _ in range(2):
+        proxy.reset()
+        await asyncio.sleep(1)
+    proxy.blackhole()
+    await asyncio.sleep(blackhole_s)
+    proxy.heal()
+
+
+@pytest.fixture
+def kafka_behind_proxy(tmp_path: Path) -> Iterator[tuple[PrivateKafka, FaultProxy]]:
+    """A private broker whose client listener is advertised at the proxy's port, so the
+    services reach it only through the proxy, metadata and all."""
+    if os.environ.get("KAFKA_IMPL") == "tansu" or not PrivateKafka.available():
+        pytest.skip("needs the Apache Kafka jars (scripts/stack.sh fetch)")
+    port = free_port()
+    broker = PrivateKafka(tmp_path / "kafka", advertised=port).start()
+    proxy = FaultProxy(broker.external, port=port).start()
+    yield broker, proxy
+    proxy.stop()
+    broker.stop()
+
+
+@pytest.fixture
+async def kafka_io(kafka_behind_proxy: tuple[PrivateKafka, FaultProxy]) -> AsyncIterator[KafkaIO]:
+    io = KafkaIO(kafka_behind_proxy[0].bootstrap)  # the test's own traffic: not through the proxy
+    await io.producer.start()
+    yield io
+    await io.producer.stop()
+
+
+async def test_redis_link_delayed_reset_and_blackholed_past_the_socket_timeout(
+    start_worker: Any, kafka: KafkaIO, names: dict[str, str], tmp_path: Path
+) -> None:
+    server = PrivateRedis(tmp_path / "redis").start()
+    proxy = FaultProxy(server.port).start()
+    direct = Redis.from_url(server.url)
+    try:
+        w = Workload.build(31, cards=100, batches=30)
+        worker = await asyncio.to_thread(
+            start_worker, REDIS_URL=f"redis://{proxy.address}/0", **WORKER
+        )
+        await kafka.send_many(names["USAGE_MONITOR_TOPIC_EVENTS"], w.profiles())
+        producing = asyncio.create_task(w.produce(kafka, names["USAGE_MONITOR_TOPIC_USAGE"]))
+        await asyncio.sleep(1.5)
+        await faults(proxy, blackhole_s=12)  # the worker's Redis socket timeout is 10 s
+        await producing
+        await check(w, redis=direct, names=names, kafka=kafka)
+        assert proxy.disturbed > 0
+        assert worker.proc is not None and worker.proc.poll() is None
+    finally:
+        await direct.aclose()
+        proxy.stop()
+        server.stop()
+
+
+async def test_kafka_link_delayed_reset_and_blackholed_past_the_session_timeout(
+    kafka_behind_proxy: tuple[PrivateKafka, FaultProxy],
+    kafka_io: KafkaIO,
+    start_worker: Any,  # after the broker: stopped before it
+    names: dict[str, str],
+    redis: Redis,
+) -> None:
+    _, proxy = kafka_behind_proxy
+    w = Workload.build(32, cards=100, batches=30)
+    worker = await asyncio.to_thread(start_worker, KAFKA_BOOTSTRAP_SERVERS=proxy.address, **WORKER)
+    await kafka_io.send_many(names["USAGE_MONITOR_TOPIC_EVENTS"], w.profiles())
+    producing = asyncio.create_task(w.produce(kafka_io, names["USAGE_MONITOR_TOPIC_USAGE"]))
+    await asyncio.sleep(1.5)
+    await faults(proxy, blackhole_s=9)  # the group's session timeout is 6 s
+    await producing
+    await check(w, redis=redis, names=names, kafka=kafka_io)
+    assert proxy.disturbed > 0
+    assert worker.proc is not None and worker.proc.poll() is None
+
+
+async def test_broker_restarted_mid_stream(
+    kafka_behind_proxy: tuple[PrivateKafka, FaultProxy],
+    kafka_io: KafkaIO,
+    start_worker: Any,  # after the broker: stopped before it
+    names: dict[str, str],
+    redis: Redis,
+) -> None:
+    broker, proxy = kafka_behind_proxy
+    w = Workload.build(33, cards=100, batches=30)
+    worker = await asyncio.to_thread(start_worker, KAFKA_BOOTSTRAP_SERVERS=proxy.address, **WORKER)
+    await kafka_io.send_many(names["USAGE_MONITOR_TOPIC_EVENTS"], w.profiles())
+    producing = asyncio.create_task(w.produce(kafka_io, names["USAGE_MONITOR_TOPIC_USAGE"]))
+    await asyncio.sleep(2)
+    await asyncio.to_thread(broker.stop)  # SIGTERM: a controlled shutdown, then back
+    await asyncio.sleep(2)
+    await asyncio.to_thread(broker.start)
+    await producing
+    await check(w, redis=redis, names=names, kafka=kafka_io)
+    assert worker.proc is not None and worker.proc.poll() is None
+
+
+async def test_webhook_link_delayed_reset_and_blackholed_past_the_request_timeout(
+    start_worker: Any,
+    start_notifier: Any,
+    receiver: Receiver,
+    kafka: KafkaIO,
+    names: dict[str, str],
+    topics: dict[str, str],
+    redis: Redis,
+) -> None:
+    proxy = FaultProxy(receiver.port).start()
+    try:
+        w = Workload.build(34, cards=100, batches=30)
+        await asyncio.to_thread(start_worker, **WORKER)
+        hook = customer(w.customer, webhook=f"http://{proxy.address}/hook")
+        await kafka.send(topics["NOTIFIER_TOPIC_SETTINGS"], hook, key=w.customer)
+        await asyncio.to_thread(
+            start_notifier,
+            NOTIFIER_TOPIC_ALERTS=names["USAGE_MONITOR_TOPIC_ALERTS"],
+            NOTIFIER_RETRY_SCHEDULE_S="[0.3, 0.5, 1, 1, 2, 2, 3, 3, 5]",
+        )
+        await kafka.send_many(names["USAGE_MONITOR_TOPIC_EVENTS"], w.profiles())
+        producing = asyncio.create_task(w.produce(kafka, names["USAGE_MONITOR_TOPIC_USAGE"]))
+        await asyncio.sleep(1.5)
+        await faults(proxy, blackhole_s=4)  # the webhook timeout is 1 s
+        await producing
+        # A request the endpoint received but whose answer the network lost is sent again,
+        # with the same webhook-id (Standard Webhooks: receivers de-duplicate by it).
+        await check(w, redis=redis, names=names, kafka=kafka, receiver=receiver, exactly_once=False)
+        again = sum(n - 1 for n in Counter(receiver.webhook_ids("/hook")).values())
+        assert again <= proxy.disturbed, f"{again} repeats for {proxy.disturbed} lost answers"
+    finally:
+        proxy.stop()
