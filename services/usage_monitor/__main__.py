@@ -8,6 +8,7 @@ import contextlib
 import gc
 import logging
 import sys
+from datetime import datetime
 
 from pydantic import ValidationError
 
@@ -35,6 +36,17 @@ def main(argv: list[str] | None = None) -> int:
     worker = sub.add_parser("worker", help="run a usage_monitor worker")
     worker.add_argument("--loglevel", default="info")
     sub.add_parser("check", help="validate settings and reach Kafka and Redis, then exit")
+    rebuild = sub.add_parser(
+        "rebuild",
+        help="after Redis lost its data: rewind the workers' consumer groups to replay Kafka",
+    )
+    rebuild.add_argument(
+        "--since",
+        required=True,
+        type=datetime.fromisoformat,
+        help="replay usage records from this moment on, with its UTC offset "
+        "(normally the start of the current cycle, e.g. 2026-11-01T00:00:00+08:00)",
+    )
     from .simulate import add_arguments
 
     add_arguments(sub.add_parser("simulate", help="produce a synthetic fleet's traffic"))
@@ -77,7 +89,24 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "check":
         print("usage-monitor: settings valid, Kafka and Redis reachable")
         return 0
+    if args.command == "rebuild":
+        return run_rebuild(settings, args.since)
     return run_worker(settings, args.loglevel)
+
+
+def run_rebuild(settings: Settings, since: datetime) -> int:
+    from .rebuild import rebuild
+
+    try:
+        moved = asyncio.run(rebuild(settings, since))
+    except ConfigError as exc:
+        print(f"usage-monitor: {exc}", file=sys.stderr)
+        return 2
+    for m in moved:
+        offsets = " ".join(f"{p}:{o}" for p, o in sorted(m.offsets.items()))
+        print(f"usage-monitor: group {m.group} on {m.topic} now at {offsets}")
+    print("usage-monitor: start the workers to replay")
+    return 0
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:

@@ -6,20 +6,25 @@ from __future__ import annotations
 
 import asyncio
 import random
+import subprocess
 from collections import defaultdict
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from redis.asyncio import Redis
 
-from ..conftest import KafkaIO
+from ..conftest import BIN, KafkaIO
 from ..servers import PrivateRedis
 from .helpers import iccid, record, upsert, wait_for_totals
+from .oracle import Workload, check
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 QUOTA = 240_000  # about half the cards cross it
+SHANGHAI = ZoneInfo("Asia/Shanghai")  # the default billing calendar
 
 
 @pytest.fixture
@@ -87,3 +92,59 @@ async def test_redis_paused_then_restarted_with_aof_mid_stream(
     assert set(ids) == over and all(len(v) == 1 for v in ids.values())
     metrics = worker.card(cards[0])
     assert metrics.status_code == 200
+
+
+async def test_redis_restarted_empty_then_rebuilt_by_replay(
+    start_worker: Any, kafka: KafkaIO, names: dict[str, str], private_redis: PrivateRedis
+) -> None:
+    """The documented recovery (docs/operations.md): stop the workers, `usage-monitor rebuild
+    --since <start of the cycle>`, start them. The oracle holds before and after, and the
+    replayed decisions carry the ids of the first ones."""
+    w = Workload.build(51, cards=80, batches=12)
+    worker = await asyncio.to_thread(start_worker, REDIS_URL=private_redis.url)
+    await kafka.send_many(names["USAGE_MONITOR_TOPIC_EVENTS"], w.profiles())
+    await w.produce(kafka, names["USAGE_MONITOR_TOPIC_USAGE"], pause_s=0.05)
+    redis = Redis.from_url(private_redis.url)
+    try:
+        await check(w, redis=redis, names=names, kafka=kafka)
+        assert await asyncio.to_thread(worker.stop) == 0
+        await redis.aclose()
+        private_redis.wipe()  # the disk is gone too
+        await asyncio.to_thread(private_redis.start)
+        redis = Redis.from_url(private_redis.url)
+        assert await redis.dbsize() == 0
+
+        cycle_start = (
+            datetime.now(UTC)
+            .astimezone(SHANGHAI)
+            .replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        )
+        done = await asyncio.to_thread(
+            subprocess.run,
+            [str(BIN / "usage-monitor"), "rebuild", "--since", cycle_start.isoformat()],
+            env=worker.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        await asyncio.to_thread(start_worker, REDIS_URL=private_redis.url)
+        await check(w, redis=redis, names=names, kafka=kafka)
+    finally:
+        await redis.aclose()
+
+
+async def test_rebuild_refuses_while_a_worker_runs(
+    start_worker: Any, names: dict[str, str]
+) -> None:
+    worker = await asyncio.to_thread(start_worker)
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [str(BIN / "usage-monitor"), "rebuild", "--since", "2026-11-01T00:00:00+08:00"],
+        env=worker.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "stop every worker first" in done.stderr

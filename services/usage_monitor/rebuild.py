@@ -1,0 +1,79 @@
+"""`usage-monitor rebuild --since T`: rebuild Redis by replaying Kafka, after Redis lost data.
+
+Moves the two consumer groups of the workers back, so that the next start replays:
+
+* `card.events` (faust's group, `<app_id>`) to the beginning of the topic: every profile,
+  top-up, stop and start since the cards were created (the topic's retention must cover
+  them: keep `card.events` compacted or long-lived);
+* `usage.records` (`<app_id>-usage`) to the first record at or after `T`, normally the
+  start of the current billing cycle: counters of earlier cycles are not needed to decide.
+
+Replayed records count once (the record-id claims were lost with the data, so each record
+is claimed again exactly once); replayed decisions carry the same deterministic ids as the
+first time, so consumers that de-duplicate by id see nothing new. Kafka refuses to move the
+offsets of a group with live members, so the workers must be stopped first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
+from aiokafka.structs import OffsetAndMetadata
+
+from .errors import ConfigError
+from .settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class Moved:
+    group: str
+    topic: str
+    offsets: dict[int, int]
+
+
+async def _move(bootstrap: str, group: str, topic: str, since: datetime | None) -> Moved:
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        parts = consumer.partitions_for_topic(topic) or set()
+        if not parts:
+            await consumer._client.force_metadata_update()
+            parts = consumer.partitions_for_topic(topic) or set()
+        if not parts:
+            raise ConfigError(f"topic {topic} does not exist")
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        consumer.assign(tps)
+        start = await consumer.beginning_offsets(tps)
+        target = dict(start)
+        if since is not None:
+            end = await consumer.end_offsets(tps)
+            found = await consumer.offsets_for_times(
+                {tp: int(since.timestamp() * 1000) for tp in tps}
+            )
+            target = {tp: found[tp].offset if found[tp] else end[tp] for tp in tps}
+        try:
+            await consumer.commit({tp: OffsetAndMetadata(off, "") for tp, off in target.items()})
+        except KafkaError as exc:  # the group has live members, whose offsets are theirs
+            raise ConfigError(
+                f"stop every worker first: Kafka refused to move group {group} "
+                f"({type(exc).__name__})"
+            ) from exc
+        return Moved(group, topic, {tp.partition: off for tp, off in target.items()})
+    finally:
+        await consumer.stop()
+
+
+async def rebuild(settings: Settings, since: datetime) -> list[Moved]:
+    if since.tzinfo is None:
+        raise ConfigError("--since needs a UTC offset, e.g. 2026-11-01T00:00:00+08:00")
+    bootstrap = settings.kafka_bootstrap_servers
+    events_group, usage_group = settings.app_id, f"{settings.app_id}-usage"
+    return [
+        await _move(bootstrap, events_group, settings.topic_events, None),
+        await _move(bootstrap, usage_group, settings.topic_usage, since),
+    ]
