@@ -10,6 +10,11 @@ from pydantic import AwareDatetime, BaseModel, Field
 
 from .common import MESSAGE_CONFIG
 
+ORIGINAL_MAX_BYTES = 256 * 1024
+"""A dead letter keeps at most this much of the original value, so that it always fits in a
+Kafka message (brokers refuse more than 1 MiB by default) even when the input was huge; the
+whole original stays on its source topic, at `partition` and `offset`, while retained."""
+
 
 class DeadLetter(BaseModel):
     model_config = MESSAGE_CONFIG
@@ -23,6 +28,8 @@ class DeadLetter(BaseModel):
     error: str = Field(description="why it was rejected, in words")
     failed_at: AwareDatetime
     service: str | None = None
+    truncated: bool = Field(False, description="`original` holds only the first bytes")
+    original_bytes: int | None = Field(None, ge=0, description="size of the whole original")
 
     @classmethod
     def of(
@@ -37,11 +44,15 @@ class DeadLetter(BaseModel):
         failed_at: datetime,
         service: str,
     ) -> DeadLetter:
-        """Build a dead letter from the raw Kafka message, keeping its bytes losslessly."""
-        original, encoding = _as_text(value or b"")
+        """Build a dead letter from the raw Kafka message, keeping its bytes losslessly (up to
+        `ORIGINAL_MAX_BYTES`)."""
+        raw = value or b""
+        original, encoding = _as_text(raw[:ORIGINAL_MAX_BYTES])
         return cls(
             original=original,
             encoding=encoding,
+            truncated=len(raw) > ORIGINAL_MAX_BYTES,
+            original_bytes=len(raw),
             key=_as_text(key)[0] if key is not None else None,
             source_topic=topic,
             partition=partition,

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from simwatch_contracts import describe_validation_error, parse_card_event
 
 from .bootstrap import Components
-from .dead_letters import RawMessage
+from .dead_letters import RawMessage, oversized
 from .errors import component_of, retrying
 
 log = logging.getLogger(__name__)
@@ -21,12 +21,14 @@ T = TypeVar("T")
 
 
 async def handle_card_event(c: Components, msg: RawMessage) -> None:
+    limit = c.settings.max_message_bytes
+    if msg.value is not None and len(msg.value) > limit:
+        await _dead_letter(c, msg, oversized(len(msg.value), limit), "too_large")
+        return
     try:
         event = parse_card_event(msg.value or b"")
     except ValidationError as exc:
-        c.event_dead_letters.add(msg, describe_validation_error(exc), "malformed")
-        await _retry(c, c.event_dead_letters.flush, "dead-letter publish")
-        c.metrics.card_events.labels("unknown", "dead_lettered").inc()
+        await _dead_letter(c, msg, describe_validation_error(exc), "malformed")
         return
     outcome = await _retry(c, lambda: c.service.apply_event(event), f"{event.type}")
     if outcome.duplicate:
@@ -37,6 +39,12 @@ async def handle_card_event(c: Components, msg: RawMessage) -> None:
     else:
         result = "applied"
     c.metrics.card_events.labels(event.type, result).inc()
+
+
+async def _dead_letter(c: Components, msg: RawMessage, error: str, reason: str) -> None:
+    c.event_dead_letters.add(msg, error, reason)
+    await _retry(c, c.event_dead_letters.flush, "dead-letter publish")
+    c.metrics.card_events.labels("unknown", "dead_lettered").inc()
 
 
 async def _retry(c: Components, op: Callable[[], Awaitable[T]], what: str) -> T:

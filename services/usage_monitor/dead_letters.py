@@ -41,6 +41,12 @@ class Message:
     value: bytes | None
 
 
+def oversized(size: int, limit: int) -> str:
+    """The error of a message too large to be a usage record or card event: not parsed at all
+    (a megabyte of JSON costs milliseconds of the hot path, and is no record we know)."""
+    return f"message is {size} bytes; the limit is {limit} (USAGE_MONITOR_MAX_MESSAGE_BYTES)"
+
+
 class DeadLetters:
     def __init__(
         self,

@@ -61,7 +61,8 @@ class Metrics:
             ),
             dead_letters=Counter(
                 f"{p}_dead_letters",
-                "Messages sent to the dead-letter topic",
+                "Messages sent to the dead-letter topic (reason: malformed, future_event, "
+                "too_large)",
                 ["source", "reason"],
                 registry=registry,
             ),

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from simwatch_contracts import UsageRecord, describe_validation_error
 
 from .adapters.redis_store import IngestResult, IngestRow
-from .dead_letters import DeadLetters, RawMessage
+from .dead_letters import DeadLetters, RawMessage, oversized
 from .domain.cycles import cycle_of, cycle_start, next_cycle
 from .metrics import Metrics
 from .service import CardService
@@ -84,7 +84,11 @@ class UsagePipeline:
         start = cycle_start(current, tz).timestamp()
         end = cycle_start(next_cycle(current), tz).timestamp()
         lag = self.metrics.event_lag
+        too_large = self.settings.max_message_bytes
         for n, msg in enumerate(messages):
+            if msg.value is not None and len(msg.value) > too_large:
+                self.dead_letters.add(msg, oversized(len(msg.value), too_large), "too_large")
+                continue
             try:
                 record = UsageRecord.model_validate_json(msg.value or b"")
             except ValidationError as exc:

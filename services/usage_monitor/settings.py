@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     record_dedupe_ttl_s: int = Field(35 * DAY, ge=60)
     event_dedupe_ttl_s: int = Field(35 * DAY, ge=60)
     future_skew_s: int = Field(600, ge=0)
+    max_message_bytes: int = Field(
+        64 * 1024, ge=1024, description="larger usage records and card events are dead-lettered"
+    )
     default_timezone: str = "Asia/Shanghai"
     default_cycle_day: int = Field(1, ge=1, le=28)
 
