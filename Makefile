@@ -4,7 +4,7 @@ PY := .venv/bin/python
 STAMP := .venv/.installed-stamp
 export KAFKA_IMPL ?= apache
 
-.PHONY: setup up down demo test test-tansu test-unit bench lint fmt schemas clean
+.PHONY: setup up down demo test test-tansu test-unit test-faults bench lint fmt schemas clean
 
 setup: $(STAMP)
 
@@ -48,6 +48,10 @@ test-tansu: setup
 
 test-unit: setup
 	.venv/bin/pytest tests/unit $(PYTEST_ARGS)
+
+# Only the fault-injection tests (each also runs alone: make test-faults PYTEST_ARGS="-k sigstop").
+test-faults: setup
+	scripts/with-stack.sh .venv/bin/pytest -m fault $(PYTEST_ARGS)
 
 bench: setup
 	scripts/with-stack.sh $(PY) -m bench $(BENCH_ARGS)

@@ -19,6 +19,7 @@ from .adapters.redis_store import (
     Snapshot,
     new_token,
 )
+from .crash_points import crash_point
 from .domain.card import CardState, CardStatus
 from .domain.cycles import previous_cycle
 from .domain.lifecycle import Decision, apply_event, evaluate
@@ -181,7 +182,9 @@ class CardService:
         while True:
             entries = await self.store.outbox_read(shard, OUTBOX_READ)
             if entries:
+                crash_point("outbox.before_publish")
                 await self.publisher.publish([(e.topic, e.key, e.value) for e in entries])
+                crash_point("outbox.before_ack")
                 await self.store.outbox_ack(shard, [e.entry_id for e in entries])
                 published += len(entries)
                 for e in entries:

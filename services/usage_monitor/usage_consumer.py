@@ -18,6 +18,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
 from mode import Service
 
+from .crash_points import crash_point
 from .dead_letters import DeadLetters, RawMessage
 from .errors import component_of, retrying
 from .metrics import Metrics
@@ -139,6 +140,7 @@ class UsageConsumer(Service):
         self.dead_letters.reset()
         await self.pipeline.process(messages)
         await self.dead_letters.flush()
+        crash_point("usage.before_commit")
         assert self.consumer is not None
         try:
             await self.consumer.commit(offsets)

@@ -14,7 +14,7 @@ from simwatch_contracts.dead_letter import ORIGINAL_MAX_BYTES
 from ..conftest import KafkaIO
 from .helpers import card_event, iccid, record, upsert, wait_for
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.fault]
 
 CARD = iccid(90_001)
 

@@ -1,27 +1,28 @@
-"""Kill the worker mid-stream and restart it: nothing is counted twice, nothing is lost."""
+"""Kill the worker mid-stream and restart it: nothing is counted twice, nothing is lost, no
+command or alert is decided twice, and every notification is delivered once.
+
+Two kinds of kill: SIGKILL at a random moment of a busy stream, and SIGKILL at a named crash
+point (``usage_monitor.crash_points``), the exact window between two effects."""
 
 from __future__ import annotations
 
 import asyncio
-import random
 import re
 import signal
+import subprocess
 import time
-from collections import defaultdict
 from typing import Any
 
 import httpx
 import pytest
 from redis.asyncio import Redis
 
-from ..conftest import KafkaIO
-from .helpers import iccid, now_iso, record, upsert, wait_for_totals
+from ..conftest import KafkaIO, Worker
+from ..receiver import Receiver, customer
+from .oracle import Workload, check
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.fault]
 
-CARDS = 200
-RECORDS = 40_000
-QUOTA = 1_000_000
 # Small batches: many offset commits to die between, and a stream that lasts long enough
 # to be killed in the middle on either broker.
 BATCH = "150"
@@ -36,71 +37,79 @@ def applied(url: str, client: httpx.Client) -> float:
     return float(m.group(1)) if m else 0.0
 
 
-async def test_sigkill_mid_stream_then_restart_keeps_every_promise(
-    start_worker: Any, kafka: KafkaIO, names: dict[str, str], redis: Redis
+async def with_notifier(
+    w: Workload,
+    start_notifier: Any,
+    receiver: Receiver,
+    kafka: KafkaIO,
+    names: dict[str, str],
+    topics: dict[str, str],
 ) -> None:
-    rng = random.Random(7)
-    cards = [iccid(10_000 + i) for i in range(CARDS)]
-    # A quarter of the cards are heavy users that go far over quota.
-    heavy = set(cards[: CARDS // 4])
-    stream: list[dict[str, Any]] = []
-    expected: dict[str, int] = defaultdict(int)
-    for i in range(RECORDS):
-        card = rng.choice(cards)
-        nbytes = rng.randint(40_000, 120_000) if card in heavy else rng.randint(0, 2_000)
-        stream.append(record(card, f"cdr-{i}", nbytes, at=now_iso()))
-        expected[card] += nbytes
-    duplicates = rng.sample(stream, RECORDS // 20)
-    stream += duplicates
-    rng.shuffle(stream)
+    hook = customer(w.customer, webhook=receiver.url("/hook"))
+    await kafka.send(topics["NOTIFIER_TOPIC_SETTINGS"], hook, key=w.customer)
+    await asyncio.to_thread(
+        start_notifier, NOTIFIER_TOPIC_ALERTS=names["USAGE_MONITOR_TOPIC_ALERTS"]
+    )
 
-    worker = start_worker(USAGE_MONITOR_BATCH_MAX_RECORDS=BATCH)
-    events = names["USAGE_MONITOR_TOPIC_EVENTS"]
-    await kafka.send_many(events, [(c, upsert(c, QUOTA)) for c in cards])
+
+async def test_sigkill_at_a_random_moment_then_restart(
+    start_worker: Any,
+    start_notifier: Any,
+    receiver: Receiver,
+    kafka: KafkaIO,
+    names: dict[str, str],
+    topics: dict[str, str],
+    redis: Redis,
+) -> None:
+    w = Workload.build(7, cards=200, batches=50, per_batch=800)
+    worker = await asyncio.to_thread(start_worker, USAGE_MONITOR_BATCH_MAX_RECORDS=BATCH)
+    await with_notifier(w, start_notifier, receiver, kafka, names, topics)
+    await kafka.send_many(names["USAGE_MONITOR_TOPIC_EVENTS"], w.profiles())
     await asyncio.sleep(1.0)
-    await kafka.send_many(names["USAGE_MONITOR_TOPIC_USAGE"], [(r["iccid"], r) for r in stream])
+    await kafka.send_many(names["USAGE_MONITOR_TOPIC_USAGE"], list(w.all_records()))
 
-    deadline = time.monotonic() + 60
-    at_kill = 0.0
-    with httpx.Client() as client:
-        while at_kill < RECORDS * 0.2 and time.monotonic() < deadline:
-            time.sleep(0.005)  # noqa: ASYNC251 - a tight poll; nothing else runs meanwhile
-            at_kill = applied(worker.url, client)
-    worker.kill(signal.SIGKILL)
-    assert 0 < at_kill < RECORDS, f"killed at {at_kill}: not mid-stream"
+    def kill_when_a_fifth_is_counted() -> float:
+        deadline = time.monotonic() + 60
+        seen = 0.0
+        with httpx.Client() as client:
+            while seen < w.stats_records() * 0.2 and time.monotonic() < deadline:
+                time.sleep(0.005)
+                seen = applied(worker.url, client)
+        worker.kill(signal.SIGKILL)
+        return seen
 
-    restarted = start_worker(USAGE_MONITOR_BATCH_MAX_RECORDS=BATCH)
-    got = await wait_for_totals(redis, names["USAGE_MONITOR_REDIS_PREFIX"], dict(expected), 120)
-    assert got == expected, "a card's total differs from the sum of its distinct records"
+    at_kill = await asyncio.to_thread(kill_when_a_fifth_is_counted)
+    assert 0 < at_kill < w.stats_records(), f"killed at {at_kill}: not mid-stream"
+    restarted = await asyncio.to_thread(start_worker, USAGE_MONITOR_BATCH_MAX_RECORDS=BATCH)
+    await check(w, redis=redis, names=names, kafka=kafka, receiver=receiver)
+    assert restarted.card(w.cards[0]).status_code == 200
 
-    over = {c for c, total in expected.items() if total >= QUOTA}
-    assert over, "the scenario must push some cards over quota"
-    commands = await kafka.read(
-        names["USAGE_MONITOR_TOPIC_COMMANDS"],
-        lambda ms: len({m["iccid"] for m in ms}) >= len(over),
-        timeout_s=60,
+
+@pytest.mark.parametrize(
+    "point", ["usage.before_commit:12", "outbox.before_publish:8", "outbox.before_ack:8"]
+)
+async def test_sigkill_at_a_crash_point_then_restart(
+    point: str,
+    start_worker: Any,
+    start_notifier: Any,
+    receiver: Receiver,
+    kafka: KafkaIO,
+    names: dict[str, str],
+    topics: dict[str, str],
+    redis: Redis,
+) -> None:
+    w = Workload.build(8, cards=120, batches=30)
+    doomed: Worker = await asyncio.to_thread(
+        start_worker, USAGE_MONITOR_BATCH_MAX_RECORDS="200", SIMWATCH_CRASH_AT=point
     )
-    suspend_ids: dict[str, set[str]] = defaultdict(set)
-    for c in commands:
-        assert c["type"] == "suspend" and c["trigger"] == "over_quota"
-        suspend_ids[c["iccid"]].add(c["command_id"])
-    assert set(suspend_ids) == over
-    assert all(len(ids) == 1 for ids in suspend_ids.values()), "a card was suspended twice"
-
-    alerts = await kafka.read(
-        names["USAGE_MONITOR_TOPIC_ALERTS"],
-        lambda ms: len({m["alert_id"] for m in ms}) >= 4 * len(over),
-        timeout_s=60,
-    )
-    steps: dict[str, set[tuple[str, int | None]]] = defaultdict(set)
-    ids_per_step: dict[tuple[str, str, int | None], set[str]] = defaultdict(set)
-    for a in alerts:
-        steps[a["iccid"]].add((a["type"], a.get("percent")))
-        ids_per_step[(a["iccid"], a["type"], a.get("percent"))].add(a["alert_id"])
-    for c in cards:
-        want = {("usage_threshold", p) for p in (80, 90) if expected[c] * 100 >= QUOTA * p}
-        if c in over:
-            want |= {("quota_exhausted", 100), ("suspended", None)}
-        assert steps.get(c, set()) == want, f"alerts of card {c[-4:]}"
-    assert all(len(ids) == 1 for ids in ids_per_step.values()), "an alert was decided twice"
-    assert restarted.card(cards[0]).status_code == 200
+    await with_notifier(w, start_notifier, receiver, kafka, names, topics)
+    await kafka.send_many(names["USAGE_MONITOR_TOPIC_EVENTS"], w.profiles())
+    await w.produce(kafka, names["USAGE_MONITOR_TOPIC_USAGE"], pause_s=0.1)
+    assert doomed.proc is not None
+    try:
+        code = await asyncio.to_thread(doomed.proc.wait, 60)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"the worker never reached {point}")
+    assert code == -signal.SIGKILL, f"the worker exited {code}, not killed at {point}"
+    await asyncio.to_thread(start_worker, USAGE_MONITOR_BATCH_MAX_RECORDS="200")
+    await check(w, redis=redis, names=names, kafka=kafka, receiver=receiver)

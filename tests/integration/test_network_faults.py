@@ -19,7 +19,7 @@ from ..receiver import Receiver, customer
 from ..servers import PrivateKafka, PrivateRedis, free_port
 from .oracle import Workload, check
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.fault]
 
 WORKER = {"USAGE_MONITOR_BATCH_MAX_RECORDS": "200", "USAGE_MONITOR_RETRY_BACKOFF_MAX_S": "1"}
 

@@ -1,13 +1,10 @@
-"""Redis stalls and restarts mid-stream (a private redis-server the test owns): the worker
-retries, then every card's total equals the sum of its distinct records and each over-quota
-card has exactly one `suspend`."""
+"""Redis stalls, restarts from its AOF, and loses everything (then `usage-monitor rebuild`
+replays Kafka), on a private redis-server the test owns; afterwards the oracle holds."""
 
 from __future__ import annotations
 
 import asyncio
-import random
 import subprocess
-from collections import defaultdict
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,11 +16,9 @@ from redis.asyncio import Redis
 
 from ..conftest import BIN, KafkaIO
 from ..servers import PrivateRedis
-from .helpers import iccid, record, upsert, wait_for_totals
 from .oracle import Workload, check
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
-QUOTA = 240_000  # about half the cards cross it
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.fault]
 SHANGHAI = ZoneInfo("Asia/Shanghai")  # the default billing calendar
 
 
@@ -37,33 +32,15 @@ def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
 async def test_redis_paused_then_restarted_with_aof_mid_stream(
     start_worker: Any, kafka: KafkaIO, names: dict[str, str], private_redis: PrivateRedis
 ) -> None:
-    rng = random.Random(11)
-    cards = [iccid(30_000 + i) for i in range(60)]
-    expected: dict[str, int] = defaultdict(int)
-    batches = []
-    for b in range(24):
-        batch = []
-        for i in range(400):
-            card = rng.choice(cards)
-            nbytes = rng.randint(0, 3000)
-            batch.append((card, record(card, f"rf-{b}-{i}", nbytes)))
-            expected[card] += nbytes
-        batches.append(batch + rng.sample(batch, 20))
-    worker = start_worker(
+    w = Workload.build(11, cards=60, batches=24)
+    worker = await asyncio.to_thread(
+        start_worker,
         REDIS_URL=private_redis.url,
         USAGE_MONITOR_BATCH_MAX_RECORDS="200",
         USAGE_MONITOR_RETRY_BACKOFF_MAX_S="1",
     )
-    await kafka.send_many(
-        names["USAGE_MONITOR_TOPIC_EVENTS"], [(c, upsert(c, QUOTA)) for c in cards]
-    )
-
-    async def stream() -> None:
-        for batch in batches:
-            await kafka.send_many(names["USAGE_MONITOR_TOPIC_USAGE"], batch)
-            await asyncio.sleep(0.25)
-
-    producing = asyncio.create_task(stream())
+    await kafka.send_many(names["USAGE_MONITOR_TOPIC_EVENTS"], w.profiles())
+    producing = asyncio.create_task(w.produce(kafka, names["USAGE_MONITOR_TOPIC_USAGE"]))
     admin = Redis.from_url(private_redis.url)
     await asyncio.sleep(1.5)
     await admin.execute_command("CLIENT", "PAUSE", "2500", "ALL")  # Redis stalls 2.5 s
@@ -76,22 +53,10 @@ async def test_redis_paused_then_restarted_with_aof_mid_stream(
 
     redis = Redis.from_url(private_redis.url)
     try:
-        got = await wait_for_totals(redis, names["USAGE_MONITOR_REDIS_PREFIX"], dict(expected), 90)
+        await check(w, redis=redis, names=names, kafka=kafka)
     finally:
         await redis.aclose()
-    assert got == expected, "a card's total differs from the sum of its distinct records"
-    over = {c for c, total in expected.items() if total >= QUOTA}
-    assert over
-    commands = await kafka.read(
-        names["USAGE_MONITOR_TOPIC_COMMANDS"], lambda ms: len({m["iccid"] for m in ms}) >= len(over)
-    )
-    ids: dict[str, set[str]] = defaultdict(set)
-    for c in commands:
-        assert (c["type"], c["trigger"]) == ("suspend", "over_quota")
-        ids[c["iccid"]].add(c["command_id"])
-    assert set(ids) == over and all(len(v) == 1 for v in ids.values())
-    metrics = worker.card(cards[0])
-    assert metrics.status_code == 200
+    assert worker.card(w.cards[0]).status_code == 200
 
 
 async def test_redis_restarted_empty_then_rebuilt_by_replay(

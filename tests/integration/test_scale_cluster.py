@@ -15,7 +15,7 @@ from ..receiver import Receiver, customer
 from ..servers import LocalRedisCluster
 from .oracle import Workload, check
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.cluster]
 
 PARTITIONS = "12"
 

@@ -15,7 +15,7 @@ from redis.asyncio import Redis
 from ..conftest import KafkaIO
 from .oracle import Workload, check
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.fault]
 
 SESSION_TIMEOUT_S = 6  # worker_env's USAGE_MONITOR_BROKER_SESSION_TIMEOUT_S
 
