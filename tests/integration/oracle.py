@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -107,9 +108,11 @@ async def check(
     exactly_once: bool = True,
     timeout_s: float = 120,
 ) -> None:
+    started = time.monotonic()
     got = await wait_for_totals(
         redis, names["USAGE_MONITOR_REDIS_PREFIX"], w.expected, timeout_s, shards=shards
     )
+    settled_s = time.monotonic() - started
     wrong = {c: (got[c], w.expected[c]) for c in w.expected if got[c] != w.expected[c]}
     assert not wrong, f"{len(wrong)} cards' totals differ from their distinct records: {wrong}"
 
@@ -141,9 +144,11 @@ async def check(
     for c in w.cards:
         assert steps.get(c, set()) == w.expected_alerts(c), f"alerts of card {c}"
     assert all(len(ids) == 1 for ids in ids_per_step.values()), "an alert was decided twice"
-    w.stats.update(records=w.stats_records(), over=len(over), alerts=wanted)
-
+    w.stats.update(
+        records=w.stats_records(), over=len(over), alerts=wanted, settled_ms=int(settled_s * 1e3)
+    )
     if receiver is None:
+        print(f"oracle ok: {w.stats}")  # shown with -s: the figures in docs/reliability.md
         return
     alert_ids = {a["alert_id"] for a in alerts}
     loop = asyncio.get_running_loop()
@@ -155,6 +160,8 @@ async def check(
     missing = alert_ids - set(delivered)
     assert not missing, f"{len(missing)} alerts never reached the webhook"
     assert set(delivered) == alert_ids, "a webhook for an alert that was never decided"
+    twice = {i: n for i, n in delivered.items() if n > 1}
+    w.stats.update(webhooks=sum(delivered.values()), repeats=sum(n - 1 for n in twice.values()))
+    print(f"oracle ok: {w.stats}")
     if exactly_once:
-        twice = {i: n for i, n in delivered.items() if n > 1}
         assert not twice, f"alerts delivered more than once: {twice}"
