@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from redis.asyncio import Redis
 
@@ -135,19 +137,21 @@ async def test_webhook_link_delayed_reset_and_blackholed_past_the_request_timeou
     redis: Redis,
 ) -> None:
     proxy = FaultProxy(receiver.port).start()
+    # The endpoint answers slowly, so deliveries are in flight whenever a fault strikes.
+    receiver.script["/hook"] = [("sleep", 0.2)]
     try:
         w = Workload.build(34, cards=100, batches=30)
         await asyncio.to_thread(start_worker, **WORKER)
         hook = customer(w.customer, webhook=f"http://{proxy.address}/hook")
         await kafka.send(topics["NOTIFIER_TOPIC_SETTINGS"], hook, key=w.customer)
-        await asyncio.to_thread(
+        notifier = await asyncio.to_thread(
             start_notifier,
             NOTIFIER_TOPIC_ALERTS=names["USAGE_MONITOR_TOPIC_ALERTS"],
             NOTIFIER_RETRY_SCHEDULE_S="[0.3, 0.5, 1, 1, 2, 2, 3, 3, 5]",
         )
         await kafka.send_many(names["USAGE_MONITOR_TOPIC_EVENTS"], w.profiles())
         producing = asyncio.create_task(w.produce(kafka, names["USAGE_MONITOR_TOPIC_USAGE"]))
-        await asyncio.sleep(1.5)
+        await asyncio.sleep(2.5)  # heavy cards start crossing 80 % about now
         await faults(proxy, blackhole_s=4)  # the webhook timeout is 1 s
         await producing
         # A request the endpoint received but whose answer the network lost is sent again,
@@ -155,5 +159,10 @@ async def test_webhook_link_delayed_reset_and_blackholed_past_the_request_timeou
         await check(w, redis=redis, names=names, kafka=kafka, receiver=receiver, exactly_once=False)
         again = sum(n - 1 for n in Counter(receiver.webhook_ids("/hook")).values())
         assert again <= proxy.disturbed, f"{again} repeats for {proxy.disturbed} lost answers"
+        metrics = httpx.get(f"{notifier.url}/metrics", timeout=5).text
+        retried = re.search(
+            r'notifier_deliveries_total\{channel="webhook",outcome="retry"\} (\S+)', metrics
+        )
+        assert retried and float(retried.group(1)) > 0, "the faults never hit a delivery"
     finally:
         proxy.stop()
