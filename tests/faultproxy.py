@@ -1,6 +1,6 @@
 """A small TCP fault proxy (what toxiproxy does, for loopback tests): it forwards a local
 port to a target and, on demand, delays every chunk, black-holes the link (bytes wait, as
-TCP retransmits them, and new connections hang) or resets every connection (RST).
+TCP retransmits them; new connections hang, then are reset) or resets every connection.
 
 It runs its own event loop in a thread, so a test that blocks (starting a process, a
 synchronous HTTP poll) does not stall the traffic it forwards.
@@ -98,9 +98,15 @@ class FaultProxy:
 
     async def _accept(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
         assert self._open is not None
-        if not self._open.is_set():  # a black hole: the connection is accepted, then nothing
+        if not self._open.is_set():
+            # A black hole: in a real one the SYN never arrives. The kernel has completed the
+            # handshake here, so the connection is left hanging, then reset at `heal()`; it
+            # never reaches the target (unlike bytes of established connections, which TCP
+            # would deliver late).
             self.disturbed += 1
             await self._open.wait()
+            _abort_with_rst(client_w)
+            return
         try:
             server_r, server_w = await asyncio.open_connection("127.0.0.1", self.target_port)
         except OSError:

@@ -96,6 +96,18 @@ class Workload:
             await asyncio.sleep(pause_s)
 
 
+def begin(
+    w: Workload, kafka: KafkaIO, names: dict[str, str], pause_s: float = 0.25
+) -> asyncio.Task[None]:
+    """Profiles first, then the stream in the background, for a fault to strike mid-stream."""
+
+    async def feed() -> None:
+        await kafka.send_many(names["USAGE_MONITOR_TOPIC_EVENTS"], w.profiles())
+        await w.produce(kafka, names["USAGE_MONITOR_TOPIC_USAGE"], pause_s)
+
+    return asyncio.create_task(feed())
+
+
 async def check(
     w: Workload,
     *,

@@ -19,7 +19,7 @@ from ..conftest import KafkaIO
 from ..faultproxy import FaultProxy
 from ..receiver import Receiver, customer
 from ..servers import PrivateKafka, PrivateRedis, free_port
-from .oracle import Workload, check
+from .oracle import Workload, begin, check
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.fault]
 
@@ -72,8 +72,7 @@ async def test_redis_link_delayed_reset_and_blackholed_past_the_socket_timeout(
         worker = await asyncio.to_thread(
             start_worker, REDIS_URL=f"redis://{proxy.address}/0", **WORKER
         )
-        await kafka.send_many(names["USAGE_MONITOR_TOPIC_EVENTS"], w.profiles())
-        producing = asyncio.create_task(w.produce(kafka, names["USAGE_MONITOR_TOPIC_USAGE"]))
+        producing = begin(w, kafka, names)
         await asyncio.sleep(1.5)
         await faults(proxy, blackhole_s=12)  # the worker's Redis socket timeout is 10 s
         await producing
@@ -96,8 +95,7 @@ async def test_kafka_link_delayed_reset_and_blackholed_past_the_session_timeout(
     _, proxy = kafka_behind_proxy
     w = Workload.build(32, cards=100, batches=30)
     worker = await asyncio.to_thread(start_worker, KAFKA_BOOTSTRAP_SERVERS=proxy.address, **WORKER)
-    await kafka_io.send_many(names["USAGE_MONITOR_TOPIC_EVENTS"], w.profiles())
-    producing = asyncio.create_task(w.produce(kafka_io, names["USAGE_MONITOR_TOPIC_USAGE"]))
+    producing = begin(w, kafka_io, names)
     await asyncio.sleep(1.5)
     await faults(proxy, blackhole_s=9)  # the group's session timeout is 6 s
     await producing
@@ -116,8 +114,7 @@ async def test_broker_restarted_mid_stream(
     broker, proxy = kafka_behind_proxy
     w = Workload.build(33, cards=100, batches=30)
     worker = await asyncio.to_thread(start_worker, KAFKA_BOOTSTRAP_SERVERS=proxy.address, **WORKER)
-    await kafka_io.send_many(names["USAGE_MONITOR_TOPIC_EVENTS"], w.profiles())
-    producing = asyncio.create_task(w.produce(kafka_io, names["USAGE_MONITOR_TOPIC_USAGE"]))
+    producing = begin(w, kafka_io, names)
     await asyncio.sleep(2)
     await asyncio.to_thread(broker.stop)  # SIGTERM: a controlled shutdown, then back
     await asyncio.sleep(2)
@@ -138,7 +135,7 @@ async def test_webhook_link_delayed_reset_and_blackholed_past_the_request_timeou
 ) -> None:
     proxy = FaultProxy(receiver.port).start()
     # The endpoint answers slowly, so deliveries are in flight whenever a fault strikes.
-    receiver.script["/hook"] = [("sleep", 0.2)]
+    receiver.script["/hook"] = [("sleep", 0.3)]
     try:
         w = Workload.build(34, cards=100, batches=30)
         await asyncio.to_thread(start_worker, **WORKER)
@@ -149,10 +146,21 @@ async def test_webhook_link_delayed_reset_and_blackholed_past_the_request_timeou
             NOTIFIER_TOPIC_ALERTS=names["USAGE_MONITOR_TOPIC_ALERTS"],
             NOTIFIER_RETRY_SCHEDULE_S="[0.3, 0.5, 1, 1, 2, 2, 3, 3, 5]",
         )
-        await kafka.send_many(names["USAGE_MONITOR_TOPIC_EVENTS"], w.profiles())
-        producing = asyncio.create_task(w.produce(kafka, names["USAGE_MONITOR_TOPIC_USAGE"]))
-        await asyncio.sleep(2.5)  # heavy cards start crossing 80 % about now
-        await faults(proxy, blackhole_s=4)  # the webhook timeout is 1 s
+        producing = begin(w, kafka, names, pause_s=0.4)
+        # Strike while alerts flow, whenever that is on this broker: from the first webhook.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 60
+        while not receiver.hits["/hook"] and loop.time() < deadline:
+            await asyncio.sleep(0.02)
+        for _ in range(2):
+            proxy.reset()
+            await asyncio.sleep(0.5)
+        proxy.blackhole()
+        await asyncio.sleep(4)  # the webhook timeout is 1 s
+        proxy.heal()
+        proxy.delay(0.05)
+        await asyncio.sleep(2)
+        proxy.delay(0)
         await producing
         # A request the endpoint received but whose answer the network lost is sent again,
         # with the same webhook-id (Standard Webhooks: receivers de-duplicate by it).

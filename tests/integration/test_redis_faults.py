@@ -16,7 +16,7 @@ from redis.asyncio import Redis
 
 from ..conftest import BIN, KafkaIO
 from ..servers import PrivateRedis
-from .oracle import Workload, check
+from .oracle import Workload, begin, check
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.fault]
 SHANGHAI = ZoneInfo("Asia/Shanghai")  # the default billing calendar
@@ -39,8 +39,7 @@ async def test_redis_paused_then_restarted_with_aof_mid_stream(
         USAGE_MONITOR_BATCH_MAX_RECORDS="200",
         USAGE_MONITOR_RETRY_BACKOFF_MAX_S="1",
     )
-    await kafka.send_many(names["USAGE_MONITOR_TOPIC_EVENTS"], w.profiles())
-    producing = asyncio.create_task(w.produce(kafka, names["USAGE_MONITOR_TOPIC_USAGE"]))
+    producing = begin(w, kafka, names)
     admin = Redis.from_url(private_redis.url)
     await asyncio.sleep(1.5)
     await admin.execute_command("CLIENT", "PAUSE", "2500", "ALL")  # Redis stalls 2.5 s

@@ -13,7 +13,7 @@ import pytest
 from redis.asyncio import Redis
 
 from ..conftest import KafkaIO
-from .oracle import Workload, check
+from .oracle import Workload, begin, check
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.fault]
 
@@ -26,8 +26,7 @@ async def test_worker_frozen_past_the_session_timeout_then_thawed(
     w = Workload.build(41, cards=100, batches=40)
     frozen = await asyncio.to_thread(start_worker, USAGE_MONITOR_BATCH_MAX_RECORDS="200")
     other = await asyncio.to_thread(start_worker, USAGE_MONITOR_BATCH_MAX_RECORDS="200")
-    await kafka.send_many(names["USAGE_MONITOR_TOPIC_EVENTS"], w.profiles())
-    producing = asyncio.create_task(w.produce(kafka, names["USAGE_MONITOR_TOPIC_USAGE"]))
+    producing = begin(w, kafka, names)
     await asyncio.sleep(2)
     assert frozen.proc is not None
     frozen.proc.send_signal(signal.SIGSTOP)
