@@ -4,7 +4,7 @@ PY := .venv/bin/python
 STAMP := .venv/.installed-stamp
 export KAFKA_IMPL ?= apache
 
-.PHONY: setup up down demo test test-tansu test-unit test-faults bench lint fmt schemas clean
+.PHONY: setup up down demo test test-tansu test-unit test-cluster test-faults bench lint fmt schemas clean
 
 setup: $(STAMP)
 
@@ -48,6 +48,11 @@ test-tansu: setup
 
 test-unit: setup
 	.venv/bin/pytest tests/unit $(PYTEST_ARGS)
+
+# The integration suite with every service on a three-master Redis Cluster (CI runs it too).
+test-cluster: setup
+	REDIS_CLUSTER=3 REDIS_PORT=17000 TEST_REDIS_URL=redis+cluster://127.0.0.1:17000 \
+	  scripts/with-stack.sh .venv/bin/pytest tests/integration $(PYTEST_ARGS)
 
 # Only the fault-injection tests (each also runs alone: make test-faults PYTEST_ARGS="-k sigstop").
 test-faults: setup

@@ -9,8 +9,9 @@
 #   scripts/stack.sh fetch    resolve the Kafka jars only
 #
 # Environment: KAFKA_IMPL (apache|tansu), KAFKA_PORT (9092), KAFKA_CONTROLLER_PORT
-# (KAFKA_PORT+1), REDIS_PORT (6379), STACK_DIR (.local/stack), KAFKA_LIBS_DIR
-# (.local/kafka-libs), KAFKA_HEAP (512m).
+# (KAFKA_PORT+1), REDIS_PORT (6379), REDIS_CLUSTER (0: one server; N >= 3: a Redis Cluster of
+# N masters on REDIS_PORT .. REDIS_PORT+N-1, REDIS_URL=redis+cluster://127.0.0.1:REDIS_PORT),
+# STACK_DIR (.local/stack), KAFKA_LIBS_DIR (.local/kafka-libs), KAFKA_HEAP (512m).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -18,6 +19,7 @@ KAFKA_IMPL=${KAFKA_IMPL:-apache}
 KAFKA_PORT=${KAFKA_PORT:-9092}
 CONTROLLER_PORT=${KAFKA_CONTROLLER_PORT:-$((KAFKA_PORT + 1))}
 REDIS_PORT=${REDIS_PORT:-6379}
+REDIS_CLUSTER=${REDIS_CLUSTER:-0}
 STATE=${STACK_DIR:-$ROOT/.local/stack}
 LIBS=${KAFKA_LIBS_DIR:-$ROOT/.local/kafka-libs}
 KAFKA_HEAP=${KAFKA_HEAP:-512m}
@@ -69,24 +71,59 @@ fetch_kafka() {
   touch "$LIBS/.complete"
 }
 
-redis_up() {
-  local dir=$STATE/redis-$REDIS_PORT pidfile=$STATE/redis-$REDIS_PORT.pid
-  if alive "$pidfile" "redis-server"; then log "redis already running on $REDIS_PORT"; return; fi
-  ensure_redis_installed
+# redis_node PORT [extra redis-server args...]: start one redis-server unless it runs.
+redis_node() {
+  local port=$1; shift
+  local dir=$STATE/redis-$port pidfile=$STATE/redis-$port.pid
+  if alive "$pidfile" "redis-server"; then log "redis already running on $port"; return; fi
   mkdir -p "$dir"
-  log "starting redis on 127.0.0.1:$REDIS_PORT"
-  nohup redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --dir "$dir" \
+  log "starting redis on 127.0.0.1:$port"
+  nohup redis-server --bind 127.0.0.1 --port "$port" --dir "$dir" \
     --appendonly yes --appendfsync everysec --save "" --daemonize no \
     --hash-max-listpack-value 256 --maxmemory-policy noeviction \
-    --logfile "$dir/redis.log" >/dev/null 2>&1 &
+    --logfile "$dir/redis.log" "$@" >/dev/null 2>&1 &
   echo $! >"$pidfile"
-  # Ready means PONG: while it replays its AOF Redis answers LOADING (and redis-cli exits 0).
+}
+
+# Ready means PONG: while it replays its AOF Redis answers LOADING (and redis-cli exits 0).
+redis_wait() {
+  local port=$1
   for _ in $(seq 1 600); do
-    [[ $(redis-cli -p "$REDIS_PORT" ping 2>/dev/null) == PONG ]] && return
+    [[ $(redis-cli -p "$port" ping 2>/dev/null) == PONG ]] && return
     sleep 0.1
   done
-  log "redis did not answer on $REDIS_PORT; see $dir/redis.log"; exit 1
+  log "redis did not answer on $port; see $STATE/redis-$port/redis.log"; exit 1
 }
+
+cluster_ports() { seq "$REDIS_PORT" $((REDIS_PORT + REDIS_CLUSTER - 1)); }
+
+redis_up() {
+  ensure_redis_installed
+  if ((REDIS_CLUSTER == 0)); then
+    redis_node "$REDIS_PORT"
+    redis_wait "$REDIS_PORT"
+    return
+  fi
+  ((REDIS_CLUSTER >= 3)) || { log "REDIS_CLUSTER must be 0 or at least 3 masters"; exit 2; }
+  local port addresses=()
+  for port in $(cluster_ports); do
+    redis_node "$port" --cluster-enabled yes --cluster-config-file nodes.conf \
+      --cluster-node-timeout 5000
+    addresses+=("127.0.0.1:$port")
+  done
+  for port in $(cluster_ports); do redis_wait "$port"; done
+  if ! redis-cli -p "$REDIS_PORT" cluster info | grep -q "cluster_known_nodes:$REDIS_CLUSTER"; then
+    log "creating a Redis Cluster of $REDIS_CLUSTER masters"
+    redis-cli --cluster create "${addresses[@]}" --cluster-replicas 0 --cluster-yes >/dev/null
+  fi
+  for _ in $(seq 1 150); do
+    redis-cli -p "$REDIS_PORT" cluster info | grep -q "cluster_state:ok" && return
+    sleep 0.2
+  done
+  log "the Redis Cluster did not reach cluster_state:ok"; exit 1
+}
+
+redis_ports() { if ((REDIS_CLUSTER == 0)); then echo "$REDIS_PORT"; else cluster_ports; fi; }
 
 kafka_apache_up() {
   local dir=$STATE/kafka-$KAFKA_PORT pidfile=$STATE/kafka-$KAFKA_PORT.pid
@@ -136,16 +173,20 @@ case ${1:-} in
     redis_up
     if [[ $KAFKA_IMPL == tansu ]]; then kafka_tansu_up; else kafka_apache_up; fi
     kafka_wait
-    log "up: kafka=$KAFKA_IMPL 127.0.0.1:$KAFKA_PORT redis=127.0.0.1:$REDIS_PORT"
+    if ((REDIS_CLUSTER)); then redis="redis+cluster://127.0.0.1:$REDIS_PORT ($REDIS_CLUSTER masters)"
+    else redis="127.0.0.1:$REDIS_PORT"; fi
+    log "up: kafka=$KAFKA_IMPL 127.0.0.1:$KAFKA_PORT redis=$redis"
     ;;
   down)
     stop_pidfile "$STATE/kafka-$KAFKA_PORT.pid" "kafka.Kafka" "kafka"
     stop_pidfile "$STATE/tansu-$KAFKA_PORT.pid" "tansu" "tansu"
-    stop_pidfile "$STATE/redis-$REDIS_PORT.pid" "redis-server" "redis"
+    for port in $(redis_ports); do
+      stop_pidfile "$STATE/redis-$port.pid" "redis-server" "redis $port"
+    done
     ;;
   status)
-    { alive "$STATE/kafka-$KAFKA_PORT.pid" "kafka.Kafka" || alive "$STATE/tansu-$KAFKA_PORT.pid" "tansu"; } &&
-      alive "$STATE/redis-$REDIS_PORT.pid" "redis-server"
+    { alive "$STATE/kafka-$KAFKA_PORT.pid" "kafka.Kafka" || alive "$STATE/tansu-$KAFKA_PORT.pid" "tansu"; } || exit 1
+    for port in $(redis_ports); do alive "$STATE/redis-$port.pid" "redis-server" || exit 1; done
     ;;
   *) echo "usage: $0 up|down|status|fetch" >&2; exit 2 ;;
 esac

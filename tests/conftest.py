@@ -18,7 +18,6 @@ from typing import Any
 import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from redis.asyncio import Redis
 
 from usage_monitor.adapters.redis_client import AnyRedis, connect
 
@@ -27,7 +26,8 @@ from .servers import LocalRedisCluster, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 KAFKA = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
-# DB 15: tests never touch the data of a demo running on the same Redis.
+# DB 15: tests never touch the data of a demo running on the same Redis. `make test-cluster`
+# sets a redis+cluster:// URL: every integration flow then runs on a Redis Cluster.
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 BIN = Path(sys.executable).parent
 
@@ -47,14 +47,18 @@ def names() -> dict[str, str]:
     }
 
 
-@pytest.fixture
-async def redis(names: dict[str, str]) -> AsyncIterator[Redis]:
-    client = Redis.from_url(REDIS_URL)
-    yield client
-    prefix = names["USAGE_MONITOR_REDIS_PREFIX"]
+async def _forget(client: AnyRedis, prefix: str) -> None:
     keys = [k async for k in client.scan_iter(match=f"{prefix}:*", count=1000)]
-    if keys:
-        await client.delete(*keys)
+    for key in keys:  # one by one: on a cluster they live in different slots
+        await client.delete(key)
+
+
+@pytest.fixture
+async def redis(names: dict[str, str]) -> AsyncIterator[AnyRedis]:
+    """The Redis the tests' services use: one server, or a cluster (`make test-cluster`)."""
+    client = connect(REDIS_URL)
+    yield client
+    await _forget(client, names["USAGE_MONITOR_REDIS_PREFIX"])
     await client.aclose()
 
 
@@ -74,10 +78,7 @@ async def any_redis(
     url = request.getfixturevalue("redis_cluster").url if request.param == "cluster" else REDIS_URL
     client = connect(url)
     yield client
-    prefix = names["USAGE_MONITOR_REDIS_PREFIX"]
-    keys = [k async for k in client.scan_iter(match=f"{prefix}:*", count=1000)]
-    for key in keys:  # one by one: on a cluster they live in different slots
-        await client.delete(key)
+    await _forget(client, names["USAGE_MONITOR_REDIS_PREFIX"])
     await client.aclose()
 
 

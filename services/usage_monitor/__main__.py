@@ -47,6 +47,14 @@ def main(argv: list[str] | None = None) -> int:
         help="replay usage records from this moment on, with its UTC offset "
         "(normally the start of the current cycle, e.g. 2026-11-01T00:00:00+08:00)",
     )
+    rebuild.add_argument(
+        "--wait",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="retry this long while a group still has members (a killed worker stays one "
+        "until its session times out)",
+    )
     from .simulate import add_arguments
 
     add_arguments(sub.add_parser("simulate", help="produce a synthetic fleet's traffic"))
@@ -90,15 +98,15 @@ def main(argv: list[str] | None = None) -> int:
         print("usage-monitor: settings valid, Kafka and Redis reachable")
         return 0
     if args.command == "rebuild":
-        return run_rebuild(settings, args.since)
+        return run_rebuild(settings, args.since, args.wait)
     return run_worker(settings, args.loglevel)
 
 
-def run_rebuild(settings: Settings, since: datetime) -> int:
+def run_rebuild(settings: Settings, since: datetime, wait_s: float) -> int:
     from .rebuild import rebuild
 
     try:
-        moved = asyncio.run(rebuild(settings, since))
+        moved = asyncio.run(rebuild(settings, since, wait_s))
     except ConfigError as exc:
         print(f"usage-monitor: {exc}", file=sys.stderr)
         return 2

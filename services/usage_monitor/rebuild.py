@@ -16,6 +16,8 @@ offsets of a group with live members, so the workers must be stopped first.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -25,6 +27,10 @@ from aiokafka.structs import OffsetAndMetadata
 
 from .errors import ConfigError
 from .settings import Settings
+
+
+class GroupInUseError(ConfigError):
+    pass
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,21 +65,31 @@ async def _move(bootstrap: str, group: str, topic: str, since: datetime | None) 
         try:
             await consumer.commit({tp: OffsetAndMetadata(off, "") for tp, off in target.items()})
         except KafkaError as exc:  # the group has live members, whose offsets are theirs
-            raise ConfigError(
+            raise GroupInUseError(
                 f"stop every worker first: Kafka refused to move group {group} "
-                f"({type(exc).__name__})"
+                f"({type(exc).__name__}; a killed worker holds it until its session times out: "
+                "--wait 30)"
             ) from exc
         return Moved(group, topic, {tp.partition: off for tp, off in target.items()})
     finally:
         await consumer.stop()
 
 
-async def rebuild(settings: Settings, since: datetime) -> list[Moved]:
+async def rebuild(settings: Settings, since: datetime, wait_s: float = 0) -> list[Moved]:
+    """Move both groups; while a group still has members, try again for up to `wait_s`
+    (a worker that was killed, not stopped, stays a member until its session times out)."""
     if since.tzinfo is None:
         raise ConfigError("--since needs a UTC offset, e.g. 2026-11-01T00:00:00+08:00")
     bootstrap = settings.kafka_bootstrap_servers
     events_group, usage_group = settings.app_id, f"{settings.app_id}-usage"
-    return [
-        await _move(bootstrap, events_group, settings.topic_events, None),
-        await _move(bootstrap, usage_group, settings.topic_usage, since),
-    ]
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return [
+                await _move(bootstrap, events_group, settings.topic_events, None),
+                await _move(bootstrap, usage_group, settings.topic_usage, since),
+            ]
+        except GroupInUseError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(1)

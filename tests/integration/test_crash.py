@@ -15,7 +15,8 @@ from typing import Any
 
 import httpx
 import pytest
-from redis.asyncio import Redis
+
+from usage_monitor.adapters.redis_client import AnyRedis
 
 from ..conftest import KafkaIO, Worker
 from ..receiver import Receiver, customer
@@ -59,7 +60,7 @@ async def test_sigkill_at_a_random_moment_then_restart(
     kafka: KafkaIO,
     names: dict[str, str],
     topics: dict[str, str],
-    redis: Redis,
+    redis: AnyRedis,
 ) -> None:
     w = Workload.build(7, cards=200, batches=50, per_batch=800)
     worker = await asyncio.to_thread(start_worker, USAGE_MONITOR_BATCH_MAX_RECORDS=BATCH)
@@ -96,7 +97,7 @@ async def test_sigkill_at_a_crash_point_then_restart(
     kafka: KafkaIO,
     names: dict[str, str],
     topics: dict[str, str],
-    redis: Redis,
+    redis: AnyRedis,
 ) -> None:
     w = Workload.build(8, cards=120, batches=30)
     doomed: Worker = await asyncio.to_thread(

@@ -15,6 +15,8 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
+from usage_monitor.adapters.redis_client import AnyRedis
+
 from ..conftest import KafkaIO
 from ..faultproxy import FaultProxy
 from ..receiver import Receiver, customer
@@ -90,7 +92,7 @@ async def test_kafka_link_delayed_reset_and_blackholed_past_the_session_timeout(
     kafka_io: KafkaIO,
     start_worker: Any,  # after the broker: stopped before it
     names: dict[str, str],
-    redis: Redis,
+    redis: AnyRedis,
 ) -> None:
     _, proxy = kafka_behind_proxy
     w = Workload.build(32, cards=100, batches=30)
@@ -109,7 +111,7 @@ async def test_broker_restarted_mid_stream(
     kafka_io: KafkaIO,
     start_worker: Any,  # after the broker: stopped before it
     names: dict[str, str],
-    redis: Redis,
+    redis: AnyRedis,
 ) -> None:
     broker, proxy = kafka_behind_proxy
     w = Workload.build(33, cards=100, batches=30)
@@ -131,7 +133,7 @@ async def test_webhook_link_delayed_reset_and_blackholed_past_the_request_timeou
     kafka: KafkaIO,
     names: dict[str, str],
     topics: dict[str, str],
-    redis: Redis,
+    redis: AnyRedis,
 ) -> None:
     proxy = FaultProxy(receiver.port).start()
     # The endpoint answers slowly, so deliveries are in flight whenever a fault strikes.

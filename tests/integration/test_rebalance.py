@@ -9,7 +9,8 @@ from collections import defaultdict
 from typing import Any
 
 import pytest
-from redis.asyncio import Redis
+
+from usage_monitor.adapters.redis_client import AnyRedis
 
 from ..conftest import KafkaIO
 from .helpers import iccid, record, upsert, wait_for_totals
@@ -18,7 +19,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 async def test_add_and_remove_a_worker_mid_stream(
-    start_worker: Any, kafka: KafkaIO, names: dict[str, str], redis: Redis
+    start_worker: Any, kafka: KafkaIO, names: dict[str, str], redis: AnyRedis
 ) -> None:
     rng = random.Random(3)
     cards = [iccid(20_000 + i) for i in range(300)]

@@ -85,7 +85,8 @@ async def test_redis_restarted_empty_then_rebuilt_by_replay(
         )
         done = await asyncio.to_thread(
             subprocess.run,
-            [str(BIN / "usage-monitor"), "rebuild", "--since", cycle_start.isoformat()],
+            # --wait: Tansu keeps a stopped member until its session times out.
+            [BIN / "usage-monitor", "rebuild", "--since", cycle_start.isoformat(), "--wait", "30"],
             env=worker.env,
             capture_output=True,
             text=True,

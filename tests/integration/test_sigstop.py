@@ -10,7 +10,8 @@ from typing import Any
 
 import httpx
 import pytest
-from redis.asyncio import Redis
+
+from usage_monitor.adapters.redis_client import AnyRedis
 
 from ..conftest import KafkaIO
 from .oracle import Workload, begin, check
@@ -21,7 +22,7 @@ SESSION_TIMEOUT_S = 6  # worker_env's USAGE_MONITOR_BROKER_SESSION_TIMEOUT_S
 
 
 async def test_worker_frozen_past_the_session_timeout_then_thawed(
-    start_worker: Any, kafka: KafkaIO, names: dict[str, str], redis: Redis
+    start_worker: Any, kafka: KafkaIO, names: dict[str, str], redis: AnyRedis
 ) -> None:
     w = Workload.build(41, cards=100, batches=40)
     frozen = await asyncio.to_thread(start_worker, USAGE_MONITOR_BATCH_MAX_RECORDS="200")
