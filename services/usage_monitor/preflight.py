@@ -52,12 +52,38 @@ async def ensure_topics(
                 await admin.create_topics(
                     [NewTopic(t, num_partitions=partitions, replication_factor=1) for t in missing]
                 )
+            await _until_led(admin, missing, timeout_s)
     except (KafkaError, OSError, TimeoutError) as exc:
         raise ConfigError(
             f"KAFKA_BOOTSTRAP_SERVERS={bootstrap}: Kafka does not answer ({type(exc).__name__})"
         ) from exc
     finally:
         await admin.close()
+
+
+async def _until_led(admin: AIOKafkaAdminClient, topics: list[str], timeout_s: float) -> None:
+    """Wait until every new topic has a leader for each partition.
+
+    CreateTopics returns before the metadata spreads; faust subscribes right after, and its
+    consumer *ignores* a topic it cannot see yet, for good (seen on a fresh broker: the
+    `card.events` agent never received an event).
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while True:
+        described = await admin.describe_topics(topics)
+        led = {
+            t["topic"]
+            for t in described
+            if t["error_code"] == 0
+            and t["partitions"]
+            and all(p["leader"] >= 0 for p in t["partitions"])
+        }
+        if led >= set(topics):
+            return
+        if loop.time() > deadline:
+            raise TimeoutError(f"topics without a leader: {sorted(set(topics) - led)}")
+        await asyncio.sleep(0.1)
 
 
 async def preflight(s: Settings) -> None:
