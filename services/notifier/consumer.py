@@ -12,9 +12,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
+from aiokafka.errors import CommitFailedError, IllegalStateError
 from pydantic import ValidationError
 
 from simwatch_contracts import CardAlert, CustomerSettings, DeadLetter, describe_validation_error
+from usage_monitor.errors import component_of, retrying
 
 from .adapters.ledger import Ledger
 from .domain.delivery import plan
@@ -102,11 +104,25 @@ class Inputs:
         fetched = await consumer.getmany(timeout_ms=200, max_records=500)
         if not fetched:
             return
-        for messages in fetched.values():
-            for msg in messages:
-                await handle(msg)
         offsets = {tp: msgs[-1].offset + 1 for tp, msgs in fetched.items()}
-        await consumer.commit(offsets)
+
+        async def apply() -> None:
+            # Idempotent: scheduling is keyed by delivery id, settings are overwritten.
+            for messages in fetched.values():
+                for msg in messages:
+                    await handle(msg)
+            try:
+                await consumer.commit(offsets)
+            except (CommitFailedError, IllegalStateError) as exc:
+                # The partitions moved: their new owner reads the batch again, harmlessly.
+                log.info("offset commit skipped after rebalance: %s", exc)
+
+        # Redis or Kafka away: retry the batch in place rather than crash the notifier.
+        await retrying(
+            apply,
+            what="notifier input batch",
+            on_error=lambda exc: self.metrics.transient_errors.labels(component_of(exc)).inc(),
+        )
         self.wake.set()
 
     async def _on_settings(self, msg: ConsumerRecord[bytes, bytes]) -> None:

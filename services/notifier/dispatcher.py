@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from simwatch_contracts import CardAlert, CustomerSettings, DeadLetter
+from usage_monitor.errors import component_of, is_transient
 
 from .adapters.ledger import Claim, Ledger
 from .channels.sms import SmsProvider, sms_key
@@ -65,16 +66,26 @@ class Dispatcher:
     async def run(self) -> None:
         """Claim and attempt until stopped; woken early when new deliveries are scheduled."""
         while not self._stopping:
-            free = self.settings.concurrency - len(self._inflight)
-            if free > 0:
-                for claim in await self.ledger.claim(self.clock(), self.settings.lease_s, free):
-                    task = asyncio.create_task(self._attempt(claim))
-                    self._inflight.add(task)
-                    task.add_done_callback(self._inflight.discard)
-            self.metrics.retry_queue.set(await self.ledger.depth())
+            try:
+                await self._claim_some()
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                # Redis away: claims wait (leases keep other replicas off them meanwhile).
+                self.metrics.transient_errors.labels(component_of(exc)).inc()
+                log.warning("claiming deliveries: %s: %s", type(exc).__name__, exc)
             self.wake.clear()
             with contextlib.suppress(TimeoutError):  # no wake-up: look again anyway
                 await asyncio.wait_for(self.wake.wait(), self.settings.dispatch_interval_s)
+
+    async def _claim_some(self) -> None:
+        free = self.settings.concurrency - len(self._inflight)
+        if free > 0:
+            for claim in await self.ledger.claim(self.clock(), self.settings.lease_s, free):
+                task = asyncio.create_task(self._attempt(claim))
+                self._inflight.add(task)
+                task.add_done_callback(self._inflight.discard)
+        self.metrics.retry_queue.set(await self.ledger.depth())
 
     async def stop(self, grace_s: float = 20.0) -> None:
         """Stop claiming; let attempts in flight finish (their leases cover the rest)."""
@@ -90,9 +101,13 @@ class Dispatcher:
                 return
             outcome = await self._deliver(claim, record)
             await self._record(claim, record, outcome)
-        except Exception:  # one delivery's bug must not stop the others:
+        except Exception as exc:  # one delivery's failure must not stop the others:
             # the lease ends and the delivery is claimed again.
-            log.exception("delivery %s failed unexpectedly", claim.delivery_id)
+            if is_transient(exc):
+                self.metrics.transient_errors.labels(component_of(exc)).inc()
+                log.warning("delivery %s: %s: %s", claim.delivery_id, type(exc).__name__, exc)
+            else:
+                log.exception("delivery %s failed unexpectedly", claim.delivery_id)
 
     async def _deliver(self, claim: Claim, record: dict[str, str]) -> Outcome | _Defer:
         alert = CardAlert.model_validate_json(record["alert"])

@@ -18,6 +18,7 @@ class Metrics:
     retry_queue: Gauge
     latency: Histogram
     dead_letters: Counter
+    transient_errors: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> Metrics:
@@ -58,6 +59,12 @@ class Metrics:
                 f"{p}_dead_letters",
                 "Inputs and exhausted deliveries sent to a dead-letter topic",
                 ["source", "reason"],
+                registry=registry,
+            ),
+            transient_errors=Counter(
+                f"{p}_transient_errors",
+                "Redis or Kafka failures retried in place, by component",
+                ["component"],
                 registry=registry,
             ),
         )

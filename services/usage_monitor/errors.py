@@ -3,6 +3,7 @@
     Exception
     ├── ConfigError            bad settings or unreachable dependency at start-up: exit 2
     └── (transient)            redis.ConnectionError, redis.TimeoutError, BusyLoadingError,
+                               ClusterDownError, TryAgainError, SlotNotCoveredError,
                                aiokafka KafkaError, OSError, uvloop's closed-transport
                                RuntimeError: retried with backoff in place
 Poison input is not an exception here: it is a dead letter (see ``dead_letters.py``).
@@ -17,7 +18,14 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from aiokafka.errors import KafkaError
-from redis.exceptions import BusyLoadingError, ConnectionError, TimeoutError
+from redis.exceptions import (
+    BusyLoadingError,
+    ClusterDownError,
+    ConnectionError,
+    SlotNotCoveredError,
+    TimeoutError,
+    TryAgainError,
+)
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -26,6 +34,10 @@ TRANSIENT: tuple[type[BaseException], ...] = (
     ConnectionError,
     TimeoutError,
     BusyLoadingError,
+    # Redis Cluster: a master is down or failing over, or its slots are moving.
+    ClusterDownError,
+    TryAgainError,
+    SlotNotCoveredError,
     KafkaError,
     OSError,
 )

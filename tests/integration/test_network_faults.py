@@ -64,23 +64,37 @@ async def kafka_io(kafka_behind_proxy: tuple[PrivateKafka, FaultProxy]) -> Async
 
 
 async def test_redis_link_delayed_reset_and_blackholed_past_the_socket_timeout(
-    start_worker: Any, kafka: KafkaIO, names: dict[str, str], tmp_path: Path
+    start_worker: Any,
+    start_notifier: Any,
+    receiver: Receiver,
+    kafka: KafkaIO,
+    names: dict[str, str],
+    topics: dict[str, str],
+    tmp_path: Path,
 ) -> None:
+    """The worker and the notifier both reach Redis through the proxy."""
     server = PrivateRedis(tmp_path / "redis").start()
     proxy = FaultProxy(server.port).start()
     direct = Redis.from_url(server.url)
     try:
         w = Workload.build(31, cards=100, batches=30)
-        worker = await asyncio.to_thread(
-            start_worker, REDIS_URL=f"redis://{proxy.address}/0", **WORKER
+        via_proxy = f"redis://{proxy.address}/0"
+        worker = await asyncio.to_thread(start_worker, REDIS_URL=via_proxy, **WORKER)
+        hook = customer(w.customer, webhook=receiver.url("/hook"))
+        await kafka.send(topics["NOTIFIER_TOPIC_SETTINGS"], hook, key=w.customer)
+        notifier = await asyncio.to_thread(
+            start_notifier,
+            REDIS_URL=via_proxy,
+            NOTIFIER_TOPIC_ALERTS=names["USAGE_MONITOR_TOPIC_ALERTS"],
         )
         producing = begin(w, kafka, names)
         await asyncio.sleep(1.5)
-        await faults(proxy, blackhole_s=12)  # the worker's Redis socket timeout is 10 s
+        await faults(proxy, blackhole_s=12)  # both services' Redis socket timeout is 10 s
         await producing
-        await check(w, redis=direct, names=names, kafka=kafka)
+        await check(w, redis=direct, names=names, kafka=kafka, receiver=receiver)
         assert proxy.disturbed > 0
-        assert worker.proc is not None and worker.proc.poll() is None
+        for service in (worker, notifier):
+            assert service.proc is not None and service.proc.poll() is None
     finally:
         await direct.aclose()
         proxy.stop()

@@ -4,6 +4,7 @@ replays Kafka), on a private redis-server the test owns; afterwards the oracle h
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -58,6 +59,13 @@ async def test_redis_paused_then_restarted_with_aof_mid_stream(
     assert worker.card(w.cards[0]).status_code == 200
 
 
+TANSU_GROUPS = pytest.mark.skipif(
+    os.environ.get("KAFKA_IMPL") == "tansu",
+    reason="Tansu refuses offset commits from outside a group that once had members",
+)
+
+
+@TANSU_GROUPS
 async def test_redis_restarted_empty_then_rebuilt_by_replay(
     start_worker: Any, kafka: KafkaIO, names: dict[str, str], private_redis: PrivateRedis
 ) -> None:
@@ -99,6 +107,7 @@ async def test_redis_restarted_empty_then_rebuilt_by_replay(
         await redis.aclose()
 
 
+@TANSU_GROUPS
 async def test_rebuild_refuses_while_a_worker_runs(
     start_worker: Any, names: dict[str, str]
 ) -> None:

@@ -4,6 +4,7 @@ Cluster behind them and the notifier, with a worker joining and another leaving 
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,7 +14,7 @@ from usage_monitor.adapters.redis_client import connect
 from ..conftest import KafkaIO
 from ..receiver import Receiver, customer
 from ..servers import LocalRedisCluster
-from .oracle import Workload, check
+from .oracle import Workload, begin, check
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.cluster]
 
@@ -67,3 +68,37 @@ async def test_workers_join_and_leave_over_a_redis_cluster(
         assert body["used_bytes"] == w.expected[card]
         assert body["state"] == ("suspended" if card in w.over else "active")
     assert second.proc is not None and second.proc.poll() is None
+
+
+@pytest.mark.fault
+async def test_a_cluster_master_restarted_mid_stream(
+    start_worker: Any, kafka: KafkaIO, names: dict[str, str], tmp_path: Path
+) -> None:
+    """One of three masters goes down (SIGTERM) for 3 s and comes back from its AOF: the
+    slots it serves are unavailable meanwhile, the workers retry, the oracle holds."""
+    cluster = LocalRedisCluster(tmp_path / "cluster").start()
+    try:
+        w = Workload.build(22, cards=100, batches=30)
+        extra = {
+            "REDIS_URL": cluster.url,
+            "USAGE_MONITOR_TOPIC_PARTITIONS": PARTITIONS,
+            "USAGE_MONITOR_REDIS_SHARDS": PARTITIONS,
+            "USAGE_MONITOR_BATCH_MAX_RECORDS": "200",
+            "USAGE_MONITOR_RETRY_BACKOFF_MAX_S": "1",
+        }
+        for _ in range(2):
+            await asyncio.to_thread(start_worker, **extra)
+        producing = begin(w, kafka, names)
+        await asyncio.sleep(2)
+        victim = cluster.nodes[1]
+        await asyncio.to_thread(victim.stop)
+        await asyncio.sleep(3)
+        await asyncio.to_thread(victim.start)
+        await producing
+        client = connect(cluster.url)
+        try:
+            await check(w, redis=client, names=names, kafka=kafka, shards=int(PARTITIONS))
+        finally:
+            await client.aclose()
+    finally:
+        cluster.stop()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from aiokafka.errors import KafkaConnectionError
-from redis.exceptions import ConnectionError, ResponseError
+from redis.exceptions import ClusterDownError, ConnectionError, ResponseError, TryAgainError
 
 from usage_monitor.errors import is_transient
 
@@ -12,6 +12,8 @@ def test_dependency_failures_are_transient_and_bugs_are_not() -> None:
     assert is_transient(ConnectionError("reset"))
     assert is_transient(KafkaConnectionError())
     assert is_transient(ConnectionResetError())
+    assert is_transient(ClusterDownError("The cluster is down"))  # a master restarting
+    assert is_transient(TryAgainError("slot migrating"))
     # uvloop, writing to a socket the peer reset (MagicStack/uvloop#506)
     closed = "unable to perform operation on <TCPTransport closed=True>; the handler is closed"
     assert is_transient(RuntimeError(closed))

@@ -27,7 +27,7 @@ def test_scrape_configs_are_valid(config: str) -> None:
 def test_alert_rules_are_valid() -> None:
     result = promtool("check", "rules", str(PROM / "rules" / "simwatch.rules.yml"))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 11 rules found" in result.stdout
+    assert "SUCCESS: 12 rules found" in result.stdout
 
 
 def test_alert_rule_unit_tests_pass() -> None:
