@@ -25,10 +25,6 @@ AnyRedis = Redis | RedisCluster
 _CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
 
 
-def is_cluster_url(url: str) -> bool:
-    return url.partition("://")[0] in _CLUSTER_SCHEMES
-
-
 def connect(url: str, **options: Any) -> AnyRedis:
     """A client for `url`; `options` are connection settings (timeouts, health checks)."""
     scheme, _, rest = url.partition("://")
