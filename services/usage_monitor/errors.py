@@ -5,7 +5,8 @@
     └── (transient)            redis.ConnectionError, redis.TimeoutError, BusyLoadingError,
                                ClusterDownError, TryAgainError, SlotNotCoveredError,
                                aiokafka KafkaError, OSError, uvloop's closed-transport
-                               RuntimeError: retried with backoff in place
+                               RuntimeError, redis-py's handshake AttributeError: retried
+                               with backoff in place
 Poison input is not an exception here: it is a dead letter (see ``dead_letters.py``).
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -49,7 +51,26 @@ def is_transient(exc: BaseException) -> bool:
         return True
     # uvloop raises this, not ConnectionResetError, when a client writes to a socket the peer
     # has reset (MagicStack/uvloop#506); redis-py drops the connection and the retry reconnects.
-    return isinstance(exc, RuntimeError) and "the handler is closed" in str(exc)
+    if isinstance(exc, RuntimeError) and "the handler is closed" in str(exc):
+        return True
+    # redis-py 8.1, reconnecting to a Redis Cluster node that is restarting: the node closes
+    # the socket during the connection handshake and the next handshake command finds no
+    # writer (`'NoneType' object has no attribute 'writelines'`). redis-py has disconnected
+    # by then, so a retry opens a fresh connection.
+    return isinstance(exc, AttributeError) and _raised_in(exc, _REDIS_CONNECTION)
+
+
+_REDIS_CONNECTION = os.path.join("redis", "asyncio", "connection.py")
+
+
+def _raised_in(exc: BaseException, module_path: str) -> bool:
+    """Whether the innermost frame of `exc`'s traceback is in `module_path`."""
+    tb = exc.__traceback__
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb.tb_frame.f_code.co_filename.endswith(module_path)
 
 
 class ConfigError(Exception):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from aiokafka.errors import KafkaConnectionError
 from redis.exceptions import ClusterDownError, ConnectionError, ResponseError, TryAgainError
 
@@ -20,3 +21,16 @@ def test_dependency_failures_are_transient_and_bugs_are_not() -> None:
     assert not is_transient(RuntimeError("dictionary changed size during iteration"))
     assert not is_transient(ResponseError("WRONGTYPE"))
     assert not is_transient(ValueError("bad"))
+
+
+async def test_redis_pys_handshake_race_is_transient_and_other_attribute_errors_are_not() -> None:
+    from redis.asyncio.connection import Connection
+
+    conn = Connection()
+    conn._writer = None  # what a node closing the socket mid-handshake leaves behind
+    with pytest.raises(AttributeError) as inside_redis:
+        await conn._send_packed_command([b"PING"])
+    assert is_transient(inside_redis.value)
+    with pytest.raises(AttributeError) as elsewhere:
+        None.writelines  # type: ignore[attr-defined]  # noqa: B018
+    assert not is_transient(elsewhere.value), "raised in our code: a bug, not the race"
