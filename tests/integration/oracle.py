@@ -23,7 +23,7 @@ from typing import Any
 from usage_monitor.adapters.redis_client import AnyRedis
 
 from ..conftest import KafkaIO
-from ..receiver import Receiver
+from ..receiver import Receiver, customer
 from .helpers import iccid, record, upsert, wait_for_totals
 
 
@@ -94,6 +94,23 @@ class Workload:
         for batch in self.batches:
             await kafka.send_many(topic, batch)
             await asyncio.sleep(pause_s)
+
+
+async def start_notifier_for(
+    w: Workload,
+    start_notifier: Any,
+    webhook: str,
+    kafka: KafkaIO,
+    names: dict[str, str],
+    topics: dict[str, str],
+    **env: str,
+) -> Any:
+    """The workload's customer gets `webhook`; a notifier reads the workers' alerts."""
+    hook = customer(w.customer, webhook=webhook)
+    await kafka.send(topics["NOTIFIER_TOPIC_SETTINGS"], hook, key=w.customer)
+    return await asyncio.to_thread(
+        start_notifier, NOTIFIER_TOPIC_ALERTS=names["USAGE_MONITOR_TOPIC_ALERTS"], **env
+    )
 
 
 def begin(

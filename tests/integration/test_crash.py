@@ -19,8 +19,8 @@ import pytest
 from usage_monitor.adapters.redis_client import AnyRedis
 
 from ..conftest import KafkaIO, Worker
-from ..receiver import Receiver, customer
-from .oracle import Workload, check
+from ..receiver import Receiver
+from .oracle import Workload, check, start_notifier_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.fault]
 
@@ -38,21 +38,6 @@ def applied(url: str, client: httpx.Client) -> float:
     return float(m.group(1)) if m else 0.0
 
 
-async def with_notifier(
-    w: Workload,
-    start_notifier: Any,
-    receiver: Receiver,
-    kafka: KafkaIO,
-    names: dict[str, str],
-    topics: dict[str, str],
-) -> None:
-    hook = customer(w.customer, webhook=receiver.url("/hook"))
-    await kafka.send(topics["NOTIFIER_TOPIC_SETTINGS"], hook, key=w.customer)
-    await asyncio.to_thread(
-        start_notifier, NOTIFIER_TOPIC_ALERTS=names["USAGE_MONITOR_TOPIC_ALERTS"]
-    )
-
-
 async def test_sigkill_at_a_random_moment_then_restart(
     start_worker: Any,
     start_notifier: Any,
@@ -64,7 +49,7 @@ async def test_sigkill_at_a_random_moment_then_restart(
 ) -> None:
     w = Workload.build(7, cards=200, batches=50, per_batch=800)
     worker = await asyncio.to_thread(start_worker, USAGE_MONITOR_BATCH_MAX_RECORDS=BATCH)
-    await with_notifier(w, start_notifier, receiver, kafka, names, topics)
+    await start_notifier_for(w, start_notifier, receiver.url("/hook"), kafka, names, topics)
     await kafka.send_many(names["USAGE_MONITOR_TOPIC_EVENTS"], w.profiles())
     await asyncio.sleep(1.0)
     await kafka.send_many(names["USAGE_MONITOR_TOPIC_USAGE"], list(w.all_records()))
@@ -103,7 +88,7 @@ async def test_sigkill_at_a_crash_point_then_restart(
     doomed: Worker = await asyncio.to_thread(
         start_worker, USAGE_MONITOR_BATCH_MAX_RECORDS="200", SIMWATCH_CRASH_AT=point
     )
-    await with_notifier(w, start_notifier, receiver, kafka, names, topics)
+    await start_notifier_for(w, start_notifier, receiver.url("/hook"), kafka, names, topics)
     await kafka.send_many(names["USAGE_MONITOR_TOPIC_EVENTS"], w.profiles())
     await w.produce(kafka, names["USAGE_MONITOR_TOPIC_USAGE"], pause_s=0.1)
     assert doomed.proc is not None

@@ -19,9 +19,9 @@ from usage_monitor.adapters.redis_client import AnyRedis
 
 from ..conftest import KafkaIO
 from ..faultproxy import FaultProxy
-from ..receiver import Receiver, customer
+from ..receiver import Receiver
 from ..servers import PrivateKafka, PrivateRedis, free_port
-from .oracle import Workload, begin, check
+from .oracle import Workload, begin, check, start_notifier_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.fault]
 
@@ -80,12 +80,8 @@ async def test_redis_link_delayed_reset_and_blackholed_past_the_socket_timeout(
         w = Workload.build(31, cards=100, batches=30)
         via_proxy = f"redis://{proxy.address}/0"
         worker = await asyncio.to_thread(start_worker, REDIS_URL=via_proxy, **WORKER)
-        hook = customer(w.customer, webhook=receiver.url("/hook"))
-        await kafka.send(topics["NOTIFIER_TOPIC_SETTINGS"], hook, key=w.customer)
-        notifier = await asyncio.to_thread(
-            start_notifier,
-            REDIS_URL=via_proxy,
-            NOTIFIER_TOPIC_ALERTS=names["USAGE_MONITOR_TOPIC_ALERTS"],
+        notifier = await start_notifier_for(
+            w, start_notifier, receiver.url("/hook"), kafka, names, topics, REDIS_URL=via_proxy
         )
         producing = begin(w, kafka, names)
         await asyncio.sleep(1.5)
@@ -155,11 +151,13 @@ async def test_webhook_link_delayed_reset_and_blackholed_past_the_request_timeou
     try:
         w = Workload.build(34, cards=100, batches=30)
         await asyncio.to_thread(start_worker, **WORKER)
-        hook = customer(w.customer, webhook=f"http://{proxy.address}/hook")
-        await kafka.send(topics["NOTIFIER_TOPIC_SETTINGS"], hook, key=w.customer)
-        notifier = await asyncio.to_thread(
+        notifier = await start_notifier_for(
+            w,
             start_notifier,
-            NOTIFIER_TOPIC_ALERTS=names["USAGE_MONITOR_TOPIC_ALERTS"],
+            f"http://{proxy.address}/hook",
+            kafka,
+            names,
+            topics,
             NOTIFIER_RETRY_SCHEDULE_S="[0.3, 0.5, 1, 1, 2, 2, 3, 3, 5]",
         )
         producing = begin(w, kafka, names, pause_s=0.4)

@@ -12,9 +12,9 @@ import pytest
 from usage_monitor.adapters.redis_client import connect
 
 from ..conftest import KafkaIO
-from ..receiver import Receiver, customer
+from ..receiver import Receiver
 from ..servers import LocalRedisCluster
-from .oracle import Workload, begin, check
+from .oracle import Workload, begin, check, start_notifier_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.cluster]
 
@@ -39,12 +39,8 @@ async def test_workers_join_and_leave_over_a_redis_cluster(
     }
     first = await asyncio.to_thread(start_worker, **extra)
     second = await asyncio.to_thread(start_worker, **extra)
-    hook = customer(w.customer, webhook=receiver.url("/hook"))
-    await kafka.send(topics["NOTIFIER_TOPIC_SETTINGS"], hook, key=w.customer)
-    await asyncio.to_thread(
-        start_notifier,
-        REDIS_URL=redis_cluster.url,
-        NOTIFIER_TOPIC_ALERTS=names["USAGE_MONITOR_TOPIC_ALERTS"],
+    await start_notifier_for(
+        w, start_notifier, receiver.url("/hook"), kafka, names, topics, REDIS_URL=redis_cluster.url
     )
     await kafka.send_many(names["USAGE_MONITOR_TOPIC_EVENTS"], w.profiles())
 
