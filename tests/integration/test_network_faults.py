@@ -87,7 +87,13 @@ async def test_redis_link_delayed_reset_and_blackholed_past_the_socket_timeout(
         await asyncio.sleep(1.5)
         await faults(proxy, blackhole_s=12)  # both services' Redis socket timeout is 10 s
         await producing
-        await check(w, redis=direct, names=names, kafka=kafka, receiver=receiver)
+        # A webhook sent just before the notifier's ledger update was cut goes out again
+        # when its lease ends, with the same webhook-id: at least once, never lost.
+        await check(
+            w, redis=direct, names=names, kafka=kafka, receiver=receiver, exactly_once=False
+        )
+        again = sum(n - 1 for n in Counter(receiver.webhook_ids("/hook")).values())
+        assert again <= proxy.disturbed, f"{again} repeats for {proxy.disturbed} broken links"
         assert proxy.disturbed > 0
         for service in (worker, notifier):
             assert service.proc is not None and service.proc.poll() is None
