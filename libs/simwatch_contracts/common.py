@@ -67,6 +67,8 @@ class Reason(StrEnum):
     ARREARS = "arrears"
     EXPIRED = "expired"
     VIOLATION = "violation"
+    BLACKLISTED = "blacklisted"
+    """A new card of a customer who still owes a cancelled card's debt (held until paid)."""
 
 
 class Billing(StrEnum):

@@ -8,17 +8,21 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from simwatch_contracts import CardEvent
+import orjson
+
+from simwatch_contracts import CardEvent, CardUpserted
 
 from .adapters.kafka_publisher import KafkaPublisher
 from .adapters.redis_store import (
     CONFLICT,
     DUPLICATE_EVENT,
     CommitRequest,
+    OutboxEntry,
     RedisStore,
     Snapshot,
     new_token,
 )
+from .blacklist import LEDGER, ledger_entry
 from .crash_points import crash_point
 from .domain.card import CardState, CardStatus
 from .domain.cycles import previous_cycle
@@ -61,7 +65,10 @@ class CardService:
         """Apply one card event exactly once (de-duplicated by `event_id`), then publish."""
         for _ in range(MAX_CAS_ATTEMPTS):
             snap = (await self.store.load([event.iccid]))[event.iccid]
-            decision = apply_event(snap.state, event, snap.usage, self.clock(), self.policy)
+            debt = 0
+            if isinstance(event, CardUpserted) and snap.state.profile is None:
+                debt = (await self.store.customer_debt(event.customer_id)).debt
+            decision = apply_event(snap.state, event, snap.usage, self.clock(), self.policy, debt)
             version = await self._commit(snap, decision, event_id=event.event_id)
             if version == DUPLICATE_EVENT:
                 return EventOutcome(None, duplicate=True)
@@ -73,10 +80,11 @@ class CardService:
             self.metrics.evaluations.labels("conflict").inc()
         raise RuntimeError(f"card {event.iccid[-4:]}: too many concurrent writers")
 
-    async def evaluate(self, iccids: Iterable[str]) -> int:
+    async def evaluate(self, iccids: Iterable[str], customer_debt: int | None = None) -> int:
         """Settle cards (usage reached a wake level, or a step fell due); returns how many
         decisions changed something. Reads and commits the whole slice in one round trip
-        each; conflicting cards are read and decided again."""
+        each; conflicting cards are read and decided again. `customer_debt`: the cards are
+        held for a customer's debt that is now this (see `blacklist`)."""
         pending = list(dict.fromkeys(iccids))
         changed, attempts = 0, 0
         shards: set[int] = set()
@@ -85,7 +93,8 @@ class CardService:
             snaps = await self.store.load(pending)
             now = self.clock()
             decisions = [
-                evaluate(snaps[i].state, snaps[i].usage, now, self.policy) for i in pending
+                evaluate(snaps[i].state, snaps[i].usage, now, self.policy, customer_debt)
+                for i in pending
             ]
             results = await self.store.commit_many(
                 [self._request(snaps[i], d) for i, d in zip(pending, decisions, strict=True)]
@@ -119,7 +128,7 @@ class CardService:
             state,
             calendar=self._calendar(state),
             wakes=dict(decision.wakes),
-            messages=self._messages(decision),
+            messages=self._messages(decision, snap, event_id),
             drop_cycles=_stale_cycles(state, snap.usage),
             event_id=event_id,
             due=decision.due,
@@ -132,9 +141,14 @@ class CardService:
         key = calendar_key(state.profile.timezone, state.profile.cycle_day)
         return "" if key == self.settings.default_calendar else key
 
-    def _messages(self, decision: Decision) -> list[tuple[str, bytes, bytes]]:
+    def _messages(
+        self, decision: Decision, snap: Snapshot, event_id: str | None
+    ) -> list[tuple[str, bytes, bytes]]:
         s = self.settings
         out = []
+        entry = ledger_entry(snap.state, decision.state, snap.version + 1, event_id)
+        if entry is not None:
+            out.append((LEDGER, *entry))
         for command in decision.commands:
             out.append(
                 (s.topic_commands, command.iccid.encode(), command.model_dump_json().encode())
@@ -183,7 +197,9 @@ class CardService:
             entries = await self.store.outbox_read(shard, OUTBOX_READ)
             if entries:
                 crash_point("outbox.before_publish")
-                await self.publisher.publish([(e.topic, e.key, e.value) for e in entries])
+                kafka = [(e.topic, e.key, e.value) for e in entries if e.topic != LEDGER]
+                await self.publisher.publish(kafka)
+                await self._apply_ledger([e for e in entries if e.topic == LEDGER])
                 crash_point("outbox.before_ack")
                 await self.store.outbox_ack(shard, [e.entry_id for e in entries])
                 published += len(entries)
@@ -194,6 +210,15 @@ class CardService:
                 if released < 0:
                     log.warning("outbox lock of shard %d expired while draining", shard)
                 return published
+
+    async def _apply_ledger(self, entries: Sequence[OutboxEntry]) -> None:
+        """Blacklist changes (see `blacklist`): applied to each customer's hash; cards held
+        for a debt now paid are released."""
+        for e in entries:
+            customer = e.key.decode()
+            owed = await self.store.customer_apply(customer, orjson.loads(e.value))
+            if owed.held and owed.debt == 0:
+                await self.evaluate(owed.held, customer_debt=0)
 
     async def tick(self, batch: int = 500) -> int:
         """Bring every card whose due time has come up to now (rollovers, warnings, expiry,

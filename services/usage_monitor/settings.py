@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     retention_fee: int = Field(500, ge=0, description="per grace month, minor units")
     balance_warning_days: int = Field(3, ge=0, le=27)
     postpaid_cancel_months: int = Field(3, ge=1, le=24)
+    postpaid_due_days: int = Field(
+        15, ge=0, le=27, description="payment period: a postpaid bill falls due this much later"
+    )
     scheduler_interval_s: float = Field(1.0, gt=0, description="leader's due-time scan period")
 
     batch_max_records: int = Field(
@@ -76,6 +79,9 @@ class Settings(BaseSettings):
             retention_fee=self.retention_fee,
             balance_warning_days=self.balance_warning_days,
             postpaid_cancel_months=self.postpaid_cancel_months,
+            postpaid_due_days=self.postpaid_due_days,
+            default_timezone=self.default_timezone,
+            default_cycle_day=self.default_cycle_day,
         )
 
     @property

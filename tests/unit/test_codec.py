@@ -45,6 +45,13 @@ states = st.builds(
     arrears_since=st.none()
     | st.integers(0, 4 * 10**9).map(lambda s: datetime.fromtimestamp(s, UTC)),
     blacklisted=st.booleans(),
+    bills=st.lists(st.tuples(st.integers(0, 4 * 10**9), st.integers(1, 10**6)), max_size=2).map(
+        tuple
+    ),
+    fee_month=st.integers(0, 210012),
+    rearm=st.integers(0, 50),
+    announce=st.none() | st.sampled_from(Reason),
+    held_debt=st.integers(0, 10**6),
 )
 
 

@@ -114,8 +114,15 @@ def test_bigger_plan_mid_cycle_lifts_over_quota() -> None:
     d = evaluate(profiled(1000).state, {CYCLE: 1000}, NOW)
     d2 = apply_event(d.state, upsert(2000), {CYCLE: 1000}, NOW)
     assert [c.type for c in d2.commands] == [CommandType.RESUME]
-    # 80 % and 90 % were announced this cycle already (once per cycle): next is the new quota.
-    assert d2.wakes[CYCLE] == 2000
+    # Usage (50 %) no longer reaches 80 % and 90 %: they are re-armed, so the next
+    # suspension comes with its warnings again (under new alert ids).
+    assert d2.wakes[CYCLE] == 1600
+    assert d2.state.fired == frozenset() and d2.state.rearm == 1
+    d3 = evaluate(d2.state, {CYCLE: 1700}, NOW)
+    (warning,) = d3.alerts
+    assert warning.percent == 80
+    first = [a for a in d.alerts if a.percent == 80]
+    assert first and first[0].alert_id != warning.alert_id
 
 
 def test_manual_stop_and_start() -> None:
@@ -128,11 +135,13 @@ def test_manual_stop_and_start() -> None:
     assert d.state.status is CardStatus.ACTIVE
 
 
-def test_manual_stop_is_refused_while_suspended_for_another_reason() -> None:
+def test_manual_stop_while_over_quota_is_kept_through_the_next_cycle() -> None:
     over = evaluate(profiled(1000).state, {CYCLE: 1000}, NOW)
     d = apply_event(over.state, event("card.suspend_requested"), {CYCLE: 1000}, NOW)
-    assert d.commands == () and d.rejected is not None and "over_quota" in d.rejected
-    assert d.state.reasons == {Reason.OVER_QUOTA}
+    assert d.commands == () and d.rejected is None
+    assert d.state.reasons == {Reason.OVER_QUOTA, Reason.MANUAL}
+    december = evaluate(d.state, {CYCLE: 1000}, NOW + timedelta(days=7))
+    assert december.commands == () and december.state.reasons == {Reason.MANUAL}
 
 
 def test_manual_start_never_bypasses_another_reason() -> None:

@@ -105,24 +105,35 @@ def test_postpaid_debt_past_the_credit_limit_then_cancelled_and_blacklisted() ->
     up = upsert(billing="postpaid", balance=0, expires_at="2099-01-01T00:00:00+08:00")
     plan = up.plan.model_copy(update={"credit_limit": 150})  # type: ignore[union-attr]
     s = apply_event(blank(), up.model_copy(update={"plan": plan}), {}, at(2026, 11, 20)).state
-    s = evaluate(s, {}, at(2026, 12, 1)).state
-    assert (s.balance, s.reasons) == (-100, set())  # within the credit limit
-    d = evaluate(s, {}, at(2027, 1, 1))
-    assert cmds(d) == [("suspend", "arrears")] and d.state.balance == -200
-    d = evaluate(d.state, {}, at(2027, 4, 1))
+    s = evaluate(s, {}, at(2026, 12, 16)).state
+    assert (s.balance, s.reasons) == (-100, set())  # due, but within the credit limit
+    d = evaluate(s, {}, at(2027, 1, 15, 23, 59))
+    assert cmds(d) == [] and d.state.balance == -200  # January's bill is not due yet
+    d = evaluate(d.state, {}, at(2027, 1, 16))
+    assert cmds(d) == [("suspend", "arrears")]
+    assert d.commands[0].issued_at == at(2027, 1, 16)
+    d = evaluate(d.state, {}, at(2027, 4, 16))
     assert cmds(d) == [("cancel", "arrears")]
     assert d.state.status is CardStatus.CANCELLED and d.state.blacklisted
     assert next_due(d.state, _policy()) is None
 
 
-def test_postpaid_payment_that_clears_the_debt_makes_it_restorable() -> None:
+def test_postpaid_first_bill_is_not_a_suspension() -> None:
     s = card(at(2026, 11, 20), billing="postpaid", balance=0)
-    s = evaluate(s, {}, at(2026, 12, 1)).state
+    d = evaluate(s, {}, at(2026, 12, 1))
+    assert cmds(d) == [] and d.state.balance == -100  # billed, due in 15 days
+    d = apply_event(d.state, event("card.recharged", amount=100), {}, at(2026, 12, 10))
+    assert evaluate(d.state, {}, at(2026, 12, 16)).state.reasons == frozenset()
+
+
+def test_postpaid_payment_that_clears_the_debt_restores_and_stops_the_cancellation() -> None:
+    s = card(at(2026, 11, 20), billing="postpaid", balance=0)
+    s = evaluate(s, {}, at(2026, 12, 16)).state
     assert s.reasons == {Reason.ARREARS}
-    d = apply_event(s, event("card.recharged", amount=100), {}, at(2026, 12, 10))
-    d = apply_event(d.state, event("card.resume_requested"), {}, at(2026, 12, 10))
+    d = apply_event(s, event("card.recharged", amount=100), {}, at(2026, 12, 20))
     assert cmds(d) == [("resume", "arrears")] and d.state.arrears_since is None
-    assert evaluate(d.state, {}, at(2027, 3, 15)).state.cancelled is False
+    later = evaluate(d.state, {}, at(2027, 3, 15))  # bills of Jan-Mar paid as they fall due
+    assert later.state.cancelled is False
 
 
 def test_expiry_warnings_suspension_retention_fees_and_cancellation() -> None:
@@ -145,7 +156,7 @@ def test_expiry_warnings_suspension_retention_fees_and_cancellation() -> None:
 
 
 def test_renewal_on_the_last_day_of_grace_restores() -> None:
-    s = card(at(2026, 11, 1), expires="2027-01-15T00:00:00+08:00")
+    s = card(at(2026, 11, 1), expires="2027-01-15T00:00:00+08:00", balance=10_000)
     s = evaluate(s, {}, at(2027, 1, 15)).state
     last_day = at(2027, 4, 14, 23, 59)
     d = apply_event(s, event("card.renewed", expires_at="2028-01-15T00:00:00+08:00"), {}, last_day)
@@ -168,20 +179,21 @@ def test_several_reasons_deep_brought_back_one_by_one() -> None:
     s = evaluate(s, {nov: 1000}, at(2026, 12, 10, 12)).state  # Dec: arrears; then expired
     assert s.reasons == {Reason.EXPIRED, Reason.ARREARS}
     s = apply_event(s, event("card.suspend_requested"), {}, at(2026, 12, 11)).state
-    assert Reason.MANUAL not in s.reasons  # manual stop only in good standing
+    assert Reason.MANUAL in s.reasons  # the customer's stop is recorded whatever holds
     d = apply_event(
         s, event("card.renewed", expires_at="2027-12-10T00:00:00+08:00"), {}, at(2026, 12, 11)
     )
-    assert d.commands == () and d.state.reasons == {Reason.ARREARS}
-    # The first grace month's retention fee (500) was charged at expiry: balance -500.
-    assert (d.state.balance, d.state.owed) == (-500, 100)
+    assert d.commands == () and d.state.reasons == {Reason.ARREARS, Reason.MANUAL}
+    # The first grace month's retention fee (500) found a balance of 0: it is owed too.
+    assert (d.state.balance, d.state.owed) == (0, 600)
     d = apply_event(d.state, event("card.recharged", amount=500), {}, at(2026, 12, 12))
     refused = apply_event(d.state, event("card.resume_requested"), {}, at(2026, 12, 12))
-    assert refused.commands == ()  # balance 0 does not cover the 100 owed
-    d = apply_event(d.state, event("card.recharged", amount=100), {}, at(2026, 12, 12))
+    assert refused.commands == ()  # manual lifted; a balance of 500 does not cover 600 owed
+    assert refused.state.reasons == {Reason.ARREARS}
+    d = apply_event(refused.state, event("card.recharged", amount=100), {}, at(2026, 12, 12))
     assert d.commands == ()
     d = apply_event(d.state, event("card.resume_requested"), {}, at(2026, 12, 12))
-    assert cmds(d) == [("resume", "arrears")]
+    assert cmds(d) == [("resume", "arrears")] and d.state.balance == 0
 
 
 def test_a_card_left_alone_for_months_catches_up_in_order() -> None:

@@ -18,6 +18,7 @@ _REASONS = {
         Reason.ARREARS: "欠费",
         Reason.EXPIRED: "套餐到期",
         Reason.VIOLATION: "违规使用",
+        Reason.BLACKLISTED: "客户有未结清的欠费",
     },
     "en": {
         Reason.OVER_QUOTA: "monthly data quota used up",
@@ -25,6 +26,7 @@ _REASONS = {
         Reason.ARREARS: "unpaid balance",
         Reason.EXPIRED: "plan expired",
         Reason.VIOLATION: "terms violation",
+        Reason.BLACKLISTED: "an earlier card's debt is unpaid",
     },
 }
 
@@ -35,6 +37,7 @@ _ACTIONS = {
         Reason.ARREARS: "请充值后申请复机。",
         Reason.EXPIRED: "请在到期后三个月内续费，逾期号码将被注销。",
         Reason.VIOLATION: "请联系运营商处理。",
+        Reason.BLACKLISTED: "请先结清此前已注销号码的欠费，结清后自动开通。",
     },
     "en": {
         Reason.OVER_QUOTA: (
@@ -44,6 +47,9 @@ _ACTIONS = {
         Reason.ARREARS: "Recharge, then request a restore.",
         Reason.EXPIRED: "Renew within three months of expiry, or the number is cancelled.",
         Reason.VIOLATION: "Please contact your operator.",
+        Reason.BLACKLISTED: (
+            "Pay the debt of the earlier cancelled card; service starts once it is paid."
+        ),
     },
 }
 

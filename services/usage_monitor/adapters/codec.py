@@ -65,33 +65,32 @@ class Template:
 
 
 def encode_state(state: CardState) -> tuple[bytes, Template | None]:
-    """The card's own document, and the template it refers to (to be stored once)."""
-    doc: dict[str, Any] = {}
+    """The card's own document, and the template it refers to (to be stored once). Fields
+    at their default are left out: most cards carry only a few."""
     template = None
-    if state.balance:
-        doc["b"] = state.balance
-    if state.transitions:
-        doc["n"] = state.transitions
+    doc: dict[str, Any] = {}
     if state.profile is not None:
         template = Template.of(state.profile)
         doc["t"] = template.fingerprint
         doc["e"] = int(state.profile.expires_at.timestamp())
-    if state.reasons:
-        doc["r"] = sorted(state.reasons)
-    if state.cancelled:
-        doc["x"] = 1
-    if state.cycle is not None:
-        doc["c"] = state.cycle.strftime("%Y%m%d")
-    if state.fired:
-        doc["f"] = sorted(state.fired)
-    if state.milestones:
-        doc["m"] = sorted(state.milestones)
-    if state.owed:
-        doc["o"] = state.owed
-    if state.arrears_since is not None:
-        doc["a"] = int(state.arrears_since.timestamp())
-    if state.blacklisted:
-        doc["bl"] = 1
+    fields: dict[str, Any] = {
+        "b": state.balance,
+        "n": state.transitions,
+        "r": sorted(state.reasons),
+        "x": int(state.cancelled),
+        "c": state.cycle.strftime("%Y%m%d") if state.cycle is not None else None,
+        "f": sorted(state.fired),
+        "m": sorted(state.milestones),
+        "o": state.owed,
+        "a": int(state.arrears_since.timestamp()) if state.arrears_since is not None else None,
+        "bl": int(state.blacklisted),
+        "bs": [list(b) for b in state.bills],
+        "fm": state.fee_month,
+        "ra": state.rearm,
+        "an": state.announce.value if state.announce is not None else None,
+        "hd": state.held_debt,
+    }
+    doc.update((k, v) for k, v in fields.items() if v or (k == "a" and v is not None))
     return orjson.dumps(doc), template
 
 
@@ -139,6 +138,11 @@ def decode_state(iccid: str, raw: bytes | None, templates: dict[str, Template]) 
             else None
         ),
         blacklisted=bool(doc.get("bl")),
+        bills=tuple((int(due), int(amount)) for due, amount in doc.get("bs", ())),
+        fee_month=doc.get("fm", 0),
+        rearm=doc.get("ra", 0),
+        announce=Reason(doc["an"]) if "an" in doc else None,
+        held_debt=doc.get("hd", 0),
     )
 
 

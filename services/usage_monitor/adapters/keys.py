@@ -14,6 +14,9 @@ Redis Cluster slot, so a single script call applies the whole batch.
     <prefix>:pt:<fingerprint>   string a profile template (customer, plan, calendar) shared by
                                 many cards; immutable, so workers cache it for good
     <prefix>:{n}:ol             string outbox drain lock
+    <prefix>:cu:{<customer>}    hash   the customer's blacklist: c:<iccid> "<version>:<owed>"
+                                of each card cancelled for debt, p:<event_id> payments made
+                                through a held card, h:<iccid> cards held for the debt
 """
 
 from __future__ import annotations
@@ -64,6 +67,9 @@ class Keys:
 
     def outbox(self, shard: int) -> str:
         return f"{self.tag(shard)}o"
+
+    def customer(self, customer_id: str) -> str:
+        return f"{self.prefix}:cu:{{{customer_id}}}"
 
     def outbox_lock(self, shard: int) -> str:
         return f"{self.tag(shard)}ol"

@@ -80,6 +80,14 @@ class CommitRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class CustomerDebt:
+    """The blacklist of one customer: the debt still owed and the cards held for it."""
+
+    debt: int
+    held: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class OutboxEntry:
     entry_id: bytes
     topic: str
@@ -96,6 +104,7 @@ class RedisStore:
         self._ingest: AsyncScript = redis.register_script(_lua("ingest.lua"))
         self._commit: AsyncScript = redis.register_script(_lua("commit.lua"))
         self._release: AsyncScript = redis.register_script(_lua("release_outbox.lua"))
+        self._customer: AsyncScript = redis.register_script(_lua("customer.lua"))
         # Templates are immutable (named by their content), so a cache never goes stale.
         self._templates: dict[str, Template] = {}
 
@@ -240,6 +249,22 @@ class RedisStore:
     async def outbox_release(self, shard: int, token: str, lock_ms: int) -> int:
         keys = [self.keys.outbox_lock(shard), self.keys.outbox(shard)]
         return int(await self._release(keys=keys, args=[token, lock_ms]))
+
+    async def customer_apply(self, customer_id: str, entries: Sequence[object]) -> CustomerDebt:
+        """Apply blacklist entries (see ``lua/customer.lua``); returns the customer's debt."""
+        raw = await self._customer(
+            keys=[self.keys.customer(customer_id)], args=[orjson.dumps(list(entries))]
+        )
+        return CustomerDebt(int(raw[0]), tuple(i.decode() for i in raw[1:]))
+
+    async def customer_debt(self, customer_id: str) -> CustomerDebt:
+        """What a customer owes from cards cancelled for debt, and the cards held for it."""
+        return await self.customer_apply(customer_id, [])
+
+    async def customer_view(self, customer_id: str) -> dict[bytes, bytes]:
+        return cast(
+            dict[bytes, bytes], await self.redis.hgetall(self.keys.customer(customer_id))
+        )
 
     async def outbox_depth(self, shards: Iterable[int]) -> dict[int, int]:
         ids = list(shards)

@@ -9,11 +9,14 @@ from enum import StrEnum
 
 from simwatch_contracts import Billing, CardUpserted, Plan, Reason
 
+from .cycles import zone
+
 # Canonical order of reasons in messages, and priority when several change at once.
 REASON_ORDER: tuple[Reason, ...] = (
     Reason.VIOLATION,
     Reason.EXPIRED,
     Reason.ARREARS,
+    Reason.BLACKLISTED,
     Reason.OVER_QUOTA,
     Reason.MANUAL,
 )
@@ -42,14 +45,20 @@ class Profile:
 
     @classmethod
     def from_event(cls, event: CardUpserted) -> Profile:
+        """`expires_at` is moved into the card's own timezone whatever offset it was written
+        in: every calendar step derived from it (grace months, fees, cancellation) is local."""
         return cls(
             customer_id=event.customer_id,
             plan=event.plan,
             billing=event.billing,
-            expires_at=event.expires_at,
+            expires_at=event.expires_at.astimezone(zone(event.timezone)),
             cycle_day=event.cycle_day,
             timezone=event.timezone,
         )
+
+    def local(self, instant: datetime) -> datetime:
+        """`instant` in the card's timezone."""
+        return instant.astimezone(zone(self.timezone))
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +70,14 @@ class CardState:
     `milestones` the steps done outside cycles (expiry warnings, retention fees), keyed by
     the `expires_at` they belong to, so a renewal re-arms them; `transitions` counts the
     commands issued so far and makes each command id unique. `owed` is a prepaid card's
-    unpaid plan fee; `arrears_since` when a postpaid card fell into arrears.
+    unpaid fees; `arrears_since` when a postpaid card fell into arrears; `bills` a postpaid
+    card's bills not yet due, as (due POSIX time, amount); `fee_month` the local month
+    (yyyymm) of the last plan fee, so no month is charged twice; `rearm` counts the warn
+    levels re-armed in this cycle (a quota raised above the usage), which keeps the alert
+    ids of a second announcement distinct; `announce` the trigger of a suspension decided
+    before the card had a profile (its alert waits for the customer); `held_debt` what the
+    customer still owes from a cancelled card while this card is held `blacklisted`;
+    `blacklisted` marks a card cancelled for its debt (the debt is its negative balance).
     """
 
     iccid: str
@@ -76,6 +92,11 @@ class CardState:
     owed: int = 0
     arrears_since: datetime | None = None
     blacklisted: bool = False
+    bills: tuple[tuple[int, int], ...] = ()
+    fee_month: int = 0
+    rearm: int = 0
+    announce: Reason | None = None
+    held_debt: int = 0
 
     @property
     def status(self) -> CardStatus:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
 from simwatch_contracts import AlertType, CardAlert, CardCommand, CommandType, Reason
 from simwatch_contracts.ids import stable_id
@@ -32,11 +32,12 @@ def alert(
     )
 
 
-def command(state: CardState, kind: CommandType, trigger: Reason, at: datetime) -> CardCommand:
-    """A transition; `state.transitions` has already been advanced for it."""
-    profile, cycle = state.profile, state.cycle
-    assert profile is not None, "transitions need a profile"
-    assert cycle is not None, "transitions happen within a cycle"
+def command(
+    state: CardState, kind: CommandType, trigger: Reason, at: datetime, cycle: date, tz: str
+) -> CardCommand:
+    """A transition; `state.transitions` has already been advanced for it. A command needs
+    only the ICCID: a card without a profile is named in the default calendar (`cycle`,
+    `tz`)."""
     return CardCommand(
         command_id=stable_id("cmd", state.iccid, state.transitions, kind.value, trigger.value),
         type=kind,
@@ -44,5 +45,5 @@ def command(state: CardState, kind: CommandType, trigger: Reason, at: datetime) 
         trigger=trigger,
         reasons=ordered(state.reasons),
         cycle=cycle,
-        issued_at=at.astimezone(zone(profile.timezone)),
+        issued_at=at.astimezone(zone(tz)),
     )

@@ -17,6 +17,11 @@ class Policy:
     """`balance_insufficient` this many days before a rollover the balance will not cover."""
     postpaid_cancel_months: int = 3
     """A postpaid card in arrears this long is cancelled and its customer blacklisted."""
+    postpaid_due_days: int = 15
+    """A postpaid bill falls due this many days after it is issued (the payment period)."""
+    default_timezone: str = "Asia/Shanghai"
+    """The calendar of a card we hold no profile of (its commands still name a cycle)."""
+    default_cycle_day: int = 1
 
 
 DEFAULT_POLICY = Policy()

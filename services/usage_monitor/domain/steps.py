@@ -13,19 +13,26 @@ from enum import StrEnum
 
 from simwatch_contracts import Billing
 
+from .billing import plan_fee_due
 from .card import CardState
-from .cycles import add_months, cycle_start, next_cycle
+from .cycles import add_months, cycle_start, next_cycle, zone
 from .policy import Policy
 
 
 class StepKind(StrEnum):
+    """In the order steps due at the same instant are taken."""
+
     ROLLOVER = "rollover"
+    BILL_DUE = "bill_due"
     BALANCE_WARNING = "balance_warning"
     EXPIRY_WARNING = "expiry_warning"
     EXPIRE = "expire"
     RETENTION_FEE = "retention_fee"
-    CANCEL_EXPIRED = "cancel_expired"
     CANCEL_ARREARS = "cancel_arrears"
+    CANCEL_EXPIRED = "cancel_expired"
+
+
+_RANK = {kind: i for i, kind in enumerate(StepKind)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,13 +51,14 @@ def term(expires_at: datetime) -> int:
 
 
 def schedule(state: CardState, policy: Policy) -> list[Step]:
-    """Every step not yet done, earliest first (ties in the order listed below)."""
+    """Every step not yet done, earliest first (ties in `StepKind`'s order)."""
     profile = state.profile
     if profile is None or state.cancelled or state.cycle is None:
         return []
     steps = _billing_steps(state, policy) + _expiry_steps(state, policy)
     done = state.milestones
-    return sorted((s for s in steps if not s.key or s.key not in done), key=lambda s: s.at)
+    pending = (s for s in steps if not s.key or s.key not in done)
+    return sorted(pending, key=lambda s: (s.at, _RANK[s.kind]))
 
 
 def _billing_steps(state: CardState, policy: Policy) -> list[Step]:
@@ -60,9 +68,14 @@ def _billing_steps(state: CardState, policy: Policy) -> list[Step]:
     upcoming = next_cycle(state.cycle)
     rollover_at = cycle_start(upcoming, profile.timezone)
     steps = [Step(rollover_at, StepKind.ROLLOVER)]
-    if profile.billing is Billing.PREPAID and profile.plan.monthly_fee > 0:
+    if profile.billing is Billing.PREPAID and plan_fee_due(state, profile, rollover_at):
         warn_at = rollover_at - timedelta(days=policy.balance_warning_days)
         steps.append(Step(warn_at, StepKind.BALANCE_WARNING, f"b@{upcoming.isoformat()}"))
+    if state.bills:
+        first_due = datetime.fromtimestamp(
+            min(due for due, _ in state.bills), zone(profile.timezone)
+        )
+        steps.append(Step(first_due, StepKind.BILL_DUE))
     if profile.billing is Billing.POSTPAID and state.arrears_since is not None:
         at = add_months(state.arrears_since, policy.postpaid_cancel_months)
         steps.append(Step(at, StepKind.CANCEL_ARREARS, f"ca@{term(state.arrears_since)}"))

@@ -1,4 +1,11 @@
-"""Quota rules (source rule 1): warn levels, exhaustion, the over-quota reason, wake levels."""
+"""Quota rules (source rule 1): warn levels, exhaustion, the over-quota reason, wake levels.
+
+A level is a step name in `CardState.fired`: ``t<percent>`` for a warn percent, ``x100`` for
+exhaustion. Levels are announced on usage, never on its absence: a level is reached at
+``max(1, ceil(quota * percent / 100))`` bytes, so a zero quota announces nothing until data
+is used. A warn percent of 100 is the exhaustion itself and is announced once, as
+`quota_exhausted`.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +15,7 @@ from .card import CardState, Profile
 
 NEVER = -1
 """Wake value: no further usage in this cycle can change anything."""
+EXHAUSTED = "x100"
 
 
 def threshold_bytes(quota: int, percent: int) -> int:
@@ -15,14 +23,31 @@ def threshold_bytes(quota: int, percent: int) -> int:
     return -(-quota * percent // 100)
 
 
-def crossed_steps(state: CardState, profile: Profile, used: int) -> list[tuple[str, int]]:
-    """(step, percent) of every warn level or exhaustion reached and not yet announced."""
+def levels(profile: Profile) -> list[tuple[str, int, int]]:
+    """(step, percent, bytes at which it is reached) of every level of the plan."""
     quota = profile.plan.quota_bytes
     if quota is None:
         return []
-    steps = [(f"t{p}", p) for p in profile.plan.warn_percents]
-    steps.append(("x100", 100))
-    return [(s, p) for s, p in steps if s not in state.fired and used >= threshold_bytes(quota, p)]
+    steps = [(f"t{p}", p) for p in profile.plan.warn_percents if p < 100]
+    steps.append((EXHAUSTED, 100))
+    return [(s, p, max(1, threshold_bytes(quota, p))) for s, p in steps]
+
+
+def crossed_steps(state: CardState, profile: Profile, used: int) -> list[tuple[str, int]]:
+    """(step, percent) of every warn level or exhaustion reached and not yet announced."""
+    return [(s, p) for s, p, at in levels(profile) if s not in state.fired and used >= at]
+
+
+def unreached(state: CardState, profile: Profile, used: int) -> frozenset[str]:
+    """Announced levels the usage no longer reaches (the quota was raised, or the level left
+    the plan): they are re-armed."""
+    reached = {s for s, _, at in levels(profile) if used >= at}
+    return frozenset(s for s in state.fired if s not in reached)
+
+
+def alert_step(state: CardState, step: str) -> str:
+    """The name of a level's announcement in its alert id: a re-armed level gets a new one."""
+    return step if state.rearm == 0 else f"{step}r{state.rearm}"
 
 
 def with_over_quota(reasons: frozenset[Reason], profile: Profile, used: int) -> frozenset[Reason]:
@@ -36,11 +61,7 @@ def wake_level(state: CardState, profile: Profile) -> int:
     quota = profile.plan.quota_bytes
     if quota is None or state.cancelled:
         return NEVER
-    levels = [
-        threshold_bytes(quota, p) for p in profile.plan.warn_percents if f"t{p}" not in state.fired
-    ]
-    if "x100" not in state.fired or (
-        profile.plan.auto_suspend and Reason.OVER_QUOTA not in state.reasons
-    ):
-        levels.append(quota)
-    return min(levels, default=NEVER)
+    wake = [at for s, _, at in levels(profile) if s not in state.fired]
+    if profile.plan.auto_suspend and Reason.OVER_QUOTA not in state.reasons:
+        wake.append(quota)
+    return min(wake, default=NEVER)

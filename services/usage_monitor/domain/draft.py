@@ -1,0 +1,134 @@
+"""A decision being built: the state so far and the messages and charges decided so far,
+and the one rule that turns a change of the reason set into a command."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime
+
+from simwatch_contracts import AlertType, CardAlert, CardCommand, CommandType, Reason
+
+from .billing import Charge
+from .card import REASON_ORDER, CardState, ordered
+from .cycles import cycle_of
+from .effects import alert, command
+from .policy import Policy
+from .steps import Step, next_due
+from .usage_rules import NEVER, wake_level
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The outcome of one input. `wakes` maps a cycle to the used-bytes level at which the
+    card must be evaluated again (``NEVER`` for none); `due` is when the clock next needs
+    the card (None: never); `charges` the fees assessed."""
+
+    state: CardState
+    alerts: tuple[CardAlert, ...] = ()
+    commands: tuple[CardCommand, ...] = ()
+    wakes: Mapping[date, int] = field(default_factory=dict)
+    rejected: str | None = None
+    due: datetime | None = None
+    charges: tuple[Charge, ...] = ()
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.alerts or self.commands)
+
+
+@dataclass(slots=True)
+class Draft:
+    state: CardState
+    policy: Policy
+    alerts: list[CardAlert] = field(default_factory=list)
+    commands: list[CardCommand] = field(default_factory=list)
+    charges: list[Charge] = field(default_factory=list)
+
+    def transition(self, before: frozenset[Reason], at: datetime) -> None:
+        """`suspend` when the reason set becomes non-empty, `resume` when it empties."""
+        after = self.state.reasons
+        if bool(before) == bool(after) or self.state.cancelled:
+            return
+        if after:
+            self._issue(CommandType.SUSPEND, AlertType.SUSPENDED, first(after - before), at)
+        else:
+            self._issue(CommandType.RESUME, AlertType.RESUMED, first(before), at)
+
+    def cancel(self, trigger: Reason, at: datetime, *, blacklist: bool = False) -> None:
+        self.state = replace(self.state, cancelled=True, blacklisted=blacklist)
+        self._issue(CommandType.CANCEL, AlertType.CANCELLED, trigger, at)
+
+    def _issue(
+        self, kind: CommandType, alert_kind: AlertType, trigger: Reason, at: datetime
+    ) -> None:
+        seq = self.state.transitions + 1
+        self.state = replace(self.state, transitions=seq)
+        cycle, tz = self._calendar(at)
+        self.commands.append(command(self.state, kind, trigger, at, cycle, tz))
+        if self.state.profile is None:
+            # No customer to tell yet: a suspension is announced when the profile arrives.
+            pending = trigger if kind is CommandType.SUSPEND else None
+            self.state = replace(self.state, announce=pending)
+            return
+        self.alerts.append(
+            alert(
+                self.state,
+                alert_kind,
+                at,
+                f"n{seq}",
+                trigger=trigger,
+                reasons=ordered(self.state.reasons),
+            )
+        )
+
+    def announce_pending(self, at: datetime) -> None:
+        """The `suspended` alert of a suspension decided before the card had a profile."""
+        s = self.state
+        if s.announce is None or s.profile is None:
+            return
+        self.state = replace(s, announce=None)
+        if s.reasons and not s.cancelled:
+            self.alerts.append(
+                alert(
+                    self.state,
+                    AlertType.SUSPENDED,
+                    at,
+                    f"n{s.transitions}",
+                    trigger=s.announce,
+                    reasons=ordered(s.reasons),
+                )
+            )
+
+    def _calendar(self, at: datetime) -> tuple[date, str]:
+        s, p = self.state, self.policy
+        if s.profile is not None and s.cycle is not None:
+            return s.cycle, s.profile.timezone
+        tz = s.profile.timezone if s.profile else p.default_timezone
+        day = s.profile.cycle_day if s.profile else p.default_cycle_day
+        return s.cycle or cycle_of(at, tz, day), tz
+
+    def mark(self, step: Step) -> None:
+        self.state = replace(self.state, milestones=self.state.milestones | {step.key})
+
+    def decision(self, usage: Mapping[date, int], rejected: str | None = None) -> Decision:
+        state = self.state
+        cycle, profile = state.cycle, state.profile
+        if profile is None or cycle is None:
+            wakes = dict.fromkeys(usage, NEVER)
+        else:
+            wakes = {c: NEVER for c in usage if c < cycle}
+            wakes[cycle] = wake_level(state, profile)
+        return Decision(
+            state,
+            tuple(self.alerts),
+            tuple(self.commands),
+            wakes,
+            rejected,
+            next_due(state, self.policy),
+            tuple(self.charges),
+        )
+
+
+def first(reasons: frozenset[Reason]) -> Reason:
+    return next(r for r in REASON_ORDER if r in reasons)
