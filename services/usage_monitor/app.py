@@ -17,7 +17,7 @@ from .bootstrap import Components
 from .card_events import handle_card_event
 from .errors import TRANSIENT
 from .preflight import redis_status
-from .status import card_status
+from .status import card_status, customer_status
 from .usage_consumer import UsageConsumer
 
 log = logging.getLogger(__name__)
@@ -105,6 +105,12 @@ def _routes(app: faust.App, c: Components, consumer: UsageConsumer) -> None:
         if view is None:
             return self.json({"error": "unknown card", "iccid": iccid}, status=404)
         return self.json(view)
+
+    @app.page("/customers/{customer_id}")
+    async def customer(self: Any, request: Any, customer_id: str) -> Any:
+        if not 1 <= len(customer_id) <= 128:
+            return self.json({"error": "malformed customer id"}, status=400)
+        return self.json(customer_status(customer_id, await c.store.customer_view(customer_id)))
 
     @app.page("/health")
     async def health(self: Any, request: Any) -> Any:

@@ -69,12 +69,13 @@ class CardService:
             if isinstance(event, CardUpserted) and snap.state.profile is None:
                 debt = (await self.store.customer_debt(event.customer_id)).debt
             decision = apply_event(snap.state, event, snap.usage, self.clock(), self.policy, debt)
-            version = await self._commit(snap, decision, event_id=event.event_id)
+            request = self._request(snap, decision, event.event_id)
+            version = await self.store.commit(request)
             if version == DUPLICATE_EVENT:
                 return EventOutcome(None, duplicate=True)
             if version != CONFLICT:
                 self._count(decision)
-                if decision.changed:
+                if request.messages:
                     await self.drain_soon(self.store.keys.shard(event.iccid))
                 return EventOutcome(decision)
             self.metrics.evaluations.labels("conflict").inc()
@@ -96,18 +97,19 @@ class CardService:
                 evaluate(snaps[i].state, snaps[i].usage, now, self.policy, customer_debt)
                 for i in pending
             ]
-            results = await self.store.commit_many(
-                [self._request(snaps[i], d) for i, d in zip(pending, decisions, strict=True)]
-            )
+            requests = [self._request(snaps[i], d) for i, d in zip(pending, decisions, strict=True)]
+            results = await self.store.commit_many(requests)
             retry = []
-            for iccid, decision, result in zip(pending, decisions, results, strict=True):
+            for iccid, decision, request, result in zip(
+                pending, decisions, requests, results, strict=True
+            ):
                 if result == CONFLICT:
                     self.metrics.evaluations.labels("conflict").inc()
                     retry.append(iccid)
                     continue
                 self._count(decision)
-                if decision.changed:
-                    changed += 1
+                changed += decision.changed
+                if request.messages:
                     shards.add(self.store.keys.shard(iccid))
             pending = retry
         if pending:
@@ -115,9 +117,6 @@ class CardService:
         for shard in sorted(shards):
             await self.drain_soon(shard)
         return changed
-
-    async def _commit(self, snap: Snapshot, decision: Decision, event_id: str | None = None) -> int:
-        return await self.store.commit(self._request(snap, decision, event_id))
 
     def _request(
         self, snap: Snapshot, decision: Decision, event_id: str | None = None

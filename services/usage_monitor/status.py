@@ -41,8 +41,34 @@ def card_status(snap: Snapshot, now: datetime, policy: Policy) -> dict[str, Any]
         "balance": state.balance,
         "owed": state.owed,
         "blacklisted": state.blacklisted,
+        "held_debt": state.held_debt,
         "next_scheduled": upcoming,
         "billing": profile.billing.value,
         "timezone": profile.timezone,
         "cycle_day": profile.cycle_day,
+    }
+
+
+def customer_status(customer_id: str, fields: dict[bytes, bytes]) -> dict[str, Any]:
+    """`GET /customers/{id}`: the customer's blacklist (``lua/customer.lua`` keeps it):
+    what each card cancelled for debt owes, the payments made through held cards, the
+    cards held, and the debt still owed (blacklisted while it is above zero)."""
+    owed: dict[str, int] = {}
+    paid, held = 0, []
+    for raw_field, raw_value in fields.items():
+        field, value = raw_field.decode(), raw_value.decode()
+        if field.startswith("c:"):
+            owed[field[2:]] = int(value.split(":")[1])
+        elif field.startswith("p:"):
+            paid += int(value)
+        elif field.startswith("h:"):
+            held.append(field[2:])
+    debt = max(0, sum(owed.values()) - paid)
+    return {
+        "customer_id": customer_id,
+        "blacklisted": debt > 0,
+        "debt": debt,
+        "cancelled_cards": {k: v for k, v in sorted(owed.items()) if v},
+        "paid_through_held_cards": paid,
+        "held_cards": sorted(held),
     }
