@@ -4,7 +4,7 @@ PY := .venv/bin/python
 STAMP := .venv/.installed-stamp
 export KAFKA_IMPL ?= apache
 
-.PHONY: setup up down demo test test-tansu test-unit test-cluster test-faults bench lint fmt schemas clean
+.PHONY: setup up down demo test test-tansu test-unit test-deep test-cluster test-faults bench lint fmt schemas clean
 
 setup: $(STAMP)
 
@@ -48,6 +48,10 @@ test-tansu: setup
 
 test-unit: setup
 	.venv/bin/pytest tests/unit $(PYTEST_ARGS)
+
+# For releases: the lifecycle against the reference model with ten times the examples.
+test-deep: setup
+	.venv/bin/pytest tests/unit -m deep $(PYTEST_ARGS)
 
 # The integration suite with every service on a three-master Redis Cluster (CI runs it too).
 test-cluster: setup

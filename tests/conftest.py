@@ -295,3 +295,13 @@ def start_notifier(topics: dict[str, str], tmp_path: Path) -> Iterator[Callable[
     yield start
     for w in started:
         w.stop()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """`deep` tests run only when asked for by marker (`-m deep`, `make test-deep`)."""
+    if "deep" in (config.option.markexpr or ""):
+        return
+    skip = pytest.mark.skip(reason="release-depth run: make test-deep")
+    for item in items:
+        if "deep" in item.keywords:
+            item.add_marker(skip)

@@ -46,7 +46,7 @@ def _do_step(
     assert s.profile is not None, "steps are scheduled for cards with a profile"
     assert s.cycle is not None, "and a cycle"
     profile = s.profile
-    before = s.reasons
+    before, joined = s.reasons, d.since is not None
     if step.kind is StepKind.ROLLOVER:
         _rollover(d, step, usage)
     elif step.kind is StepKind.BILL_DUE:
@@ -65,7 +65,8 @@ def _do_step(
     else:
         d.mark(step)
         _end_of_term(d, step, at)
-    d.transition(before, at)
+    if not joined:  # else the event's own transition covers this step too
+        d.transition(before, at)
 
 
 def _rollover(d: Draft, step: Step, usage: Mapping[date, int]) -> None:

@@ -44,6 +44,14 @@ class Draft:
     alerts: list[CardAlert] = field(default_factory=list)
     commands: list[CardCommand] = field(default_factory=list)
     charges: list[Charge] = field(default_factory=list)
+    since: frozenset[Reason] | None = None
+    """The reasons before an event whose transition is not decided yet: the event and the
+    steps it makes due at once are one change (see `clock.advance`)."""
+
+    def before(self) -> frozenset[Reason]:
+        """The reason set a transition compares with (and the pending one is used up)."""
+        since, self.since = self.since, None
+        return self.state.reasons if since is None else since
 
     def transition(self, before: frozenset[Reason], at: datetime) -> None:
         """`suspend` when the reason set becomes non-empty, `resume` when it empties."""
@@ -56,6 +64,8 @@ class Draft:
             self._issue(CommandType.RESUME, AlertType.RESUMED, first(before), at)
 
     def cancel(self, trigger: Reason, at: datetime, *, blacklist: bool = False) -> None:
+        if self.since is not None:  # the suspension an event decided comes first
+            self.transition(self.before(), at)
         self.state = replace(self.state, cancelled=True, blacklisted=blacklist)
         self._issue(CommandType.CANCEL, AlertType.CANCELLED, trigger, at)
 

@@ -78,12 +78,14 @@ def apply_event(
             return draft.decision(usage)
         return Decision(state, rejected="card is cancelled", wakes=dict.fromkeys(usage, NEVER))
     advance(draft, usage, now)
-    before = draft.state.reasons
+    draft.since = draft.state.reasons
     rejected = events.apply(draft, event, now, customer_debt)
-    draft.transition(before, now)
-    draft.announce_pending(now)
-    advance(draft, usage, now, floor=now)  # a new profile or term may have steps already due
+    # A new profile or term may have steps already due, and usage levels already reached:
+    # with the event, they are one change of the reason set.
+    advance(draft, usage, now, floor=now)
     _settle_usage(draft, usage, now)
+    draft.transition(draft.before(), now)
+    draft.announce_pending(now)
     return draft.decision(usage, rejected)
 
 
@@ -117,4 +119,5 @@ def _settle_usage(d: Draft, usage: Mapping[date, int], now: datetime) -> None:
         )
     before = d.state.reasons
     d.state = replace(d.state, reasons=with_over_quota(before, profile, used))
-    d.transition(before, now)
+    if d.since is None:  # else the event's own transition covers the usage too
+        d.transition(before, now)
