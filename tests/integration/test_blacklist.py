@@ -88,9 +88,7 @@ async def test_a_new_card_of_a_blacklisted_customer_is_held_until_the_debt_is_pa
         assert after[other].state.reasons == set()
         assert await c.store.customer_debt("deadbeat") == type(owed)(0, ())
 
-        commands = await kafka.read(
-            names["USAGE_MONITOR_TOPIC_COMMANDS"], lambda ms: len(ms) >= 6
-        )
+        commands = await kafka.read(names["USAGE_MONITOR_TOPIC_COMMANDS"], lambda ms: len(ms) >= 6)
         mine = [(m["iccid"], m["type"], m["trigger"]) for m in commands if m["iccid"] != old]
         assert sorted(mine) == sorted(
             [

@@ -34,8 +34,8 @@ Interpretations (where domain.md and lifecycle-rules.md left a choice):
 - An upsert replaces the profile and (prepaid) the balance; a negative upsert balance is
   clamped to 0 (the balance never goes below zero); what is owed is kept across upserts.
   ADJUDICATED (production's reading kept): a postpaid upsert's balance is billing's word
-  on the debt too (debt = -balance), as for prepaid; arrears is not re-decided by an upsert (not on a billing or
-  credit_limit change either).
+  on the debt too (debt = -balance), as for prepaid; arrears is not re-decided by an
+  upsert (not on a billing or credit_limit change either).
 - An upsert's expires_at counts only as a renewal when later than the current one (and
   then only if in the future); an earlier one is ignored. card.renewed to any future date
   (even earlier than the current term) is accepted. A term is identified by its
@@ -49,8 +49,9 @@ Interpretations (where domain.md and lifecycle-rules.md left a choice):
 - Balance warning: checked at the instant 3 days (local wall clock) before the next
   rollover, or at the profile's arrival inside that window. ADJUDICATED (production's
   reading kept): a later profile or term change inside the window (re-upsert, renewal,
-  cycle_day change) checks too, and a check is used up only once a fee is due then. "A rollover that will
-  assess a fee" means: prepaid, fee > 0, cycle starts before expires_at, month not used.
+  cycle_day change) checks too, and a check is used up only once a fee is due then.
+  "A rollover that will assess a fee" means: prepaid, fee > 0, cycle starts before
+  expires_at, month not used.
 - Postpaid: a payment lowers the debt and may leave a credit (negative debt) that offsets
   later bills; past-due debt = debt - bills not yet due (a bill due exactly now is past
   due). Arrears is decided only at bill due instants and lifted only by a payment.
@@ -574,12 +575,15 @@ def on_resume(card: Card, _event: ResumeRequested) -> None:
     card.lift("manual")
     if card.prepaid:
         settle_prepaid(card)
-    elif card.postpaid and "arrears" in card.reasons:
+    elif (
+        card.postpaid
+        and "arrears" in card.reasons
+        and past_due(card) <= (card.profile.plan.credit_limit or 0)  # type: ignore[union-attr]
+    ):
         # adjudicated: a restore request re-checks postpaid arrears (billing may have
         # cleared the debt by an upsert, which does not itself re-decide arrears)
-        if past_due(card) <= (card.profile.plan.credit_limit or 0):  # type: ignore[union-attr]
-            card.lift("arrears")
-            card.arrears_since = None
+        card.lift("arrears")
+        card.arrears_since = None
 
 
 def on_usage(card: Card, record: Usage) -> None:

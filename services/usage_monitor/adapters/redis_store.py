@@ -262,9 +262,7 @@ class RedisStore:
         return await self.customer_apply(customer_id, [])
 
     async def customer_view(self, customer_id: str) -> dict[bytes, bytes]:
-        return cast(
-            dict[bytes, bytes], await self.redis.hgetall(self.keys.customer(customer_id))
-        )
+        return cast(dict[bytes, bytes], await self.redis.hgetall(self.keys.customer(customer_id)))
 
     async def outbox_depth(self, shards: Iterable[int]) -> dict[int, int]:
         ids = list(shards)
