@@ -62,9 +62,15 @@ def mask_iccid(iccid: str) -> str:
     return f"…{iccid[-4:]}"
 
 
+def _url_match(found: re.Match[str]) -> str:
+    url = found.group(0)
+    bare = url.rstrip(".:;!?")  # sentence punctuation after a URL is not part of it
+    return redact_url(bare) + url[len(bare) :]
+
+
 def redact(text: str) -> str:
     """`text` with every URL, phone number, ICCID and recognisable secret masked."""
-    text = _URL.sub(lambda m: redact_url(m.group(0)), text)
+    text = _URL.sub(_url_match, text)
     text = _WHSEC.sub("whsec_***", text)
     text = _PAIR.sub(lambda m: f"{m.group(1)}=***", text)
     text = _ICCID.sub(lambda m: mask_iccid(m.group(0)), text)

@@ -63,8 +63,9 @@ async def test_a_key_that_is_not_utf8_is_dead_lettered_and_the_notifier_goes_on(
     await kafka.producer.send_and_wait(
         settings, b'{"customer_id": "acme", "language": "en"}', key=bad_key
     )
-    notifier = start_notifier()
     await kafka.send(settings, customer("acme", webhook=receiver.url("/acme")), key="acme")
+    # Read up to the end of the settings before the first alert (or crash on the bad keys).
+    notifier = start_notifier()
     card = iccid(7521)
     await kafka.send(topics["NOTIFIER_TOPIC_ALERTS"], alert(card), key=card)
     await eventually(lambda: len(receiver.hits["/acme"]) == 1)

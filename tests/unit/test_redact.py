@@ -64,6 +64,10 @@ def test_redact_text_hides_urls_phone_numbers_iccids_and_secrets() -> None:
     assert "+…78" in got
     assert "alr-b28d27acd1a8dabcd31c6ed8942eb5a3" in got  # ids that are not ICCIDs stay
     assert redact.mask_iccid("8986041234567ABCXYZ") == "…CXYZ"
+    assert (
+        redact.redact("REDIS_URL=redis://h:1/0: Redis down.")
+        == "REDIS_URL=redis://h:1/0: Redis down."
+    )
 
 
 @pytest.fixture
