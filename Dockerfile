@@ -1,10 +1,12 @@
 # One image for both services: `usage-monitor worker` and `notifier`.
 FROM python:3.11-slim AS build
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md requirements-runtime.lock ./
+# The pinned, hash-checked dependencies first (`make lock`), then the project without any.
+RUN pip install --no-cache-dir --prefix=/install --require-hashes -r requirements-runtime.lock
 COPY libs ./libs
 COPY services ./services
-RUN pip install --no-cache-dir --prefix=/install .
+RUN pip install --no-cache-dir --prefix=/install --no-deps .
 
 FROM python:3.11-slim
 RUN useradd --system --uid 10001 simwatch

@@ -2,18 +2,35 @@
 SHELL := /bin/bash
 PY := .venv/bin/python
 STAMP := .venv/.installed-stamp
+LOCK := requirements.lock
 export KAFKA_IMPL ?= apache
 
-.PHONY: setup up down demo test test-tansu test-unit test-deep test-cluster test-faults bench lint fmt schemas clean
+.PHONY: setup lock up down demo test test-tansu test-unit test-deep test-cluster test-faults bench lint fmt schemas clean
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+# Installs exactly the pinned, hash-checked set of requirements.lock, then the project itself
+# without dependencies; `pip check` fails when the lock no longer satisfies pyproject.toml
+# (run `make lock`).
+$(STAMP): pyproject.toml $(LOCK)
 	@command -v python3.11 >/dev/null || command -v python3 >/dev/null || { echo "python 3.11 is required"; exit 1; }
 	test -x $(PY) || python3 -m venv .venv
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q --require-hashes -r $(LOCK)
+	$(PY) -m pip install -q --no-deps -e .
+	$(PY) -m pip check
 	touch $(STAMP)
+
+# Re-resolve requirements.lock (Python 3.11, Linux x86_64; with the dev tools) and its
+# runtime subset requirements-runtime.lock (what the Docker image installs, the same pins)
+# after a change to pyproject.toml's dependencies; existing pins are kept where they still
+# fit. `make lock LOCK_ARGS=--upgrade` moves every pin to the newest release allowed.
+UV_COMPILE := .venv/bin/uv pip compile pyproject.toml --generate-hashes --python-version 3.11 \
+  --python-platform x86_64-unknown-linux-gnu --custom-compile-command "make lock" -q
+lock:
+	test -x .venv/bin/uv || { test -x $(PY) || python3 -m venv .venv; $(PY) -m pip install -q "uv>=0.9,<1"; }
+	$(UV_COMPILE) --extra dev -o $(LOCK) $(LOCK_ARGS)
+	$(UV_COMPILE) -c $(LOCK) -o requirements-runtime.lock
 
 up: setup
 	scripts/stack.sh up

@@ -27,7 +27,9 @@ export USAGE_MONITOR_TOPIC_COMMANDS=$RUN.card.commands USAGE_MONITOR_TOPIC_ALERT
 export USAGE_MONITOR_TOPIC_DLQ=$RUN.usage.records.dlq NOTIFIER_TOPIC_DLQ=$RUN.usage.records.dlq
 export NOTIFIER_TOPIC_ALERTS=$RUN.card.alerts NOTIFIER_TOPIC_SETTINGS=$RUN.customer.settings
 export NOTIFIER_TOPIC_DELIVERY_DLQ=$RUN.notifier.deliveries.dlq
-SECRET=whsec_ZGVtby1zZWNyZXQtZm9yLXNpbXdhdGNo
+# The customers' webhook secret reaches the receiver and the simulator by environment: a
+# command line is visible to every user of the machine (`ps`).
+export SIMWATCH_WEBHOOK_SECRET=${SIMWATCH_WEBHOOK_SECRET:-whsec_ZGVtby1zZWNyZXQtZm9yLXNpbXdhdGNo}
 RECEIVER_PORT=${DEMO_RECEIVER_PORT:-6068}
 
 started_stack=0
@@ -61,8 +63,7 @@ if ! scripts/stack.sh status; then
 fi
 
 redis-cli -p "${REDIS_PORT:-6379}" -n 3 flushdb >/dev/null
-.venv/bin/python scripts/webhook_receiver.py --port "$RECEIVER_PORT" --secret "$SECRET" \
-  >"$DEMO/receiver.log" 2>&1 &
+.venv/bin/python scripts/webhook_receiver.py --port "$RECEIVER_PORT" >"$DEMO/receiver.log" 2>&1 &
 pids+=($!)
 .venv/bin/usage-monitor worker --loglevel warning >"$DEMO/usage-monitor.log" 2>&1 &
 pids+=($!)
@@ -77,8 +78,7 @@ echo "demo: notifier http://127.0.0.1:6067/metrics; webhook receiver http://127.
 .venv/bin/usage-monitor simulate --quiet --cards "${DEMO_CARDS:-2000}" --rate "${DEMO_RATE:-1000}" \
   --records "${DEMO_RECORDS:-0}" --webhook-url "http://127.0.0.1:$RECEIVER_PORT/hook" \
   --topic-usage "$USAGE_MONITOR_TOPIC_USAGE" --topic-events "$USAGE_MONITOR_TOPIC_EVENTS" \
-  --topic-settings "$NOTIFIER_TOPIC_SETTINGS" \
-  --webhook-secret "$SECRET" >"$DEMO/simulate.log" 2>&1 &
+  --topic-settings "$NOTIFIER_TOPIC_SETTINGS" >"$DEMO/simulate.log" 2>&1 &
 pids+=($!)
 if [[ ${DEMO_SECONDS:-0} != 0 ]]; then
   timeout --foreground "$DEMO_SECONDS" .venv/bin/usage-monitor watch \

@@ -1,10 +1,13 @@
 """A local webhook endpoint for `make demo`: verifies every delivery's Standard Webhooks
-signature and counts what arrived (GET /stats). Loopback only."""
+signature and counts what arrived (GET /stats). Loopback only. The secret comes from
+`SIMWATCH_WEBHOOK_SECRET`, not from the command line (which `ps` shows to everyone)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
 from collections import Counter
 
 from aiohttp import web
@@ -14,9 +17,11 @@ from standardwebhooks import Webhook, WebhookVerificationError
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, default=6068)
-    parser.add_argument("--secret", required=True)
     args = parser.parse_args()
-    verifier = Webhook(args.secret)
+    secret = os.environ.get("SIMWATCH_WEBHOOK_SECRET")
+    if not secret:
+        sys.exit("webhook_receiver: set SIMWATCH_WEBHOOK_SECRET")
+    verifier = Webhook(secret)
     stats: Counter[str] = Counter()
     seen: set[str] = set()
 

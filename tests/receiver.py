@@ -45,6 +45,9 @@ class Receiver:
         if isinstance(step, tuple) and step[0] == "sleep":
             await asyncio.sleep(step[1])
             return web.Response(status=200)
+        if isinstance(step, tuple) and len(step) == 3:  # (status, headers, body)
+            status, headers, text = step
+            return web.Response(status=status, headers=headers, text=text)
         if isinstance(step, tuple):
             status, headers = step
             return web.Response(status=status, headers=headers)

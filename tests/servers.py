@@ -22,9 +22,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _redis_cli(port: int, *args: str, timeout: float = 10) -> str:
+def _redis_cli(port: int, *args: str, timeout: float = 10, password: str | None = None) -> str:
+    auth = ["--no-auth-warning", "-a", password] if password else []
     done = subprocess.run(
-        ["redis-cli", "-p", str(port), *args],
+        ["redis-cli", "-p", str(port), *auth, *args],
         capture_output=True,
         text=True,
         check=False,
@@ -34,12 +35,16 @@ def _redis_cli(port: int, *args: str, timeout: float = 10) -> str:
 
 
 class PrivateRedis:
-    """One redis-server with an AOF in `workdir`; `cluster=True` makes it a cluster node."""
+    """One redis-server with an AOF in `workdir`; `cluster=True` makes it a cluster node,
+    `password` makes it require one (AUTH)."""
 
-    def __init__(self, workdir: Path, *, cluster: bool = False) -> None:
+    def __init__(
+        self, workdir: Path, *, cluster: bool = False, password: str | None = None
+    ) -> None:
         self.port = free_port()
         self.workdir = workdir
         self.cluster = cluster
+        self.password = password
         self.bus_port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         workdir.mkdir(parents=True, exist_ok=True)
@@ -53,6 +58,8 @@ class PrivateRedis:
         assert binary, "redis-server is missing (scripts/stack.sh installs it)"
         args = [binary, "--bind", "127.0.0.1", "--port", str(self.port), "--dir", str(self.workdir)]
         args += ["--appendonly", "yes", "--appendfsync", "everysec", "--save", ""]
+        if self.password:
+            args += ["--requirepass", self.password]
         if self.cluster:
             args += ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
             # The bus defaults to port + 10000, which overflows for high ephemeral ports.
@@ -60,7 +67,8 @@ class PrivateRedis:
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            if _redis_cli(self.port, "ping") == "PONG":  # not LOADING: the AOF is replayed
+            # PONG, not LOADING: the AOF is replayed
+            if _redis_cli(self.port, "ping", password=self.password) == "PONG":
                 return self
             time.sleep(0.1)
         raise RuntimeError(f"redis on {self.port} did not start")

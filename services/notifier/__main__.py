@@ -9,6 +9,7 @@ import sys
 
 from pydantic import ValidationError
 
+from usage_monitor import redact
 from usage_monitor.__main__ import new_event_loop, settings_error
 from usage_monitor.errors import ConfigError as MonitorConfigError
 from usage_monitor.preflight import check_redis, ensure_topics
@@ -46,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=args.loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
+    redact.install(args.loglevel)  # before any client exists: no URL or secret in any line
     kafka_log = logging.getLogger("aiokafka")
     level = kafka_log.level
     kafka_log.setLevel(logging.CRITICAL)  # one line from us, not a refused connection per try
@@ -53,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         validate_sms(settings)
         asyncio.run(preflight(settings))
     except (MonitorConfigError, ConfigError) as exc:
-        print(f"notifier: {exc}", file=sys.stderr)
+        print(f"notifier: {redact.redact(str(exc))}", file=sys.stderr)
         return 2
     finally:
         kafka_log.setLevel(level)

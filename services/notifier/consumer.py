@@ -126,9 +126,15 @@ class Inputs:
         self.wake.set()
 
     async def _on_settings(self, msg: ConsumerRecord[bytes, bytes]) -> None:
+        """The key names the customer: a tombstone deletes that key's settings, and a value
+        is stored only under its own key, so no key can overwrite another customer's."""
+        key, problem = _customer_key(msg.key)
+        if key is None:
+            await self._dead_letter(msg, problem)
+            self.metrics.settings.labels("dead_lettered").inc()
+            return
         if msg.value is None:  # tombstone: the customer is gone
-            if msg.key:
-                await self.ledger.save_customer(msg.key.decode(), None)
+            await self.ledger.save_customer(key, None)
             self.metrics.settings.labels("deleted").inc()
             return
         try:
@@ -137,7 +143,13 @@ class Inputs:
             await self._dead_letter(msg, describe_validation_error(exc))
             self.metrics.settings.labels("dead_lettered").inc()
             return
-        await self.ledger.save_customer(parsed.customer_id, msg.value)
+        if parsed.customer_id != key:
+            await self._dead_letter(
+                msg, f"key {key!r} differs from customer_id {parsed.customer_id!r}"
+            )
+            self.metrics.settings.labels("dead_lettered").inc()
+            return
+        await self.ledger.save_customer(key, msg.value)
         self.metrics.settings.labels("stored").inc()
 
     async def _on_alert(self, msg: ConsumerRecord[bytes, bytes]) -> None:
@@ -182,3 +194,13 @@ class Inputs:
         )
         await self.publish(self.s.topic_dlq, msg.key, letter.model_dump_json().encode())
         self.metrics.dead_letters.labels(msg.topic, "malformed").inc()
+
+
+def _customer_key(raw: bytes | None) -> tuple[str | None, str]:
+    """The customer id a `customer.settings` key names, or None and why it names none."""
+    if not raw:
+        return None, "no key: customer.settings is keyed by customer id"
+    try:
+        return raw.decode("utf-8"), ""
+    except UnicodeDecodeError:  # bytes from a foreign producer: poison, not a crash loop
+        return None, "key is not UTF-8 text: customer.settings is keyed by customer id"

@@ -12,6 +12,7 @@ from datetime import datetime
 
 from pydantic import ValidationError
 
+from . import redact
 from .errors import ConfigError
 from .settings import Settings
 
@@ -73,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
             asyncio.run(run(args))
         return 0
 
+    redact.install(args.loglevel if args.command == "worker" else logging.WARNING)
     try:
         settings = Settings()
     except ValidationError as exc:
@@ -90,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         asyncio.run(preflight(settings))
     except ConfigError as exc:
-        print(f"usage-monitor: {exc}", file=sys.stderr)
+        print(f"usage-monitor: {redact.redact(str(exc))}", file=sys.stderr)
         return 2
     finally:
         kafka_log.setLevel(level)
@@ -108,7 +110,7 @@ def run_rebuild(settings: Settings, since: datetime, wait_s: float) -> int:
     try:
         moved = asyncio.run(rebuild(settings, since, wait_s))
     except ConfigError as exc:
-        print(f"usage-monitor: {exc}", file=sys.stderr)
+        print(f"usage-monitor: {redact.redact(str(exc))}", file=sys.stderr)
         return 2
     for m in moved:
         offsets = " ".join(f"{p}:{o}" for p, o in sorted(m.offsets.items()))

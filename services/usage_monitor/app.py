@@ -13,6 +13,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from simwatch_contracts.common import Iccid
 
+from .api_auth import bearer_guard
 from .bootstrap import Components
 from .card_events import handle_card_event
 from .errors import TRANSIENT
@@ -47,6 +48,13 @@ def create_app(c: Components) -> tuple[faust.App, UsageConsumer]:
         web_bind=s.web_bind,
         web_port=s.web_port,
         web_in_thread=False,
+        # faust's own endpoints expose table data, cluster topology and internals: off.
+        web_router_enabled=False,
+        web_tables_enabled=False,
+        web_graph_enabled=False,
+        web_stats_enabled=False,
+        web_metrics_enabled=False,
+        web_application_options={"middlewares": bearer_guard(s.api_token)},
         broker_session_timeout=s.broker_session_timeout_s,
         broker_heartbeat_interval=max(0.1, s.broker_session_timeout_s / 4),
         consumer_auto_offset_reset="earliest",

@@ -15,6 +15,7 @@ from simwatch_contracts import describe_validation_error, parse_card_event
 from .bootstrap import Components
 from .dead_letters import RawMessage, oversized
 from .errors import component_of, retrying
+from .redact import mask_iccid
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -35,7 +36,7 @@ async def handle_card_event(c: Components, msg: RawMessage) -> None:
         result = "duplicate"
     elif outcome.decision is not None and outcome.decision.rejected:
         result = "rejected"
-        log.info("card …%s %s: %s", event.iccid[-6:], event.type, outcome.decision.rejected)
+        log.info("card %s %s: %s", mask_iccid(event.iccid), event.type, outcome.decision.rejected)
     else:
         result = "applied"
     c.metrics.card_events.labels(event.type, result).inc()

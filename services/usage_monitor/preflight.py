@@ -11,6 +11,7 @@ from redis.exceptions import BusyLoadingError, RedisError
 
 from .adapters.redis_client import AnyRedis, connect
 from .errors import ConfigError
+from .redact import redact, redact_url
 from .settings import Settings
 
 
@@ -19,7 +20,7 @@ async def check_redis(url: str, loading_wait_s: float = 120.0) -> None:
     try:
         client = connect(url, socket_connect_timeout=5, socket_timeout=5)
     except ValueError as exc:
-        raise ConfigError(f"REDIS_URL={_safe(url)}: {exc}") from exc
+        raise ConfigError(f"REDIS_URL={redact_url(url)}: {redact(str(exc))}") from exc
     deadline = asyncio.get_running_loop().time() + loading_wait_s
     try:
         while True:
@@ -31,7 +32,9 @@ async def check_redis(url: str, loading_wait_s: float = 120.0) -> None:
                     raise
                 await asyncio.sleep(0.5)
     except (RedisError, OSError) as exc:
-        raise ConfigError(f"REDIS_URL={_safe(url)}: Redis does not answer ({exc})") from exc
+        raise ConfigError(
+            f"REDIS_URL={redact_url(url)}: Redis does not answer ({redact(str(exc))})"
+        ) from exc
     finally:
         await client.aclose()
 
@@ -94,14 +97,6 @@ async def preflight(s: Settings) -> None:
         s.topic_partitions,
         s.create_topics,
     )
-
-
-def _safe(url: str) -> str:
-    """A URL without its password, for error messages."""
-    if "@" not in url:
-        return url
-    scheme, _, rest = url.partition("://")
-    return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
 
 
 async def redis_status(client: AnyRedis) -> str:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import AliasChoices, Field, field_validator
+import ipaddress
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from simwatch_contracts.common import _check_timezone
@@ -10,6 +12,7 @@ from simwatch_contracts.common import _check_timezone
 from .domain.policy import Policy
 
 DAY = 86_400
+MIN_TOKEN_CHARS = 16
 
 
 class Settings(BaseSettings):
@@ -25,6 +28,11 @@ class Settings(BaseSettings):
     app_id: str = Field("simwatch-usage-monitor", min_length=1)
     web_bind: str = "127.0.0.1"
     web_port: int = Field(6066, ge=1, le=65535)
+    api_token: SecretStr | None = Field(
+        None,
+        description="bearer token of /cards… (required unless the web bind is loopback)",
+        validate_default=True,
+    )
 
     topic_usage: str = "usage.records"
     topic_events: str = "card.events"
@@ -66,6 +74,22 @@ class Settings(BaseSettings):
     outbox_sweep_interval_s: float = Field(1.0, gt=0)
     retry_backoff_max_s: float = Field(10.0, gt=0)
 
+    @field_validator("api_token")
+    @classmethod
+    def _token(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        if value is not None and not value.get_secret_value():
+            value = None  # an empty variable (compose's `${X:-}`) is no token
+        if value is None:
+            bind = info.data.get("web_bind", "127.0.0.1")
+            if not is_loopback(bind):
+                raise ValueError(
+                    f"required when the web bind ({bind}) is not loopback: the card API "
+                    "would be open to anyone who reaches the port"
+                )
+        elif len(value.get_secret_value()) < MIN_TOKEN_CHARS:
+            raise ValueError(f"at least {MIN_TOKEN_CHARS} characters")
+        return value
+
     @field_validator("default_timezone")
     @classmethod
     def _zone(cls, value: str) -> str:
@@ -92,3 +116,13 @@ class Settings(BaseSettings):
 def calendar_key(tz: str, cycle_day: int) -> str:
     """How a card's billing calendar is named in Redis (`cal` field)."""
     return f"{tz}|{cycle_day}"
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding `host` serves this machine only (127.0.0.0/8, ::1, `localhost`)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name other than localhost: assume it is reachable
+        return False

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import time
 from dataclasses import dataclass
@@ -110,6 +111,15 @@ class Fleet:
         return iccid, json.dumps(doc).encode()
 
 
+DEMO_WEBHOOK_SECRET = "whsec_ZGVtby1zZWNyZXQtZm9yLXNpbXdhdGNo"
+
+
+def webhook_secret() -> str:
+    """The customers' webhook secret: `SIMWATCH_WEBHOOK_SECRET`, never an argument (a command
+    line is visible to every user of the machine in `ps`)."""
+    return os.environ.get("SIMWATCH_WEBHOOK_SECRET") or DEMO_WEBHOOK_SECRET
+
+
 async def run(args: argparse.Namespace) -> None:
     spec = FleetSpec(cards=args.cards, rate=args.rate, records=args.records, seed=args.seed)
     fleet = Fleet(spec)
@@ -128,7 +138,7 @@ async def run(args: argparse.Namespace) -> None:
                 settings = {
                     "customer_id": customer,
                     "language": "zh-CN",
-                    "webhook": {"url": args.webhook_url, "secret": args.webhook_secret},
+                    "webhook": {"url": args.webhook_url, "secret": webhook_secret()},
                 }
                 await producer.send(
                     args.topic_settings, json.dumps(settings).encode(), key=customer.encode()
@@ -175,6 +185,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--topic-usage", default="usage.records")
     parser.add_argument("--topic-events", default="card.events")
     parser.add_argument("--topic-settings", default="customer.settings")
-    parser.add_argument("--webhook-url", default="", help="give every customer this webhook")
-    parser.add_argument("--webhook-secret", default="whsec_ZGVtby1zZWNyZXQtZm9yLXNpbXdhdGNo")
+    parser.add_argument(
+        "--webhook-url",
+        default="",
+        help="give every customer this webhook, signed with $SIMWATCH_WEBHOOK_SECRET",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")

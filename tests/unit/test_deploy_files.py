@@ -60,3 +60,10 @@ def test_every_mounted_file_exists() -> None:
             if source.startswith("./"):
                 assert (ROOT / source).exists(), f"{name} mounts missing {source}"
     assert (ROOT / "Dockerfile").exists()
+
+
+def test_a_public_web_bind_comes_with_an_api_token() -> None:
+    env = compose()["services"]["usage-monitor"]["environment"]
+    assert env["USAGE_MONITOR_WEB_BIND"] == "0.0.0.0"
+    assert "USAGE_MONITOR_API_TOKEN" in env
+    assert ":?" in env["USAGE_MONITOR_API_TOKEN"], "compose refuses to start without it"

@@ -60,3 +60,72 @@ def test_configmap_names_only_real_settings() -> None:
     known = env_names(UsageMonitorSettings) | env_names(NotifierSettings)
     assert not set(data) - known, sorted(set(data) - known)
     assert data["USAGE_MONITOR_TOPIC_PARTITIONS"] == data["USAGE_MONITOR_REDIS_SHARDS"]
+
+
+def _env(name: str) -> dict[str, dict[str, Any]]:
+    (container,) = of_kind("Deployment")[name]["spec"]["template"]["spec"]["containers"]
+    return {e["name"]: e for e in container.get("env", [])}
+
+
+def test_the_card_api_token_comes_from_the_secret() -> None:
+    config = of_kind("ConfigMap")["simwatch"]["data"]
+    assert config["USAGE_MONITOR_WEB_BIND"] == "0.0.0.0"  # not loopback: a token is required
+    assert "USAGE_MONITOR_API_TOKEN" not in config
+    ref = _env("usage-monitor")["USAGE_MONITOR_API_TOKEN"]["valueFrom"]["secretKeyRef"]
+    secret = of_kind("Secret")[ref["name"]]
+    assert ref["key"] in secret["stringData"]
+    assert set(secret["stringData"]) <= env_names(UsageMonitorSettings) | env_names(
+        NotifierSettings
+    )
+    # Shipped empty: a deployment that forgets to fill it in refuses to start (exit 2).
+    assert secret["stringData"][ref["key"]] == ""
+
+
+def _policy_for(name: str) -> dict[str, Any]:
+    (policy,) = [
+        p["spec"]
+        for p in of_kind("NetworkPolicy").values()
+        if p["spec"]["podSelector"].get("matchLabels") == {"app.kubernetes.io/name": name}
+    ]
+    assert sorted(policy["policyTypes"]) == ["Egress", "Ingress"]
+    return policy
+
+
+def _ports(rules: list[dict[str, Any]]) -> set[int]:
+    return {p["port"] for r in rules for p in r.get("ports", [])}
+
+
+@pytest.mark.parametrize("name", sorted(PORTS))
+def test_network_policy_lets_in_only_prometheus_and_api_clients(name: str) -> None:
+    policy = _policy_for(name)
+    assert _ports(policy["ingress"]) == {PORTS[name]}
+    sources = [peer for rule in policy["ingress"] for peer in rule["from"]]
+    assert all("ipBlock" not in peer for peer in sources)
+    monitoring = {"kubernetes.io/metadata.name": "monitoring"}
+    assert any(p.get("namespaceSelector", {}).get("matchLabels") == monitoring for p in sources)
+    api_clients = [
+        p
+        for p in sources
+        if p.get("podSelector", {}).get("matchLabels", {}).get("simwatch.io/api-client")
+    ]
+    assert bool(api_clients) == (name == "usage-monitor")
+
+
+@pytest.mark.parametrize("name", sorted(PORTS))
+def test_network_policy_egress_to_kafka_redis_dns_and_webhooks_only(name: str) -> None:
+    egress = _policy_for(name)["egress"]
+    wanted = {53, 9092, 6379} | ({443} if name == "notifier" else set())
+    assert _ports(egress) == wanted
+    for rule in egress:
+        assert rule.get("ports"), "every egress rule names its ports"
+    internet = [
+        peer
+        for rule in egress
+        for peer in rule.get("to", [])
+        if peer.get("ipBlock", {}).get("cidr") == "0.0.0.0/0"
+    ]
+    if name == "notifier":  # webhooks go anywhere public on 443, never to the metadata service
+        (peer,) = internet
+        assert "169.254.0.0/16" in peer["ipBlock"]["except"]
+    else:
+        assert not internet

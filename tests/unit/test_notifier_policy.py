@@ -82,7 +82,7 @@ def test_texts_in_both_languages_say_what_to_do() -> None:
     )
     assert "请充值后申请复机" in render(suspended, "zh-CN")
     assert "Recharge, then request a restore" in render(suspended, "en")
-    assert volume(None) == "-" and mask_iccid(ALERT.iccid) == "…901234"
+    assert volume(None) == "-" and mask_iccid(ALERT.iccid) == "…1234"
 
 
 def test_signature_verifies_with_the_standard_webhooks_library() -> None:

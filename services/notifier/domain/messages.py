@@ -75,8 +75,8 @@ def money(minor: int | None, language: str) -> str:
 
 
 def mask_iccid(iccid: str) -> str:
-    """For logs: the last 6 characters only."""
-    return f"…{iccid[-6:]}"
+    """For logs: the last 4 characters only."""
+    return f"…{iccid[-4:]}"
 
 
 def render(alert: CardAlert, language: str) -> str:
