@@ -6,11 +6,21 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import httpx
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+Lookup = Callable[[str, int], Awaitable[list[IPAddress]]]
+"""Name resolution: (host, port) -> its addresses; raises OSError when the name does not resolve.
+Injected so tests can resolve any name to a local server, or slowly."""
+
+
+async def system_lookup(host: str, port: int) -> list[IPAddress]:
+    """The operating system's resolver (getaddrinfo in a thread)."""
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return [ipaddress.ip_address(info[4][0]) for info in infos]
 
 
 class TargetRefusedError(Exception):
@@ -34,7 +44,7 @@ def is_public(address: IPAddress) -> bool:
     return address.is_global and not address.is_multicast
 
 
-async def resolve(url: str, *, allow_private: bool) -> Target:
+async def resolve(url: str, *, allow_private: bool, lookup: Lookup = system_lookup) -> Target:
     try:
         parsed = httpx.URL(url)
     except httpx.InvalidURL as exc:
@@ -44,12 +54,10 @@ async def resolve(url: str, *, allow_private: bool) -> Target:
     if not parsed.host:
         raise TargetRefusedError("URL has no host")
     port = parsed.port or (443 if parsed.scheme == "https" else 80)
-    loop = asyncio.get_running_loop()
     try:
-        infos = await loop.getaddrinfo(parsed.host, port, type=socket.SOCK_STREAM)
+        addresses = await lookup(parsed.host, port)
     except socket.gaierror as exc:
         raise TargetRefusedError(f"host does not resolve: {exc}") from exc
-    addresses = [ipaddress.ip_address(info[4][0]) for info in infos]
     if not addresses:
         raise TargetRefusedError("host resolves to no address")
     if not allow_private:

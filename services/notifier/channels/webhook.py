@@ -15,7 +15,7 @@ import httpx
 
 from simwatch_contracts import CardAlert
 
-from .ssrf import TargetRefusedError, resolve
+from .ssrf import Lookup, TargetRefusedError, resolve, system_lookup
 
 
 class Result(StrEnum):
@@ -53,14 +53,22 @@ def body_of(alert: CardAlert) -> bytes:
 
 
 class WebhookSender:
-    def __init__(self, client: httpx.AsyncClient, *, allow_private: bool, timeout_s: float) -> None:
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        *,
+        allow_private: bool,
+        timeout_s: float,
+        lookup: Lookup = system_lookup,
+    ) -> None:
         self.client = client
         self.allow_private = allow_private
         self.timeout_s = timeout_s
+        self.lookup = lookup
 
     async def send(self, url: str, secret: str, alert: CardAlert, now: datetime) -> Outcome:
         try:
-            target = await resolve(url, allow_private=self.allow_private)
+            target = await resolve(url, allow_private=self.allow_private, lookup=self.lookup)
         except TargetRefusedError as exc:
             return Outcome(Result.REFUSED, str(exc))
         body = body_of(alert)
