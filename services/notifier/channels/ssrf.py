@@ -1,5 +1,9 @@
 """Webhook targets are customer-supplied URLs: refuse anything that is not a public https
-endpoint, and connect to exactly the address that was checked (no second DNS lookup)."""
+endpoint, and connect to exactly the addresses that were checked (no second DNS lookup).
+
+The URL keeps its host name (Host header, TLS server name and certificate check, connection
+pooling all go by it); only the transport is pinned to the checked addresses, by
+`webhook.PinningResolver`."""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-import httpx
+from yarl import URL
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Lookup = Callable[[str, int], Awaitable[list[IPAddress]]]
@@ -29,11 +33,17 @@ class TargetRefusedError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    url: httpx.URL
-    """The URL to request: the checked IP address in place of the host name."""
+    url: URL
+    """The URL to request, as the customer wrote it (host name kept)."""
     host: str
-    """The original host name: Host header and TLS server name."""
-    address: IPAddress
+    """The host as it goes on the wire (IDNA-encoded): Host header and TLS server name."""
+    port: int
+    addresses: tuple[IPAddress, ...]
+    """Every address the host resolved to, all checked: the only ones connected to."""
+
+    @property
+    def address(self) -> IPAddress:
+        return self.addresses[0]
 
 
 def is_public(address: IPAddress) -> bool:
@@ -44,19 +54,36 @@ def is_public(address: IPAddress) -> bool:
     return address.is_global and not address.is_multicast
 
 
-async def resolve(url: str, *, allow_private: bool, lookup: Lookup = system_lookup) -> Target:
+def parse(url: str, *, allow_private: bool) -> URL:
+    """The URL as the HTTP client will read it (the same parser: no parser differential),
+    or TargetRefusedError for a URL that is malformed or not https."""
     try:
-        parsed = httpx.URL(url)
-    except httpx.InvalidURL as exc:
-        raise TargetRefusedError(f"invalid URL: {exc}") from exc
+        parsed = URL(url)
+        host, port = parsed.raw_host, parsed.port
+    except (ValueError, TypeError) as exc:  # bad port, bad IDNA (UnicodeError is a ValueError)
+        raise TargetRefusedError(f"invalid URL: {type(exc).__name__}") from exc
     if parsed.scheme != "https" and not (allow_private and parsed.scheme == "http"):
         raise TargetRefusedError(f"scheme {parsed.scheme!r} refused: https only")
-    if not parsed.host:
+    if not host or port is None or not parsed.is_absolute():
         raise TargetRefusedError("URL has no host")
-    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    return parsed
+
+
+def _literal(host: str) -> IPAddress | None:
     try:
-        addresses = await lookup(parsed.host, port)
-    except socket.gaierror as exc:
+        return ipaddress.ip_address(host)
+    except ValueError:  # a name, not an address
+        return None
+
+
+async def resolve(url: str, *, allow_private: bool, lookup: Lookup = system_lookup) -> Target:
+    """Parse, resolve and check `url`; raises TargetRefusedError when it may not be called."""
+    parsed = parse(url, allow_private=allow_private)
+    host, port = str(parsed.raw_host), int(parsed.port or 0)
+    literal = _literal(host)
+    try:
+        addresses = [literal] if literal is not None else await lookup(host, port)
+    except (OSError, UnicodeError) as exc:  # gaierror, or a name the resolver cannot encode
         raise TargetRefusedError(f"host does not resolve: {exc}") from exc
     if not addresses:
         raise TargetRefusedError("host resolves to no address")
@@ -64,5 +91,4 @@ async def resolve(url: str, *, allow_private: bool, lookup: Lookup = system_look
         blocked = [a for a in addresses if not is_public(a)]
         if blocked:
             raise TargetRefusedError(f"address {blocked[0]} is not public")
-    chosen = addresses[0]
-    return Target(parsed.copy_with(host=str(chosen)), parsed.host, chosen)
+    return Target(parsed, host, port, tuple(addresses))
