@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from typing import Annotated, Literal
 
@@ -23,6 +25,16 @@ def _check_e164(value: str) -> str:
     if not _E164.match(value):
         raise ValueError("phone number must be E.164, e.g. +8613800000000")
     return value
+
+
+def webhook_key(secret: str) -> bytes:
+    """The HMAC key of a Standard Webhooks secret: `whsec_` (optional) dropped, the rest
+    base64 with optional padding. Raises ValueError when it is not base64."""
+    text = secret.removeprefix("whsec_")
+    try:
+        return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+    except binascii.Error as exc:  # a subclass of ValueError; say what is wrong, not the secret
+        raise ValueError("webhook secret is not valid base64") from exc
 
 
 class Webhook(BaseModel):

@@ -217,3 +217,21 @@ async def test_an_ipv6_literal_host_header_is_bracketed(
         await runner.cleanup()
     assert outcome.result is Result.DELIVERED, outcome
     assert hosts == [f"[::1]:{port}"]
+
+
+@pytest.mark.parametrize(
+    ("url", "secret"),
+    [
+        ("http://127.0.0.1:70000/hook", SECRET),  # port above 65535
+        ("http://xn--/hook", SECRET),  # not a valid IDNA name
+        ("http://\u2603\u2318.test/hook", SECRET),  # a non-ASCII name the resolver lacks
+        ("http://[::1/hook", SECRET),
+        ("http://127.0.0.1:9/hook", "whsec_not*base64"),
+        ("http://127.0.0.1:9/hook", "whsec_abcde"),  # bad padding
+    ],
+)
+async def test_unusable_webhook_settings_are_refused_not_raised(
+    make_sender: Callable[..., WebhookSender], url: str, secret: str
+) -> None:
+    outcome = await make_sender(lookup=pinned({})).send(url, secret, ALERT, NOW)
+    assert outcome.result is Result.REFUSED, outcome

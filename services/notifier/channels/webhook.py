@@ -27,6 +27,7 @@ import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 
 from simwatch_contracts import CardAlert
+from simwatch_contracts.customer_settings import webhook_key
 
 from .ssrf import Lookup, Target, TargetRefusedError, resolve, system_lookup
 
@@ -54,8 +55,8 @@ class Outcome:
 
 def signing_key(secret: str) -> bytes:
     """The key of a secret as Standard Webhooks reads it: `whsec_` dropped, the rest base64
-    (padding optional), exactly like the receivers' libraries do."""
-    return base64.b64decode(secret.removeprefix("whsec_") + "==")
+    (padding optional); ValueError when it is not base64."""
+    return webhook_key(secret)
 
 
 def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
@@ -139,6 +140,10 @@ class WebhookSender:
     async def send(self, url: str, secret: str, alert: CardAlert, now: datetime) -> Outcome:
         """One attempt, within `timeout_s` from the first lookup to the last byte read."""
         answered: list[Outcome] = []
+        try:
+            signing_key(secret)
+        except ValueError as exc:  # settings stored before secrets were validated on arrival
+            return Outcome(Result.REFUSED, str(exc))
         try:
             async with asyncio.timeout(self.timeout_s):
                 target = await resolve(url, allow_private=self.allow_private, lookup=self.lookup)
