@@ -46,12 +46,48 @@ class Target:
         return self.addresses[0]
 
 
+_EMBEDDING_V4: tuple[ipaddress.IPv6Network, ...] = (
+    ipaddress.IPv6Network("::ffff:0:0/96"),  # IPv4-mapped (RFC 4291)
+    ipaddress.IPv6Network("64:ff9b::/96"),  # NAT64 well-known prefix (RFC 6052)
+)
+"""Translation prefixes whose last 32 bits are the IPv4 address reached: judged by it, so
+a NAT64 gateway may reach a public host but never 127.0.0.1 or 169.254.169.254."""
+
+_NEVER_PUBLIC: tuple[ipaddress.IPv6Network, ...] = (
+    ipaddress.IPv6Network("::/96"),  # IPv4-compatible (deprecated), with :: and ::1
+    ipaddress.IPv6Network("::ffff:0:0:0/96"),  # IPv4-translated (SIIT, RFC 2765)
+    ipaddress.IPv6Network("64:ff9b:1::/48"),  # local-use NAT64 (RFC 8215): a local network
+    ipaddress.IPv6Network("2001::/32"),  # Teredo: a tunnel to an address we cannot check
+    ipaddress.IPv6Network("fec0::/10"),  # site-local (deprecated): private by intent
+)
+"""Prefixes refused whatever they embed (Python 3.11 calls some of them global)."""
+
+
+def _embedded_v4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    if address.sixtofour is not None:  # 6to4 (2002::/16, RFC 3056)
+        return address.sixtofour
+    if any(address in net for net in _EMBEDDING_V4):
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
+
+
 def is_public(address: IPAddress) -> bool:
-    """Global unicast only: not loopback, private, link-local, CGNAT (100.64/10), ULA,
-    multicast, reserved or unspecified, also when written as an IPv4-mapped IPv6 address."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return address.is_global and not address.is_multicast
+    """Global unicast only: not loopback, private, link-local, site-local, CGNAT
+    (100.64/10), ULA, multicast, reserved or unspecified; an IPv6 address embedding an IPv4
+    one (IPv4-mapped, NAT64, 6to4) is judged by the IPv4 address it reaches, and the other
+    translation prefixes are refused (see `_NEVER_PUBLIC`)."""
+    if isinstance(address, ipaddress.IPv6Address):
+        if any(address in net for net in _NEVER_PUBLIC):
+            return False
+        embedded = _embedded_v4(address)
+        if embedded is not None:
+            return is_public(embedded)
+    return (
+        address.is_global
+        and not address.is_multicast
+        and not address.is_reserved
+        and not address.is_link_local
+    )
 
 
 def parse(url: str, *, allow_private: bool) -> URL:
