@@ -138,7 +138,7 @@ class Dispatcher:
         url = customer.webhook.url
         if await self.ledger.webhook_gone(customer.customer_id) == url:
             return Outcome(Result.GONE, "endpoint disabled after 410")
-        return await self.webhooks.send(url, customer.webhook.secret, alert, now)
+        return await self.webhooks.send(url, customer.webhook.signing_secrets, alert, now)
 
     async def _sms(
         self,

@@ -10,7 +10,7 @@ import pytest
 from standardwebhooks import Webhook
 
 from notifier.channels.sms import aliyun_signature, sms_key
-from notifier.channels.webhook import body_of, sign
+from notifier.channels.webhook import body_of, sign, sign_all
 from notifier.domain import policy
 from notifier.domain.delivery import Channel, plan
 from notifier.domain.messages import mask_iccid, render, volume
@@ -131,6 +131,25 @@ def test_signature_verifies_with_the_standard_webhooks_library() -> None:
     assert body_of(ALERT) == body  # the same bytes on every attempt
     with pytest.raises(Exception, match="signature"):
         Webhook(SECRET).verify(body + b" ", headers)
+
+
+def test_every_active_secret_signs_and_either_verifies() -> None:
+    import base64
+
+    old, new = SECRET, "whsec_" + base64.b64encode(b"n" * 32).decode()
+    body = body_of(ALERT)
+    stamp = int(datetime.now(UTC).timestamp())
+    signature = sign_all([old, new], ALERT.alert_id, stamp, body)
+    assert len(signature.split(" ")) == 2 and all(s.startswith("v1,") for s in signature.split())
+    headers = {
+        "webhook-id": ALERT.alert_id,
+        "webhook-timestamp": str(stamp),
+        "webhook-signature": signature,
+    }
+    for holder in (old, new):
+        assert Webhook(holder).verify(body, headers)["data"]["percent"] == 80
+    with pytest.raises(Exception, match="signature"):
+        Webhook("whsec_" + base64.b64encode(b"x" * 32).decode()).verify(body, headers)
 
 
 def test_deliveries_planned_per_channel_target_with_stable_ids() -> None:

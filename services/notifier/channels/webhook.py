@@ -18,6 +18,7 @@ import hmac
 import json
 import socket
 import ssl
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -62,6 +63,12 @@ def signing_key(secret: str) -> bytes:
 def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
     mac = hmac.new(signing_key(secret), f"{msg_id}.{timestamp}.".encode() + body, hashlib.sha256)
     return "v1," + base64.b64encode(mac.digest()).decode()
+
+
+def sign_all(secrets: Sequence[str], msg_id: str, timestamp: int, body: bytes) -> str:
+    """The `webhook-signature` header: one `v1,` signature per active secret, space-separated,
+    so a receiver holding any one of them verifies (secret rotation)."""
+    return " ".join(sign(secret, msg_id, timestamp, body) for secret in secrets)
 
 
 def body_of(alert: CardAlert) -> bytes:
@@ -137,17 +144,22 @@ class WebhookSender:
         if self._session is not None:
             await self._session.close()
 
-    async def send(self, url: str, secret: str, alert: CardAlert, now: datetime) -> Outcome:
-        """One attempt, within `timeout_s` from the first lookup to the last byte read."""
-        answered: list[Outcome] = []
+    async def send(
+        self, url: str, secrets: str | Sequence[str], alert: CardAlert, now: datetime
+    ) -> Outcome:
+        """One attempt, within `timeout_s` from the first lookup to the last byte read,
+        signed with every secret in `secrets` (one secret: a plain string)."""
+        keys = (secrets,) if isinstance(secrets, str) else tuple(secrets)
         try:
-            signing_key(secret)
+            for secret in keys:
+                signing_key(secret)
         except ValueError as exc:  # settings stored before secrets were validated on arrival
             return Outcome(Result.REFUSED, str(exc))
+        answered: list[Outcome] = []
         try:
             async with asyncio.timeout(self.timeout_s):
                 target = await resolve(url, allow_private=self.allow_private, lookup=self.lookup)
-                await self._post(target, secret, alert, now, answered)
+                await self._post(target, keys, alert, now, answered)
         except TargetRefusedError as exc:
             return Outcome(Result.REFUSED, str(exc))
         except TimeoutError:
@@ -158,7 +170,12 @@ class WebhookSender:
         return answered[0]
 
     async def _post(
-        self, target: Target, secret: str, alert: CardAlert, now: datetime, out: list[Outcome]
+        self,
+        target: Target,
+        secrets: Sequence[str],
+        alert: CardAlert,
+        now: datetime,
+        out: list[Outcome],
     ) -> None:
         body = body_of(alert)
         stamp = int(now.timestamp())
@@ -166,7 +183,7 @@ class WebhookSender:
             "content-type": "application/json",
             "webhook-id": alert.alert_id,
             "webhook-timestamp": str(stamp),
-            "webhook-signature": sign(secret, alert.alert_id, stamp, body),
+            "webhook-signature": sign_all(secrets, alert.alert_id, stamp, body),
             "user-agent": "simwatch-notifier/1",
         }
         token = _PINNED.set(target)
