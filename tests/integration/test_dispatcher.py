@@ -9,7 +9,7 @@ import contextlib
 import itertools
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -38,7 +38,9 @@ class ExplodingSender(WebhookSender):
         super().__init__(allow_private=True, timeout_s=1)
         self.calls = 0
 
-    async def send(self, url: str, secret: str, alert: CardAlert, now: datetime) -> Outcome:
+    async def send(
+        self, url: str, secrets: str | Sequence[str], alert: CardAlert, now: datetime
+    ) -> Outcome:
         self.calls += 1
         raise KeyError("a bug")
 
