@@ -13,8 +13,9 @@ from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, PlainSe
 MAX_RECORD_BYTES = 2**40
 """Upper bound of one usage record's volume (per direction); more is malformed."""
 
-_ICCID_RE = re.compile(r"^89[0-9A-Z]{17,18}$")
-_ID_RE = re.compile(r"^[\x21-\x7e]{1,128}$")
+# Always fullmatch: `$` also matches before a trailing newline.
+_ICCID_RE = re.compile(r"89[0-9A-Z]{17,18}")
+_ID_RE = re.compile(r"[\x21-\x7e]{1,128}")
 
 # Unknown fields are ignored (forward compatibility); types are never coerced
 # ("12" is not 12, true is not 1), so a wrong-typed field is malformed.
@@ -27,13 +28,13 @@ def normalize_iccid(value: object) -> object:
 
 
 def _check_iccid(value: str) -> str:
-    if not _ICCID_RE.match(value):
+    if not _ICCID_RE.fullmatch(value):
         raise ValueError("ICCID must be 19 or 20 characters, start with 89, digits and letters A-Z")
     return value
 
 
 def _check_id(value: str) -> str:
-    if not _ID_RE.match(value):
+    if not _ID_RE.fullmatch(value):
         raise ValueError("id must be 1-128 printable ASCII characters without spaces")
     return value
 

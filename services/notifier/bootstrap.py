@@ -30,6 +30,7 @@ class Components:
     metrics: Metrics
     redis: AnyRedis
     http: httpx.AsyncClient
+    webhooks: WebhookSender
     publisher: KafkaPublisher
     ledger: Ledger
     dispatcher: Dispatcher
@@ -38,6 +39,7 @@ class Components:
     async def close(self) -> None:
         await self.publisher.close()
         await self.http.aclose()
+        await self.webhooks.close()
         await self.redis.aclose()
 
 
@@ -101,7 +103,7 @@ def build(settings: Settings, registry: CollectorRegistry | None = None) -> Comp
     registry = registry or CollectorRegistry()
     metrics = Metrics.create(registry)
     redis = connect(settings.redis_url, socket_timeout=10, socket_connect_timeout=5)
-    # Redirects are never followed: a webhook redirect is a failed attempt, not a new target.
+    # SMS providers; webhooks have their own pinned client (channels/webhook.py).
     http = httpx.AsyncClient(follow_redirects=False, limits=httpx.Limits(max_connections=200))
     publisher = KafkaPublisher(
         settings.kafka_bootstrap_servers,
@@ -110,8 +112,9 @@ def build(settings: Settings, registry: CollectorRegistry | None = None) -> Comp
     )
     ledger = Ledger(redis, settings.redis_prefix)
     provider = sms_provider(settings, http)
+    # Redirects are never followed: a webhook redirect is a failed attempt, not a new target.
     webhooks = WebhookSender(
-        http, allow_private=settings.allow_private_webhooks, timeout_s=settings.webhook_timeout_s
+        allow_private=settings.allow_private_webhooks, timeout_s=settings.webhook_timeout_s
     )
 
     async def publish(topic: str, key: bytes | None, value: bytes) -> None:
@@ -123,5 +126,5 @@ def build(settings: Settings, registry: CollectorRegistry | None = None) -> Comp
     dispatcher = Dispatcher(ledger, webhooks, provider, settings, metrics, dead_letter)
     inputs = Inputs(settings, ledger, metrics, publish, dispatcher.wake, provider is not None)
     return Components(
-        settings, registry, metrics, redis, http, publisher, ledger, dispatcher, inputs
+        settings, registry, metrics, redis, http, webhooks, publisher, ledger, dispatcher, inputs
     )

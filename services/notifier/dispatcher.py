@@ -99,7 +99,12 @@ class Dispatcher:
             record = await self.ledger.load(claim.delivery_id)
             if not record:
                 return
-            outcome = await self._deliver(claim, record)
+            try:
+                outcome = await self._deliver(claim, record)
+            except Exception as exc:
+                if is_transient(exc):
+                    raise  # Redis away: not this delivery's fault, the lease brings it back
+                outcome = self._unexpected(record, exc)
             await self._record(claim, record, outcome)
         except Exception as exc:  # one delivery's failure must not stop the others:
             # the lease ends and the delivery is claimed again.
@@ -108,6 +113,14 @@ class Dispatcher:
                 log.warning("delivery %s: %s: %s", claim.delivery_id, type(exc).__name__, exc)
             else:
                 log.exception("delivery %s failed unexpectedly", claim.delivery_id)
+
+    def _unexpected(self, record: dict[str, str], exc: Exception) -> Outcome:
+        """An attempt that raised is a failed attempt like any other: retried on the schedule,
+        then dead-lettered. Logged by type only (a message may carry a secret or a number)."""
+        channel = record.get("channel", "unknown")
+        self.metrics.delivery_errors.labels(channel).inc()
+        log.error("%s delivery attempt raised %s", channel, type(exc).__name__)
+        return Outcome(Result.RETRY, f"unexpected error: {type(exc).__name__}")
 
     async def _deliver(self, claim: Claim, record: dict[str, str]) -> Outcome | _Defer:
         alert = CardAlert.model_validate_json(record["alert"])
@@ -125,7 +138,7 @@ class Dispatcher:
         url = customer.webhook.url
         if await self.ledger.webhook_gone(customer.customer_id) == url:
             return Outcome(Result.GONE, "endpoint disabled after 410")
-        return await self.webhooks.send(url, customer.webhook.secret, alert, now)
+        return await self.webhooks.send(url, customer.webhook.signing_secrets, alert, now)
 
     async def _sms(
         self,
@@ -165,11 +178,14 @@ class Dispatcher:
         attempts = int(record.get("attempts", "0")) + 1
         fields: dict[str, Any] = {"attempts": attempts, "last": got.detail[:300]}
         if result is Result.RETRY:
-            delay = policy.retry_after(got.retry_after, now, self.settings.retry_after_max_s)
-            delay = (
-                delay
-                if delay is not None
-                else policy.backoff(attempts, self.settings.retry_schedule_s, self.rng)
+            delay = policy.next_delay(
+                attempts,
+                got.retry_after,
+                now,
+                self.settings.retry_schedule_s,
+                self.rng,
+                floor_s=self.settings.retry_after_min_s,
+                cap_s=self.settings.retry_after_max_s,
             )
             if delay is not None:
                 fields["state"] = "retry"

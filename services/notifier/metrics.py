@@ -19,6 +19,7 @@ class Metrics:
     latency: Histogram
     dead_letters: Counter
     transient_errors: Counter
+    delivery_errors: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> Metrics:
@@ -65,6 +66,13 @@ class Metrics:
                 f"{p}_transient_errors",
                 "Redis or Kafka failures retried in place, by component",
                 ["component"],
+                registry=registry,
+            ),
+            delivery_errors=Counter(
+                f"{p}_delivery_errors",
+                "Unexpected errors in a delivery attempt (a bug or unusable stored data); "
+                "the attempt counts against the retry schedule",
+                ["channel"],
                 registry=registry,
             ),
         )

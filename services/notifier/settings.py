@@ -40,6 +40,9 @@ class Settings(BaseSettings):
         DEFAULT_RETRY_SCHEDULE, min_length=1, description="JSON list of delays between attempts"
     )
     retry_after_max_s: float = Field(86_400.0, gt=0)
+    retry_after_min_s: float = Field(
+        1.0, ge=0, description="a shorter Retry-After (even 0) waits this long"
+    )
     lease_s: float = Field(60.0, gt=0, description="a claimed delivery returns after this")
     concurrency: int = Field(50, ge=1, le=1000)
     dispatch_interval_s: float = Field(0.2, gt=0)

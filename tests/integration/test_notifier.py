@@ -5,6 +5,7 @@ loopback that fail, hang, disappear and throttle; every webhook is verified with
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import signal
 import time
@@ -13,9 +14,12 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from standardwebhooks import Webhook
+
+from usage_monitor.adapters.redis_client import AnyRedis
 
 from ..conftest import KafkaIO, Worker
-from ..receiver import Receiver, customer, verified
+from ..receiver import SECRET, Receiver, customer, verified
 from .helpers import iccid, now_iso
 
 pytestmark = pytest.mark.integration
@@ -184,6 +188,52 @@ async def test_two_replicas_deliver_each_alert_exactly_once(
     await asyncio.sleep(1.5)
     counts = Counter(receiver.webhook_ids("/hook"))
     assert len(counts) == len(cards) and set(counts.values()) == {1}
+
+
+async def test_invalid_settings_are_dead_lettered_and_rotated_secrets_all_sign(
+    start_notifier: Any,
+    receiver: Receiver,
+    kafka: KafkaIO,
+    topics: dict[str, str],
+    redis: AnyRedis,
+) -> None:
+    short = "whsec_" + base64.b64encode(b"k" * 16).decode()
+    new = "whsec_" + base64.b64encode(b"n" * 32).decode()
+    invalid = {  # customer -> (webhook, words of the dead letter's error)
+        "short": ({"url": receiver.url("/short"), "secret": short}, "at least 24 bytes"),
+        "garbled": ({"url": receiver.url("/g"), "secret": "whsec_not*base64*at*all"}, "base64"),
+        "port": ({"url": "http://127.0.0.1:70000/x", "secret": SECRET}, "webhook.url"),
+    }
+    settings_topic, alerts = topics["NOTIFIER_TOPIC_SETTINGS"], topics["NOTIFIER_TOPIC_ALERTS"]
+    for cid, (webhook, _) in invalid.items():
+        await kafka.send(settings_topic, {"customer_id": cid, "webhook": webhook}, key=cid)
+    rotating = {"url": receiver.url("/hook"), "secret": SECRET, "secrets": [new]}
+    await kafka.send(settings_topic, {"customer_id": "acme", "webhook": rotating}, key="acme")
+    # Settings stored by an earlier version, which did not check secrets: never used.
+    legacy_key = f"{{{topics['NOTIFIER_REDIS_PREFIX']}}}:c:legacy"
+    legacy = {"customer_id": "legacy", "webhook": {"url": receiver.url("/old"), "secret": short}}
+    await redis.set(legacy_key, json.dumps(legacy))
+    try:
+        worker = start_notifier()
+        stored = 'notifier_settings_total{outcome="stored"} 1.0'
+        await eventually(lambda: stored in _metrics(worker))  # acme's settings are known
+        for n, cid in enumerate(["legacy", "short", "acme"]):
+            card = iccid(7500 + n)
+            await kafka.send(alerts, alert(card, customer=cid), key=card)
+        await eventually(lambda: len(receiver.hits["/hook"]) == 1)
+        letters = await kafka.read(topics["NOTIFIER_TOPIC_DLQ"], lambda ms: len(ms) >= 3)
+    finally:
+        await redis.delete(legacy_key)
+    errors = {letter["key"]: letter["error"] for letter in letters}
+    for cid, (_, words) in invalid.items():
+        assert words in errors[cid], errors
+    hit = receiver.hits["/hook"][0]
+    for holder in (SECRET, new):
+        assert Webhook(holder).verify(hit.body, hit.headers)["data"]["customer_id"] == "acme"
+    await asyncio.sleep(0.5)
+    assert not receiver.hits["/short"] and not receiver.hits["/old"]
+    assert worker.proc is not None and worker.proc.poll() is None
+    assert 'notifier_settings_total{outcome="dead_lettered"} 3.0' in _metrics(worker)
 
 
 def _metrics(w: Worker) -> str:

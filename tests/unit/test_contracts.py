@@ -3,6 +3,7 @@ and the checked-in JSON Schemas match the models."""
 
 from __future__ import annotations
 
+import base64
 import json
 
 import pytest
@@ -44,6 +45,10 @@ UPSERT = {
     "balance": 5000,
     "expires_at": "2027-11-25T00:00:00+08:00",
 }
+
+
+SECRET_A = "whsec_" + base64.b64encode(b"a" * 24).decode()
+SECRET_B = base64.b64encode(bytes(range(32))).decode()  # `whsec_` is optional
 
 
 def reason(model: type, doc: object) -> str:
@@ -199,7 +204,7 @@ def test_customer_settings_example() -> None:
                 "language": "zh-CN",
                 "webhook": {
                     "url": "https://hooks.acme.example/simwatch",
-                    "secret": "whsec_abcdefgh",
+                    "secret": SECRET_A,
                 },
                 "sms": {"numbers": ["+8613800000000"]},
                 "quiet_hours": {"start": "22:00", "end": "08:00", "timezone": "Asia/Shanghai"},
@@ -213,6 +218,52 @@ def test_customer_settings_example() -> None:
     assert "quiet_hours.start" in reason(
         CustomerSettings, {"customer_id": "a", "quiet_hours": {"start": "25:00", "end": "08:00"}}
     )
+
+
+ARABIC_INDIC = "".join(chr(0x0660 + int(d)) for d in "13800000000")
+
+
+def settings(**fields: object) -> dict[str, object]:
+    return {"customer_id": "a", **fields}
+
+
+def hook(**fields: object) -> dict[str, object]:
+    return settings(webhook={"url": "https://h.example/x", "secret": SECRET_A, **fields})
+
+
+@pytest.mark.parametrize(
+    ("model", "doc", "expected"),
+    [
+        (UsageRecord, {**RECORD, "iccid": ICCID + "\n"}, "ICCID must be"),
+        (UsageRecord, {**RECORD, "record_id": "cdr-1\n"}, "record_id"),
+        (CustomerSettings, settings(sms={"numbers": ["+8613800000000\n"]}), "sms.numbers.0"),
+        (CustomerSettings, settings(sms={"numbers": ["+86" + ARABIC_INDIC]}), "sms.numbers.0"),
+        (CustomerSettings, settings(quiet_hours={"start": "1\u0662:00", "end": "08:00"}), "start"),
+        (CustomerSettings, settings(quiet_hours={"start": "22:00\n", "end": "08:00"}), "start"),
+        (CustomerSettings, hook(secret="whsec_" + base64.b64encode(b"k" * 16).decode()), "24"),
+        (CustomerSettings, hook(secret="whsec_"), "webhook.secret"),
+        (CustomerSettings, hook(secret="whsec_" + "=" * 40), "webhook.secret"),
+        (CustomerSettings, hook(secret="whsec_not*valid*base64*at*all*but*long"), "base64"),
+        (CustomerSettings, hook(secret=None), "secret"),
+        (CustomerSettings, hook(secret=None, secrets=[]), "secret"),
+        (CustomerSettings, hook(secrets=[SECRET_B, "whsec_c2hvcnQ="]), "webhook.secrets.1"),
+        (CustomerSettings, hook(url="https://h.example:70000/x"), "webhook.url"),
+        (CustomerSettings, hook(url="ftp://h.example/x"), "webhook.url"),
+        (CustomerSettings, hook(url="https:///x"), "webhook.url"),
+        (CustomerSettings, hook(url="https://h.example/x\n"), "webhook.url"),
+    ],
+)
+def test_loose_values_are_refused(model: type, doc: dict[str, object], expected: str) -> None:
+    assert expected in reason(model, {k: v for k, v in doc.items() if v is not None})
+
+
+def test_webhook_secrets_rotate() -> None:
+    both = CustomerSettings.model_validate_json(json.dumps(hook(secrets=[SECRET_B, SECRET_A])))
+    assert both.webhook is not None and both.webhook.signing_secrets == (SECRET_A, SECRET_B)
+    only_new = CustomerSettings.model_validate_json(
+        json.dumps(settings(webhook={"url": "https://h.example/x", "secrets": [SECRET_B]}))
+    )
+    assert only_new.webhook is not None and only_new.webhook.signing_secrets == (SECRET_B,)
 
 
 def test_dead_letter_keeps_bytes_losslessly() -> None:

@@ -10,7 +10,8 @@ import pytest
 from standardwebhooks import Webhook
 
 from notifier.channels.sms import aliyun_signature, sms_key
-from notifier.channels.webhook import body_of, sign
+from notifier.channels.webhook import body_of, sign, sign_all
+from notifier.domain import policy
 from notifier.domain.delivery import Channel, plan
 from notifier.domain.messages import mask_iccid, render, volume
 from notifier.domain.policy import backoff, quiet_until, retry_after
@@ -50,6 +51,38 @@ def test_retry_after_seconds_date_and_garbage() -> None:
     assert retry_after("Wed, 25 Nov 2026 14:00:30 GMT", NOW, 3600) == 30
     assert retry_after("soon", NOW, 3600) is None
     assert retry_after(None, NOW, 3600) is None
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [
+        ("Wed, 25 Nov 2026 14:00:30 -0000", 30),  # RFC 5322 "unknown zone": UTC
+        ("Wed, 25 Nov 2026 14:00:30 +0000", 30),
+        ("Wednesday, 25-Nov-26 14:00:30 GMT", 30),  # RFC 850, still valid HTTP
+        ("Wed, 25 Nov 2026 13:00:00 GMT", 0),  # in the past: now
+        (" 7 ", 7),
+        ("\u0667", None),  # an Arabic-Indic seven: not delta-seconds
+        ("\u00b2", None),  # superscript two: isdigit() but not a number
+        ("-5", None),
+        ("1e3", None),
+        ("9" * 400, 3600),
+        ("Wed, 99 Foo 99999 99:99:99 GMT", None),
+        ("Wed, 25 Nov 2026 14:00:30", 30),  # no zone at all: UTC
+    ],
+)
+def test_retry_after_odd_headers_never_raise(header: str, seconds: float | None) -> None:
+    assert retry_after(header, NOW, 3600) == seconds
+
+
+def test_retry_after_counts_against_the_schedule_and_is_floored() -> None:
+    rng = random.Random(1)
+    schedule = (5.0, 300.0)
+    assert policy.next_delay(1, "0", NOW, schedule, rng, floor_s=1.0, cap_s=3600) == 1.0
+    assert policy.next_delay(2, "120", NOW, schedule, rng, floor_s=1.0, cap_s=3600) == 120
+    assert policy.next_delay(3, "0", NOW, schedule, rng, floor_s=1.0, cap_s=3600) is None
+    assert policy.next_delay(3, "120", NOW, schedule, rng, floor_s=1.0, cap_s=3600) is None
+    delay = policy.next_delay(1, None, NOW, schedule, rng, floor_s=1.0, cap_s=3600)
+    assert delay is not None and 4 <= delay <= 6
 
 
 def test_quiet_hours_across_midnight_defer_to_their_end() -> None:
@@ -98,6 +131,25 @@ def test_signature_verifies_with_the_standard_webhooks_library() -> None:
     assert body_of(ALERT) == body  # the same bytes on every attempt
     with pytest.raises(Exception, match="signature"):
         Webhook(SECRET).verify(body + b" ", headers)
+
+
+def test_every_active_secret_signs_and_either_verifies() -> None:
+    import base64
+
+    old, new = SECRET, "whsec_" + base64.b64encode(b"n" * 32).decode()
+    body = body_of(ALERT)
+    stamp = int(datetime.now(UTC).timestamp())
+    signature = sign_all([old, new], ALERT.alert_id, stamp, body)
+    assert len(signature.split(" ")) == 2 and all(s.startswith("v1,") for s in signature.split())
+    headers = {
+        "webhook-id": ALERT.alert_id,
+        "webhook-timestamp": str(stamp),
+        "webhook-signature": signature,
+    }
+    for holder in (old, new):
+        assert Webhook(holder).verify(body, headers)["data"]["percent"] == 80
+    with pytest.raises(Exception, match="signature"):
+        Webhook("whsec_" + base64.b64encode(b"x" * 32).decode()).verify(body, headers)
 
 
 def test_deliveries_planned_per_channel_target_with_stable_ids() -> None:

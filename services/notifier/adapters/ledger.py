@@ -11,16 +11,20 @@ and the customers' settings. Every key shares one hash tag, so scripts run on Re
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from importlib import resources
 from typing import Any, cast
 
+from pydantic import ValidationError
+
 from simwatch_contracts import CustomerSettings
 from usage_monitor.adapters.redis_client import AnyRedis
 
 FINISHED_TTL_S = 35 * 86_400
+log = logging.getLogger(__name__)
 
 
 def _lua(name: str) -> str:
@@ -103,8 +107,20 @@ class Ledger:
             await self.redis.set(key, raw)
 
     async def customer(self, customer_id: str) -> CustomerSettings | None:
+        """The customer's settings; None when unknown, or when stored by an earlier version
+        and invalid now (e.g. a short secret): not used until the customer sends new ones."""
         raw = await self.redis.get(f"{self.tag}:c:{customer_id}")
-        return CustomerSettings.model_validate_json(raw) if raw else None
+        if not raw:
+            return None
+        try:
+            return CustomerSettings.model_validate_json(raw)
+        except ValidationError as exc:  # validated on arrival since; the stored value predates
+            log.warning(
+                "stored settings of customer %s are invalid now (%d errors): not used",
+                customer_id,
+                exc.error_count(),
+            )
+            return None
 
     async def webhook_gone(self, customer_id: str) -> str | None:
         raw = cast(bytes | None, await self.redis.get(f"{self.tag}:gone:{customer_id}"))

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import random
-from datetime import datetime, time, timedelta
+import re
+from datetime import UTC, datetime, time, timedelta
 from email.utils import parsedate_to_datetime
 from zoneinfo import ZoneInfo
 
@@ -19,18 +20,44 @@ def backoff(attempt: int, schedule: tuple[float, ...], rng: random.Random) -> fl
     return base * rng.uniform(0.8, 1.2)
 
 
+_DELTA_SECONDS = re.compile(r"[0-9]+")  # ASCII digits only: str.isdigit() takes "²"
+
+
 def retry_after(header: str | None, now: datetime, cap_s: float) -> float | None:
-    """A `Retry-After` header (delta-seconds or HTTP date) as seconds from `now`, capped."""
+    """A `Retry-After` header (delta-seconds or HTTP date) as seconds from `now`, capped;
+    None when it is absent or unreadable (never raises: the header is the endpoint's)."""
     if not header:
         return None
     value = header.strip()
-    if value.isdigit():
-        return min(float(value), cap_s)
+    if _DELTA_SECONDS.fullmatch(value):
+        return min(float(value), cap_s)  # float() of a huge number is inf: the cap
     try:
         when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):  # malformed header: fall back to our own backoff
+    except (TypeError, ValueError, IndexError, OverflowError):  # malformed date: our backoff
         return None
+    if when.tzinfo is None:  # "-0000" (or no zone) means UTC in RFC 5322; HTTP dates are GMT
+        when = when.replace(tzinfo=UTC)
     return min(max(0.0, (when - now).total_seconds()), cap_s)
+
+
+def next_delay(
+    attempts: int,
+    header: str | None,
+    now: datetime,
+    schedule: tuple[float, ...],
+    rng: random.Random,
+    *,
+    floor_s: float,
+    cap_s: float,
+) -> float | None:
+    """Seconds before the next attempt after `attempts` failed ones; None to give up.
+    Retry-After replaces the backoff delay but not the number of attempts, and is floored
+    at `floor_s` so that `Retry-After: 0` cannot make a hot loop."""
+    delay = backoff(attempts, schedule, rng)
+    if delay is None:
+        return None
+    hinted = retry_after(header, now, cap_s)
+    return delay if hinted is None else max(hinted, floor_s)
 
 
 def quiet_until(quiet: QuietHours | None, now: datetime) -> datetime | None:
