@@ -10,7 +10,7 @@ from datetime import date, datetime, timedelta
 from simwatch_contracts import AlertType, Reason
 
 from . import billing
-from .cycles import next_cycle
+from .cycles import days_left, next_cycle
 from .draft import Draft
 from .effects import alert
 from .steps import Step, StepKind, schedule
@@ -100,7 +100,7 @@ def _warn_expiry(d: Draft, step: Step, steps: list[Step], now: datetime) -> None
     later = any(o.kind is StepKind.EXPIRY_WARNING and step.at < o.at <= now for o in steps)
     if later or profile.expires_at <= now:
         return
-    days = -(-(profile.expires_at - now) // timedelta(days=1))
+    days = days_left(profile.expires_at, now, profile.timezone)
     d.alerts.append(
         alert(
             d.state,

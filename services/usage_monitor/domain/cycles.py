@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, time
+from datetime import date, datetime, time, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
@@ -51,3 +51,11 @@ def add_months(instant: datetime, months: int) -> datetime:
 def _days_in(year: int, month: int) -> int:
     nxt = date(year + month // 12, month % 12 + 1, 1)
     return (nxt - date(year, month, 1)).days
+
+
+def days_left(until: datetime, now: datetime, tz: str) -> int:
+    """Whole days from `now` to `until` as the card's wall clock counts them, rounded up
+    (a DST change does not turn "10 days and an hour" into exactly 10)."""
+    z = zone(tz)
+    wall = until.astimezone(z).replace(tzinfo=None) - now.astimezone(z).replace(tzinfo=None)
+    return -(-wall // timedelta(days=1))

@@ -66,6 +66,7 @@ class Draft:
     def cancel(self, trigger: Reason, at: datetime, *, blacklist: bool = False) -> None:
         if self.since is not None:  # the suspension an event decided comes first
             self.transition(self.before(), at)
+        self.announce_pending(at)  # and one that waited for the profile
         self.state = replace(self.state, cancelled=True, blacklisted=blacklist)
         self._issue(CommandType.CANCEL, AlertType.CANCELLED, trigger, at)
 

@@ -62,9 +62,10 @@ def _upsert(
     still owes a cancelled card's debt is held until that debt is paid."""
     state = d.state
     old = state.profile
-    if old is not None and profile.expires_at < old.expires_at:
-        # A profile never moves the term back: an earlier date is a stale copy, and taking
-        # it could expire or cancel a card at once (cancellation loses the number for good).
+    if old is not None and (profile.expires_at < old.expires_at or profile.expires_at <= now):
+        # A profile changes the term only as a renewal (a later date, in the future): an
+        # earlier or past date is a stale copy, and taking it would move the grace period
+        # and could cancel a card at once (cancellation loses the number for good).
         profile = replace(profile, expires_at=old.expires_at)
     state = replace(state, profile=profile, balance=balance)
     if old is None and customer_debt > 0:

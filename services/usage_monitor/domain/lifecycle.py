@@ -80,8 +80,9 @@ def apply_event(
     advance(draft, usage, now)
     draft.since = draft.state.reasons
     rejected = events.apply(draft, event, now, customer_debt)
-    # A new profile or term may have steps already due, and usage levels already reached:
+    # A new profile or term may have usage levels already reached and steps already due:
     # with the event, they are one change of the reason set.
+    _settle_usage(draft, usage, now)
     advance(draft, usage, now, floor=now)
     _settle_usage(draft, usage, now)
     draft.transition(draft.before(), now)

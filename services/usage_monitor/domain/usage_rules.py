@@ -39,10 +39,10 @@ def crossed_steps(state: CardState, profile: Profile, used: int) -> list[tuple[s
 
 
 def unreached(state: CardState, profile: Profile, used: int) -> frozenset[str]:
-    """Announced levels the usage no longer reaches (the quota was raised, or the level left
-    the plan): they are re-armed."""
-    reached = {s for s, _, at in levels(profile) if used >= at}
-    return frozenset(s for s in state.fired if s not in reached)
+    """Announced levels of the plan that the usage no longer reaches (the quota was raised):
+    they are re-armed. A level the plan no longer has stays announced, so a quota taken away
+    and given back within a cycle does not announce the same level twice."""
+    return frozenset(s for s, _, at in levels(profile) if s in state.fired and used < at)
 
 
 def alert_step(state: CardState, step: str) -> str:
