@@ -45,6 +45,7 @@ lint: setup
 	.venv/bin/ruff check services libs tests scripts bench
 	.venv/bin/ruff format --check services libs tests scripts bench
 	.venv/bin/mypy
+	.venv/bin/lint-imports
 
 fmt: setup
 	.venv/bin/ruff format services libs tests scripts bench

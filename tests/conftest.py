@@ -19,7 +19,7 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from usage_monitor.adapters.redis_client import AnyRedis, connect
+from simwatch_runtime.redis_client import AnyRedis, connect
 
 from .receiver import Receiver
 from .servers import LocalRedisCluster, free_port

@@ -9,10 +9,10 @@ import sys
 
 from pydantic import ValidationError
 
-from usage_monitor import redact
-from usage_monitor.__main__ import new_event_loop, settings_error
-from usage_monitor.errors import ConfigError as MonitorConfigError
-from usage_monitor.preflight import check_redis, ensure_topics
+from simwatch_runtime import redact
+from simwatch_runtime.errors import ConfigError as MonitorConfigError
+from simwatch_runtime.preflight import check_redis, ensure_topics
+from simwatch_runtime.process import new_event_loop, settings_error
 
 from .bootstrap import ConfigError, build, validate_sms
 from .settings import Settings

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import httpx
 from prometheus_client import CollectorRegistry
 
-from usage_monitor.adapters.kafka_publisher import KafkaPublisher
-from usage_monitor.adapters.redis_client import AnyRedis, connect
+from simwatch_runtime.kafka_publisher import KafkaPublisher
+from simwatch_runtime.redis_client import AnyRedis, connect
 
 from .adapters.ledger import Ledger
 from .channels.sms import Aliyun, HttpGateway, SmsProvider, Twilio

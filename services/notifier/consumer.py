@@ -15,8 +15,9 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from aiokafka.errors import CommitFailedError, IllegalStateError
 from pydantic import ValidationError
 
-from simwatch_contracts import CardAlert, CustomerSettings, DeadLetter, describe_validation_error
-from usage_monitor.errors import component_of, retrying
+from simwatch_contracts import CardAlert, CustomerSettings, describe_validation_error
+from simwatch_runtime.dead_letters import letter_of
+from simwatch_runtime.errors import component_of, retrying
 
 from .adapters.ledger import Ledger
 from .domain.delivery import plan
@@ -182,17 +183,8 @@ class Inputs:
         self.metrics.alerts.labels("scheduled" if fresh else "duplicate").inc()
 
     async def _dead_letter(self, msg: ConsumerRecord[bytes, bytes], error: str) -> None:
-        letter = DeadLetter.of(
-            value=msg.value,
-            key=msg.key,
-            topic=msg.topic,
-            partition=msg.partition,
-            offset=msg.offset,
-            error=error,
-            failed_at=datetime.now(UTC),
-            service="notifier",
-        )
-        await self.publish(self.s.topic_dlq, msg.key, letter.model_dump_json().encode())
+        letter = letter_of(msg, error, datetime.now(UTC), service="notifier")
+        await self.publish(self.s.topic_dlq, msg.key, letter)
         self.metrics.dead_letters.labels(msg.topic, "malformed").inc()
 
 

@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from simwatch_contracts import CardAlert, CustomerSettings, DeadLetter
-from usage_monitor.errors import component_of, is_transient
+from simwatch_runtime.errors import component_of, is_transient
 
 from .adapters.ledger import Claim, Ledger
 from .channels.sms import SmsProvider, sms_key

@@ -9,7 +9,7 @@ import signal
 from aiohttp import web
 from prometheus_client import generate_latest
 
-from usage_monitor.preflight import redis_status
+from simwatch_runtime.preflight import redis_status
 
 from .bootstrap import Components
 

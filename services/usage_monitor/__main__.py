@@ -12,23 +12,11 @@ from datetime import datetime
 
 from pydantic import ValidationError
 
-from . import redact
-from .errors import ConfigError
+from simwatch_runtime import redact
+from simwatch_runtime.errors import ConfigError
+from simwatch_runtime.process import new_event_loop, settings_error
+
 from .settings import Settings
-
-
-def settings_error(exc: ValidationError, prefix: str) -> str:
-    """One line naming the environment variable(s) at fault."""
-    parts = []
-    for err in exc.errors(include_url=False):
-        name = str(err["loc"][0]) if err["loc"] else "?"
-        env = (
-            name.upper()
-            if name.upper() in {"KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL"}
-            else (f"{prefix}{name.upper()}")
-        )
-        parts.append(f"{env}: {err['msg']}")
-    return "; ".join(parts)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -117,16 +105,6 @@ def run_rebuild(settings: Settings, since: datetime, wait_s: float) -> int:
         print(f"usage-monitor: group {m.group} on {m.topic} now at {offsets}")
     print("usage-monitor: start the workers to replay")
     return 0
-
-
-def new_event_loop() -> asyncio.AbstractEventLoop:
-    """uvloop where installed. faust's `--loop` option does not switch loops when the worker is
-    started programmatically, so the loop is made here, before faust asks for one."""
-    try:
-        import uvloop
-    except ImportError:  # optional: plain asyncio works, somewhat slower
-        return asyncio.new_event_loop()
-    return uvloop.new_event_loop()
 
 
 def tune_gc() -> None:

@@ -12,12 +12,12 @@ from prometheus_client import generate_latest
 from pydantic import TypeAdapter, ValidationError
 
 from simwatch_contracts.common import Iccid
+from simwatch_runtime.errors import TRANSIENT
+from simwatch_runtime.preflight import redis_status
 
 from .api_auth import bearer_guard
 from .bootstrap import Components
 from .card_events import handle_card_event
-from .errors import TRANSIENT
-from .preflight import redis_status
 from .status import card_status, customer_status
 from .usage_consumer import UsageConsumer
 

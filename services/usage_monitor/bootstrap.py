@@ -8,11 +8,12 @@ from datetime import UTC, datetime
 
 from prometheus_client import CollectorRegistry
 
-from .adapters.kafka_publisher import KafkaPublisher
+from simwatch_runtime.dead_letters import DeadLetters
+from simwatch_runtime.kafka_publisher import KafkaPublisher
+from simwatch_runtime.redis_client import AnyRedis, connect
+
 from .adapters.keys import Keys
-from .adapters.redis_client import AnyRedis, connect
 from .adapters.redis_store import RedisStore
-from .dead_letters import DeadLetters
 from .metrics import Metrics
 from .pipeline import UsagePipeline
 from .service import CardService
@@ -63,8 +64,8 @@ def build(
         idempotence=settings.producer_idempotence,
     )
     service = CardService(store, publisher, settings, metrics, clock)
-    usage_dlq = DeadLetters(publisher, settings.topic_dlq, metrics, clock)
-    event_dlq = DeadLetters(publisher, settings.topic_dlq, metrics, clock)
+    usage_dlq = DeadLetters(publisher, settings.topic_dlq, metrics.count_dead_letter, clock)
+    event_dlq = DeadLetters(publisher, settings.topic_dlq, metrics.count_dead_letter, clock)
     return Components(
         settings=settings,
         registry=registry,

@@ -11,11 +11,12 @@ from typing import TypeVar
 from pydantic import ValidationError
 
 from simwatch_contracts import describe_validation_error, parse_card_event
+from simwatch_runtime.dead_letters import RawMessage
+from simwatch_runtime.errors import component_of, retrying
+from simwatch_runtime.redact import mask_iccid
 
 from .bootstrap import Components
-from .dead_letters import RawMessage, oversized
-from .errors import component_of, retrying
-from .redact import mask_iccid
+from .pipeline import oversized
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

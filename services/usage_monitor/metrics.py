@@ -34,6 +34,9 @@ class Metrics:
     suspended_cards: Gauge
     record_latency: Histogram
 
+    def count_dead_letter(self, source: str, reason: str) -> None:
+        self.dead_letters.labels(source, reason).inc()
+
     @classmethod
     def create(cls, registry: CollectorRegistry) -> Metrics:
         p = "usage_monitor"

@@ -16,15 +16,21 @@ from datetime import datetime
 from pydantic import ValidationError
 
 from simwatch_contracts import UsageRecord, describe_validation_error
+from simwatch_runtime.dead_letters import DeadLetters, RawMessage
 
 from .adapters.redis_store import IngestResult, IngestRow
-from .dead_letters import DeadLetters, RawMessage, oversized
 from .domain.cycles import cycle_of, cycle_start, next_cycle
 from .metrics import Metrics
 from .service import CardService
 
 MAX_RECALENDAR_ROUNDS = 3
 LAG_SAMPLE_EVERY = 8  # event-time lag is observed for one record in 8: it costs ~3 us each
+
+
+def oversized(size: int, limit: int) -> str:
+    """The error of a message too large to be a usage record or card event: not parsed at all
+    (a megabyte of JSON costs milliseconds of the hot path, and is no record we know)."""
+    return f"message is {size} bytes; the limit is {limit} (USAGE_MONITOR_MAX_MESSAGE_BYTES)"
 
 
 @dataclass(slots=True)

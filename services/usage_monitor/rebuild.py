@@ -25,7 +25,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 from aiokafka.structs import OffsetAndMetadata
 
-from .errors import ConfigError
+from simwatch_runtime.errors import ConfigError
+
 from .settings import Settings
 
 

@@ -11,8 +11,9 @@ from datetime import date, datetime
 import orjson
 
 from simwatch_contracts import CardEvent, CardUpserted
+from simwatch_runtime.errors import component_of, is_transient
+from simwatch_runtime.kafka_publisher import KafkaPublisher
 
-from .adapters.kafka_publisher import KafkaPublisher
 from .adapters.redis_store import (
     CONFLICT,
     DUPLICATE_EVENT,
@@ -27,7 +28,6 @@ from .crash_points import crash_point
 from .domain.card import CardState, CardStatus
 from .domain.cycles import previous_cycle
 from .domain.lifecycle import Decision, apply_event, evaluate
-from .errors import component_of, is_transient
 from .metrics import Metrics
 from .settings import Settings, calendar_key
 

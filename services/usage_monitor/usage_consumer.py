@@ -18,9 +18,10 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
 from mode import Service
 
+from simwatch_runtime.dead_letters import DeadLetters, RawMessage
+from simwatch_runtime.errors import component_of, retrying
+
 from .crash_points import crash_point
-from .dead_letters import DeadLetters, RawMessage
-from .errors import component_of, retrying
 from .metrics import Metrics
 from .pipeline import UsagePipeline
 from .settings import Settings

@@ -8,8 +8,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from simwatch_runtime.redis_client import AnyRedis
 from usage_monitor.adapters.keys import Keys
-from usage_monitor.adapters.redis_client import AnyRedis
 from usage_monitor.domain.cycles import cycle_of
 
 _seq = iter(range(1, 10**12))

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from usage_monitor.adapters.redis_client import AnyRedis
+from simwatch_runtime.redis_client import AnyRedis
 
 from ..conftest import KafkaIO
 from ..receiver import Receiver, customer

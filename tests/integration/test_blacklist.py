@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from usage_monitor.adapters.redis_client import AnyRedis
+from simwatch_runtime.redis_client import AnyRedis
 from usage_monitor.bootstrap import Components, build
 from usage_monitor.settings import Settings
 from usage_monitor.status import customer_status

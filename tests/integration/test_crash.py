@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from usage_monitor.adapters.redis_client import AnyRedis
+from simwatch_runtime.redis_client import AnyRedis
 
 from ..conftest import KafkaIO, Worker
 from ..receiver import Receiver

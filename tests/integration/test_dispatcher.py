@@ -23,7 +23,7 @@ from notifier.dispatcher import Dispatcher
 from notifier.metrics import Metrics
 from notifier.settings import Settings
 from simwatch_contracts import CardAlert
-from usage_monitor.adapters.redis_client import AnyRedis
+from simwatch_runtime.redis_client import AnyRedis
 
 from ..receiver import SECRET
 from .helpers import iccid, now_iso

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from usage_monitor.adapters.redis_client import AnyRedis
+from simwatch_runtime.redis_client import AnyRedis
 
 from ..conftest import KafkaIO
 from .helpers import iccid, record, upsert, wait_for_totals

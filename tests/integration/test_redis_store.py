@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from redis.crc import key_slot
 
+from simwatch_runtime.redis_client import AnyRedis
 from usage_monitor.adapters.keys import Keys, shard_of
-from usage_monitor.adapters.redis_client import AnyRedis
 from usage_monitor.adapters.redis_store import (
     CONFLICT,
     DUPLICATE_EVENT,

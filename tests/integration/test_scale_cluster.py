@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from usage_monitor.adapters.redis_client import connect
+from simwatch_runtime.redis_client import connect
 
 from ..conftest import KafkaIO
 from ..receiver import Receiver

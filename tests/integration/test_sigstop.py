@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from usage_monitor.adapters.redis_client import AnyRedis
+from simwatch_runtime.redis_client import AnyRedis
 
 from ..conftest import KafkaIO
 from .oracle import Workload, begin, check

@@ -58,7 +58,7 @@ def _imported_top_level(folder: Path) -> set[str]:
 
 
 def test_every_package_the_services_import_is_declared() -> None:
-    own = {"usage_monitor", "notifier", "simwatch_contracts"}
+    own = {"usage_monitor", "notifier", "simwatch_contracts", "simwatch_runtime"}
     modules = _imported_top_level(ROOT / "services") | _imported_top_level(ROOT / "libs")
     third_party = modules - own - set(sys.stdlib_module_names) - {"__future__"}
     providers = importlib.metadata.packages_distributions()

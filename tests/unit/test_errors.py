@@ -6,7 +6,7 @@ import pytest
 from aiokafka.errors import KafkaConnectionError
 from redis.exceptions import ClusterDownError, ConnectionError, ResponseError, TryAgainError
 
-from usage_monitor.errors import is_transient
+from simwatch_runtime.errors import is_transient
 
 
 def test_dependency_failures_are_transient_and_bugs_are_not() -> None:

@@ -8,9 +8,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from usage_monitor import redact
-from usage_monitor.errors import ConfigError
-from usage_monitor.preflight import check_redis
+from simwatch_runtime import redact
+from simwatch_runtime.errors import ConfigError
+from simwatch_runtime.preflight import check_redis
 
 
 @pytest.mark.parametrize(

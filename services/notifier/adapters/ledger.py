@@ -15,20 +15,19 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from importlib import resources
 from typing import Any, cast
 
 from pydantic import ValidationError
 
 from simwatch_contracts import CustomerSettings
-from usage_monitor.adapters.redis_client import AnyRedis
+from simwatch_runtime import lua
+from simwatch_runtime.redis_client import AnyRedis
+
+PACKAGE = "notifier.adapters"
+"""Where the Lua scripts of this adapter live (``lua/*.lua``)."""
 
 FINISHED_TTL_S = 35 * 86_400
 log = logging.getLogger(__name__)
-
-
-def _lua(name: str) -> str:
-    return resources.files(__package__).joinpath("lua", name).read_text(encoding="utf-8")
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,9 +41,9 @@ class Ledger:
     def __init__(self, redis: AnyRedis, prefix: str) -> None:
         self.redis = redis
         self.tag = f"{{{prefix}}}"
-        self._schedule = redis.register_script(_lua("schedule.lua"))
-        self._claim = redis.register_script(_lua("claim.lua"))
-        self._finish = redis.register_script(_lua("finish.lua"))
+        self._schedule = lua.register(redis, PACKAGE, "schedule.lua")
+        self._claim = lua.register(redis, PACKAGE, "claim.lua")
+        self._finish = lua.register(redis, PACKAGE, "finish.lua")
 
     def delivery_key(self, delivery_id: str) -> str:
         return f"{self.tag}:d:{delivery_id}"

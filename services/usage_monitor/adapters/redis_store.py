@@ -11,23 +11,23 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from importlib import resources
 from typing import Any, cast
 
 import orjson
 from redis.commands.core import AsyncScript
 
+from simwatch_runtime import lua
+from simwatch_runtime.redis_client import AnyRedis, queue_script, run_pipeline
+
 from ..domain.card import CardState
 from .codec import Template, decode_state, encode_state, template_of
 from .keys import Keys
-from .redis_client import AnyRedis, queue_script, run_pipeline
+
+PACKAGE = "usage_monitor.adapters"
+"""Where the Lua scripts of this adapter live (``lua/*.lua``)."""
 
 CONFLICT = -1
 DUPLICATE_EVENT = 0
-
-
-def _lua(name: str) -> str:
-    return resources.files(__package__).joinpath("lua", name).read_text(encoding="utf-8")
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,10 +101,10 @@ class RedisStore:
         self.keys = keys
         self.record_ttl_s = record_ttl_s
         self.event_ttl_s = event_ttl_s
-        self._ingest: AsyncScript = redis.register_script(_lua("ingest.lua"))
-        self._commit: AsyncScript = redis.register_script(_lua("commit.lua"))
-        self._release: AsyncScript = redis.register_script(_lua("release_outbox.lua"))
-        self._customer: AsyncScript = redis.register_script(_lua("customer.lua"))
+        self._ingest: AsyncScript = lua.register(redis, PACKAGE, "ingest.lua")
+        self._commit: AsyncScript = lua.register(redis, PACKAGE, "commit.lua")
+        self._release: AsyncScript = lua.register(redis, PACKAGE, "release_outbox.lua")
+        self._customer: AsyncScript = lua.register(redis, PACKAGE, "customer.lua")
         # Templates are immutable (named by their content), so a cache never goes stale.
         self._templates: dict[str, Template] = {}
 

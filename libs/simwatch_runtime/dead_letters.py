@@ -1,5 +1,6 @@
 """Dead letters: malformed input is kept on the dead-letter topic with the reason, and the
-stream goes on. Collected per batch and published before the batch's offsets are committed."""
+stream goes on. One builder of the dead-letter record for both services (`letter_of`), and a
+batch collector published before the batch's offsets are committed (`DeadLetters`)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ from typing import Protocol
 
 from simwatch_contracts import DeadLetter
 
-from .adapters.kafka_publisher import KafkaPublisher
-from .metrics import Metrics
+from .kafka_publisher import KafkaPublisher
+
+Count = Callable[[str, str], None]
+"""Counts a dead letter by (source topic, reason): the service's metric."""
 
 
 class RawMessage(Protocol):
@@ -41,10 +44,19 @@ class Message:
     value: bytes | None
 
 
-def oversized(size: int, limit: int) -> str:
-    """The error of a message too large to be a usage record or card event: not parsed at all
-    (a megabyte of JSON costs milliseconds of the hot path, and is no record we know)."""
-    return f"message is {size} bytes; the limit is {limit} (USAGE_MONITOR_MAX_MESSAGE_BYTES)"
+def letter_of(msg: RawMessage, error: str, failed_at: datetime, service: str) -> bytes:
+    """The dead-letter record of `msg` (see `simwatch_contracts.DeadLetter`), as JSON."""
+    letter = DeadLetter.of(
+        value=msg.value,
+        key=msg.key,
+        topic=msg.topic,
+        partition=msg.partition,
+        offset=msg.offset,
+        error=error,
+        failed_at=failed_at,
+        service=service,
+    )
+    return letter.model_dump_json().encode()
 
 
 class DeadLetters:
@@ -52,13 +64,13 @@ class DeadLetters:
         self,
         publisher: KafkaPublisher,
         topic: str,
-        metrics: Metrics,
+        count: Count,
         clock: Callable[[], datetime],
         service: str = "usage_monitor",
     ) -> None:
         self.publisher = publisher
         self.topic = topic
-        self.metrics = metrics
+        self.count = count
         self.clock = clock
         self.service = service
         self._pending: list[tuple[bytes | None, bytes, str, str]] = []
@@ -69,17 +81,8 @@ class DeadLetters:
 
     def add(self, msg: RawMessage, error: str, reason: str) -> None:
         """Queue `msg` with a one-line `error`; `reason` is a small fixed label for metrics."""
-        letter = DeadLetter.of(
-            value=msg.value,
-            key=msg.key,
-            topic=msg.topic,
-            partition=msg.partition,
-            offset=msg.offset,
-            error=error,
-            failed_at=self.clock(),
-            service=self.service,
-        )
-        self._pending.append((msg.key, letter.model_dump_json().encode(), msg.topic, reason))
+        letter = letter_of(msg, error, self.clock(), self.service)
+        self._pending.append((msg.key, letter, msg.topic, reason))
 
     def reset(self) -> None:
         """Forget what is queued: the batch is about to be parsed again after a failure."""
@@ -93,5 +96,5 @@ class DeadLetters:
         await self.publisher.publish([(self.topic, key, value) for key, value, _, _ in batch])
         self._pending = []
         for _, _, source, reason in batch:
-            self.metrics.dead_letters.labels(source, reason).inc()
+            self.count(source, reason)
         return len(batch)
