@@ -3,7 +3,7 @@
 production code). Random one-card scenarios (tests/reference/strategies.py) must decide the
 same commands, alerts and charges at the same instants, and end in the same state.
 
-CI runs `SIMWATCH_REFERENCE_EXAMPLES` examples (default 3000, minutes); `-m deep` runs the
+CI runs `SIMWATCH_REFERENCE_EXAMPLES` examples (default 8000, about a minute here); `-m deep` runs the
 deep profile (30 000) for releases: `make test-deep`.
 """
 
@@ -18,7 +18,7 @@ from tests.reference import model, production
 from tests.reference.scenario import Effect, Scenario
 from tests.reference.strategies import scenarios
 
-EXAMPLES = int(os.environ.get("SIMWATCH_REFERENCE_EXAMPLES", "3000"))
+EXAMPLES = int(os.environ.get("SIMWATCH_REFERENCE_EXAMPLES", "8000"))
 DEEP = int(os.environ.get("SIMWATCH_REFERENCE_DEEP_EXAMPLES", "30000"))
 _SETTINGS = {
     "deadline": None,
