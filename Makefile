@@ -5,7 +5,7 @@ STAMP := .venv/.installed-stamp
 LOCK := requirements.lock
 export KAFKA_IMPL ?= apache
 
-.PHONY: setup lock up down demo test test-tansu test-unit test-deep test-cluster test-faults bench lint fmt schemas clean
+.PHONY: setup system-deps lock up down demo test test-tansu test-unit test-deep test-cluster test-faults bench lint fmt schemas clean
 
 setup: $(STAMP)
 
@@ -32,6 +32,10 @@ lock:
 	$(UV_COMPILE) --extra dev -o $(LOCK) $(LOCK_ARGS)
 	$(UV_COMPILE) -c $(LOCK) -o requirements-runtime.lock
 
+# redis-server and prometheus from Debian's packages, when missing (root only).
+system-deps:
+	scripts/system-deps.sh
+
 up: setup
 	scripts/stack.sh up
 
@@ -56,15 +60,15 @@ schemas: setup
 
 # Lint, then the whole suite against the Kafka and Redis it starts (and stops again,
 # unless they were already running).
-test: setup lint
+test: setup system-deps lint
 	scripts/with-stack.sh .venv/bin/pytest $(PYTEST_ARGS)
 
 # The integration suite on the Tansu broker (CI runs it on Apache Kafka).
-test-tansu: setup
+test-tansu: setup system-deps
 	KAFKA_IMPL=tansu KAFKA_PORT=19092 REDIS_PORT=16379 TEST_REDIS_URL=redis://127.0.0.1:16379/15 \
 	  KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:19092 scripts/with-stack.sh .venv/bin/pytest tests/integration $(PYTEST_ARGS)
 
-test-unit: setup
+test-unit: setup system-deps
 	.venv/bin/pytest tests/unit $(PYTEST_ARGS)
 
 # For releases: the lifecycle against the reference model with ten times the examples.
@@ -72,12 +76,12 @@ test-deep: setup
 	.venv/bin/pytest tests/unit -m deep $(PYTEST_ARGS)
 
 # The integration suite with every service on a three-master Redis Cluster (CI runs it too).
-test-cluster: setup
+test-cluster: setup system-deps
 	REDIS_CLUSTER=3 REDIS_PORT=17000 TEST_REDIS_URL=redis+cluster://127.0.0.1:17000 \
 	  scripts/with-stack.sh .venv/bin/pytest tests/integration $(PYTEST_ARGS)
 
 # Only the fault-injection tests (each also runs alone: make test-faults PYTEST_ARGS="-k sigstop").
-test-faults: setup
+test-faults: setup system-deps
 	scripts/with-stack.sh .venv/bin/pytest -m fault $(PYTEST_ARGS)
 
 bench: setup

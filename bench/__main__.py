@@ -32,14 +32,16 @@ def say(line: str) -> None:
 
 
 async def _flush_bench_db() -> None:
-    """The bench writes only to its own Redis DB (BENCH_REDIS_URL, db 14): start and end clean."""
+    """The bench writes only to its own Redis DB (BENCH_REDIS_URL, db 14): start and end clean.
+    ASYNC: millions of keys are freed by Redis in the background; a blocking FLUSHDB of them
+    outlasted the client's timeout on a slower machine and failed the bench at its very end."""
     from redis.asyncio import Redis
 
     from .procs import REDIS_URL
 
     client = Redis.from_url(REDIS_URL)
     try:
-        await client.flushdb()
+        await client.flushdb(asynchronous=True)
     finally:
         await client.aclose()
 
