@@ -37,6 +37,12 @@ def policy_of(scenario: Scenario) -> Policy:
 
 def run(scenario: Scenario) -> tuple[list[Effect], CardState]:
     """Every effect the production domain decides up to `scenario.until`, and the end state."""
+    effects, state, _ = simulate(scenario)
+    return effects, state
+
+
+def simulate(scenario: Scenario) -> tuple[list[Effect], CardState, dict[date, int]]:
+    """`run`, and the usage counters per cycle at the end."""
     policy = policy_of(scenario)
     state = CardState(scenario.iccid)
     usage: dict[date, int] = {}
@@ -67,7 +73,7 @@ def run(scenario: Scenario) -> tuple[list[Effect], CardState]:
         else:
             take(apply_event(state, inp.item, usage, inp.at, policy, scenario.customer_debt))
     tick_until(scenario.until)
-    return sorted(effects), state
+    return sorted(effects), state, usage
 
 
 def _effects(d: Decision) -> list[Effect]:

@@ -52,6 +52,9 @@ states = st.builds(
     rearm=st.integers(0, 50),
     announce=st.none() | st.sampled_from(Reason),
     held_debt=st.integers(0, 10**6),
+    since=st.lists(st.tuples(st.sampled_from(Reason), st.integers(0, 4 * 10**9)), max_size=3).map(
+        tuple
+    ),
 )
 
 

@@ -89,6 +89,7 @@ def encode_state(state: CardState) -> tuple[bytes, Template | None]:
         "ra": state.rearm,
         "an": state.announce.value if state.announce is not None else None,
         "hd": state.held_debt,
+        "rs": [[r.value, t] for r, t in state.since],
     }
     doc.update((k, v) for k, v in fields.items() if v or (k == "a" and v is not None))
     return orjson.dumps(doc), template
@@ -143,6 +144,7 @@ def decode_state(iccid: str, raw: bytes | None, templates: dict[str, Template]) 
         rearm=doc.get("ra", 0),
         announce=Reason(doc["an"]) if "an" in doc else None,
         held_debt=doc.get("hd", 0),
+        since=tuple((Reason(r), int(t)) for r, t in doc.get("rs", ())),
     )
 
 

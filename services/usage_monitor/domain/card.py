@@ -97,6 +97,8 @@ class CardState:
     rearm: int = 0
     announce: Reason | None = None
     held_debt: int = 0
+    since: tuple[tuple[Reason, int], ...] = ()
+    """When each held reason began (POSIX seconds), for explain."""
 
     @property
     def status(self) -> CardStatus:

@@ -56,12 +56,23 @@ class Draft:
     def transition(self, before: frozenset[Reason], at: datetime) -> None:
         """`suspend` when the reason set becomes non-empty, `resume` when it empties."""
         after = self.state.reasons
+        if before != after:
+            self._stamp(before, at)
         if bool(before) == bool(after) or self.state.cancelled:
             return
         if after:
             self._issue(CommandType.SUSPEND, AlertType.SUSPENDED, first(after - before), at)
         else:
             self._issue(CommandType.RESUME, AlertType.RESUMED, first(before), at)
+
+    def _stamp(self, before: frozenset[Reason], at: datetime) -> None:
+        """Remember since when each held reason holds (explain's "since")."""
+        after = self.state.reasons
+        kept = tuple((r, t) for r, t in self.state.since if r in after)
+        held = {r for r, _ in kept}
+        ts = int(at.timestamp())
+        added = tuple((r, ts) for r in ordered(after - before) if r not in held)
+        self.state = replace(self.state, since=kept + added)
 
     def cancel(self, trigger: Reason, at: datetime, *, blacklist: bool = False) -> None:
         if self.since is not None:  # the suspension an event decided comes first
