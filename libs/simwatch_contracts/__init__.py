@@ -4,7 +4,7 @@ Parsing is strict (no type coercion) and forgiving of unknown fields. Every mode
 published as a JSON Schema under ``schemas/`` (``python -m simwatch_contracts.schemas``).
 """
 
-from .alerts import AlertType, CardAlert
+from .alerts import AlertType, CardAlert, LiftHint
 from .card_events import (
     CARD_EVENT_ADAPTER,
     CardEvent,
@@ -22,6 +22,7 @@ from .commands import CardCommand, CommandType
 from .common import MAX_RECORD_BYTES, Billing, Reason
 from .customer_settings import CustomerSettings, QuietHours, Sms, Webhook
 from .dead_letter import DeadLetter
+from .decisions import CardDecision, DecisionFacts, DecisionKind
 from .errors import describe_validation_error
 from .usage import UsageRecord
 
@@ -32,6 +33,7 @@ __all__ = [
     "Billing",
     "CardAlert",
     "CardCommand",
+    "CardDecision",
     "CardEvent",
     "CardRecharged",
     "CardRenewed",
@@ -39,6 +41,9 @@ __all__ = [
     "CommandType",
     "CustomerSettings",
     "DeadLetter",
+    "DecisionFacts",
+    "DecisionKind",
+    "LiftHint",
     "Plan",
     "QuietHours",
     "Reason",

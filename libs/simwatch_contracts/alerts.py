@@ -31,6 +31,22 @@ _REQUIRED: dict[AlertType, tuple[str, ...]] = {
 }
 
 
+class LiftHint(BaseModel):
+    """What lifts one held reason (explain's `lifts`), carried by `suspended` alerts so the
+    message a customer gets already says what to do."""
+
+    model_config = MESSAGE_CONFIG
+
+    reason: Reason
+    how: str = Field(
+        description="next_cycle | recharge | pay_debt | renew | customer_resume | "
+        "violation_cleared | pool_next_cycle | raise_quota | none"
+    )
+    at: AwareDatetime | None = None
+    amount: Money | None = None
+    deadline: AwareDatetime | None = None
+
+
 class CardAlert(BaseModel):
     """One customer-facing alert; the fields beyond the base depend on `type`."""
 
@@ -51,6 +67,9 @@ class CardAlert(BaseModel):
     days_left: Annotated[int, Field(ge=0)] | None = None
     balance: Money | None = None
     amount_due: Money | None = None
+    lifts: tuple[LiftHint, ...] | None = Field(
+        default=None, description="suspended: what lifts each held reason (optional)"
+    )
 
     @model_validator(mode="after")
     def _fields_for_type(self) -> CardAlert:

@@ -14,6 +14,7 @@ from .card_events import CARD_EVENT_ADAPTER
 from .commands import CardCommand
 from .customer_settings import CustomerSettings
 from .dead_letter import DeadLetter
+from .decisions import CardDecision
 from .usage import UsageRecord
 
 SCHEMA_DIR = Path(__file__).parent / "schemas"
@@ -22,6 +23,7 @@ _MODELS: dict[str, type[BaseModel]] = {
     "usage.records": UsageRecord,
     "card.commands": CardCommand,
     "card.alerts": CardAlert,
+    "card.decisions": CardDecision,
     "customer.settings": CustomerSettings,
     "usage.records.dlq": DeadLetter,
 }

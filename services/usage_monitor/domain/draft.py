@@ -13,6 +13,7 @@ from .billing import Charge
 from .card import REASON_ORDER, CardState, ordered
 from .cycles import cycle_of
 from .effects import alert, command
+from .explain import lift_hints
 from .policy import Policy
 from .steps import Step, next_due
 from .usage_rules import NEVER, wake_level
@@ -93,6 +94,7 @@ class Draft:
             pending = trigger if kind is CommandType.SUSPEND else None
             self.state = replace(self.state, announce=pending)
             return
+        hints = lift_hints(self.state, self.policy) if kind is CommandType.SUSPEND else None
         self.alerts.append(
             alert(
                 self.state,
@@ -101,6 +103,7 @@ class Draft:
                 f"n{seq}",
                 trigger=trigger,
                 reasons=ordered(self.state.reasons),
+                lifts=hints,
             )
         )
 
@@ -119,6 +122,7 @@ class Draft:
                     f"n{s.transitions}",
                     trigger=s.announce,
                     reasons=ordered(s.reasons),
+                    lifts=lift_hints(s, self.policy),
                 )
             )
 

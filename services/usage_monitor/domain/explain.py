@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
-from simwatch_contracts import Billing, Reason
+from simwatch_contracts import Billing, LiftHint, Reason
 
 from . import billing
 from .card import CardState, CardStatus, ordered
@@ -79,6 +79,17 @@ def explain(
     )
     upcoming = tuple((s.kind.value, s.at) for s in schedule(state, policy)[:3])
     return Explanation(state.iccid, state.status, held, upcoming)
+
+
+def lift_hints(state: CardState, policy: Policy) -> tuple[LiftHint, ...]:
+    """What lifts each held reason, as a `suspended` alert carries it."""
+    out = []
+    for r in ordered(state.reasons):
+        lift = _lift(r, state, policy)
+        out.append(
+            LiftHint(reason=r, how=lift.how, at=lift.at, amount=lift.amount, deadline=lift.deadline)
+        )
+    return tuple(out)
 
 
 def _facts(
