@@ -1,0 +1,60 @@
+"""Remembered record ids at ~8 bytes each: a 64-bit digest of the id, kept in an
+integer-encoded Redis set (intset) chosen by shard, event-time day and the digest's low bits.
+
+Why this shape:
+- An intset stores each member as 8 bytes, with no per-member overhead, while it stays at
+  most `set-max-intset-entries` long (deploy/redis: 4096). The low bits of the digest spread
+  a shard-day's ids over `buckets` sets, so each stays below that for a stated fleet.
+- The window is the record's own event-time day (UTC): a redelivered record carries the same
+  event time, so it always meets its first delivery in the same set. A bucket expires whole
+  when the de-duplication window after its day has passed.
+- A record older than the window is refused (dead-lettered): its bucket may already be gone,
+  and counting it again would be a double count nobody could see.
+
+False duplicates: two different ids collide only when they share a bucket and all 64 bits.
+For n ids in one bucket the expected number of colliding pairs is n(n-1)/2 / 2**64;
+`false_duplicates_per_century` adds that up for a fleet (docs/operations.md gives figures).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime, timedelta
+
+DAY = timedelta(days=1)
+
+
+def digest(record_id: str) -> int:
+    """A signed 64-bit integer (Redis stores it in an intset as 8 bytes)."""
+    raw = hashlib.blake2b(record_id.encode(), digest_size=8).digest()
+    return int.from_bytes(raw, "big", signed=True)
+
+
+def window(event_time: datetime) -> str:
+    """The event-time day (UTC) an id is remembered under, e.g. ``20261125``."""
+    return event_time.astimezone(UTC).strftime("%Y%m%d")
+
+
+def bucket(value: int, buckets: int) -> int:
+    """Which of the window's sets holds `value` (`buckets` is a power of two)."""
+    return value & (buckets - 1)
+
+
+def expires_at(window_day: str, ttl_s: int) -> int:
+    """When a window's sets may go (POSIX seconds): the end of its day plus the window."""
+    start = datetime.strptime(window_day, "%Y%m%d").replace(tzinfo=UTC)
+    return int((start + DAY).timestamp()) + ttl_s
+
+
+def too_old(event_time: datetime, now: datetime, ttl_s: int) -> bool:
+    """Whether `event_time`'s window may already be forgotten (the record is refused)."""
+    start = datetime.strptime(window(event_time), "%Y%m%d").replace(tzinfo=UTC)
+    return start + DAY + timedelta(seconds=ttl_s) <= now + DAY
+
+
+def false_duplicates_per_century(records_per_day: float, shards: int, buckets: int) -> float:
+    """Expected ids wrongly taken for duplicates in 100 years: each bucket holds a shard-day's
+    ids spread over `buckets` sets; pairs within one set collide with probability 2**-64."""
+    per_bucket = records_per_day / (shards * buckets)
+    pairs_per_day = shards * buckets * per_bucket * (per_bucket - 1) / 2
+    return pairs_per_day * 36_525 / 2**64
