@@ -14,7 +14,7 @@ from simwatch_contracts import CardEvent, CardUpserted
 from simwatch_runtime.errors import component_of, is_transient
 from simwatch_runtime.kafka_publisher import KafkaPublisher
 
-from .adapters.redis_store import (
+from ..adapters.redis_store import (
     CONFLICT,
     DUPLICATE_EVENT,
     CommitRequest,
@@ -23,13 +23,13 @@ from .adapters.redis_store import (
     Snapshot,
     new_token,
 )
+from ..crash_points import crash_point
+from ..domain.card import CardState, CardStatus
+from ..domain.cycles import previous_cycle
+from ..domain.lifecycle import Decision, apply_event, evaluate
+from ..metrics import Metrics
+from ..settings import Settings, calendar_key
 from .blacklist import LEDGER, ledger_entry
-from .crash_points import crash_point
-from .domain.card import CardState, CardStatus
-from .domain.cycles import previous_cycle
-from .domain.lifecycle import Decision, apply_event, evaluate
-from .metrics import Metrics
-from .settings import Settings, calendar_key
 
 log = logging.getLogger(__name__)
 

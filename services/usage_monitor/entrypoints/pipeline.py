@@ -18,10 +18,10 @@ from pydantic import ValidationError
 from simwatch_contracts import UsageRecord, describe_validation_error
 from simwatch_runtime.dead_letters import DeadLetters, RawMessage
 
-from .adapters.redis_store import IngestResult, IngestRow
-from .domain.cycles import cycle_of, cycle_start, next_cycle
-from .metrics import Metrics
-from .service import CardService
+from ..adapters.redis_store import IngestResult, IngestRow
+from ..domain.cycles import cycle_of, cycle_start, next_cycle
+from ..metrics import Metrics
+from ..service_layer.service import CardService
 
 MAX_RECALENDAR_ROUNDS = 3
 LAG_SAMPLE_EVERY = 8  # event-time lag is observed for one record in 8: it costs ~3 us each

@@ -1,5 +1,5 @@
-"""The faust app: lifecycle, web server and timers, the `card.events` agent, and the batched
-usage consumer as a service inside it."""
+"""The faust app: lifecycle, timers, the `card.events` agent, the batched usage consumer as a
+service inside it, and the web views (``web.py``)."""
 
 from __future__ import annotations
 
@@ -8,22 +8,17 @@ from typing import Any
 
 import faust
 from mode import Service
-from prometheus_client import generate_latest
-from pydantic import TypeAdapter, ValidationError
 
-from simwatch_contracts.common import Iccid
 from simwatch_runtime.errors import TRANSIENT
-from simwatch_runtime.preflight import redis_status
 
+from ..bootstrap import Components
 from .api_auth import bearer_guard
-from .bootstrap import Components
 from .card_events import handle_card_event
-from .status import card_status, customer_status
+from .pipeline import UsagePipeline
 from .usage_consumer import UsageConsumer
+from .web import add_routes
 
 log = logging.getLogger(__name__)
-_ICCID: TypeAdapter[str] = TypeAdapter(Iccid)
-PROMETHEUS_TEXT = "text/plain; version=0.0.4"
 
 
 class _Resources(Service):
@@ -93,43 +88,10 @@ def create_app(c: Components) -> tuple[faust.App, UsageConsumer]:
         except Exception:  # the clock must keep ticking: due cards stay due until it works
             log.exception("lifecycle tick failed; retrying next tick")
 
-    consumer = UsageConsumer(c.pipeline, c.usage_dead_letters, s, c.metrics, loop=app.loop)
+    pipeline = UsagePipeline(c.service, c.usage_dead_letters, c.metrics)
+    consumer = UsageConsumer(pipeline, c.usage_dead_letters, s, c.metrics, loop=app.loop)
     # App.service is typed for classes; it starts instances just the same.
     app.service(consumer)  # type: ignore[arg-type]
     app.service(_Resources(c, loop=app.loop))  # type: ignore[arg-type]
-    _routes(app, c, consumer)
+    add_routes(app, c, consumer)
     return app, consumer
-
-
-def _routes(app: faust.App, c: Components, consumer: UsageConsumer) -> None:
-    @app.page("/cards/{iccid}")
-    async def card(self: Any, request: Any, iccid: str) -> Any:
-        try:
-            iccid = _ICCID.validate_python(iccid)
-        except ValidationError:
-            return self.json({"error": "malformed ICCID"}, status=400)
-        snap = (await c.store.load([iccid]))[iccid]
-        view = card_status(snap, c.service.clock(), c.service.policy)
-        if view is None:
-            return self.json({"error": "unknown card", "iccid": iccid}, status=404)
-        return self.json(view)
-
-    @app.page("/customers/{customer_id}")
-    async def customer(self: Any, request: Any, customer_id: str) -> Any:
-        if not 1 <= len(customer_id) <= 128:
-            return self.json({"error": "malformed customer id"}, status=400)
-        return self.json(customer_status(customer_id, await c.store.customer_view(customer_id)))
-
-    @app.page("/health")
-    async def health(self: Any, request: Any) -> Any:
-        checks: dict[str, str] = {"usage_consumer": "ok" if consumer.running else "down"}
-        checks["redis"] = await redis_status(c.redis)
-        ok = all(v == "ok" for v in checks.values())
-        return self.json(
-            {"status": "ok" if ok else "degraded", **checks}, status=200 if ok else 503
-        )
-
-    @app.page("/metrics")
-    async def metrics(self: Any, request: Any) -> Any:
-        # aiohttp refuses a charset inside content_type; Prometheus reads the text format as UTF-8.
-        return self.bytes(generate_latest(c.registry), content_type=PROMETHEUS_TEXT)
