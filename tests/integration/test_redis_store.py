@@ -12,16 +12,16 @@ from redis.crc import key_slot
 
 from simwatch_runtime.redis_client import AnyRedis
 from usage_monitor.adapters.keys import Keys, shard_of
-from usage_monitor.adapters.redis_store import (
+from usage_monitor.adapters.redis_store import RedisStore
+from usage_monitor.domain.card import CardState
+from usage_monitor.ports import (
     CONFLICT,
     DUPLICATE_EVENT,
     CommitRequest,
     IngestRow,
-    RedisStore,
     Snapshot,
     new_token,
 )
-from usage_monitor.domain.card import CardState
 
 pytestmark = pytest.mark.integration
 
