@@ -3,8 +3,8 @@
 production code). Random one-card scenarios (tests/reference/strategies.py) must decide the
 same commands, alerts and charges at the same instants, and end in the same state.
 
-CI runs `SIMWATCH_REFERENCE_EXAMPLES` examples (default 8000, about a minute here); `-m deep` runs the
-deep profile (30 000) for releases: `make test-deep`.
+CI runs `SIMWATCH_REFERENCE_EXAMPLES` examples (default 8000, about a minute here); `-m deep`
+runs the deep profile (30 000) for releases: `make test-deep`.
 """
 
 from __future__ import annotations
