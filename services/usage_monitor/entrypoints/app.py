@@ -12,6 +12,7 @@ from mode import Service
 from simwatch_runtime.errors import TRANSIENT
 
 from ..bootstrap import Components
+from ..settings import Settings
 from .api_auth import bearer_guard
 from .card_events import handle_card_event
 from .pipeline import UsagePipeline
@@ -33,8 +34,34 @@ class _Resources(Service):
 
 
 def create_app(c: Components) -> tuple[faust.App, UsageConsumer]:
+    """The worker's app: the `card.events` agent, the timers, the usage consumer, the views."""
     s = c.settings
-    app = faust.App(
+    app = _faust_app(s)
+    events = app.topic(
+        s.topic_events,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+
+    @app.agent(events, name="card-events")
+    async def card_events(stream: Any) -> None:
+        async for event in stream.events():
+            await handle_card_event(c, event.message)
+
+    _add_timers(app, c)
+    pipeline = UsagePipeline(c.service, c.usage_dead_letters, c.metrics)
+    consumer = UsageConsumer(pipeline, c.usage_dead_letters, s, c.metrics, loop=app.loop)
+    # App.service is typed for classes; it starts instances just the same.
+    app.service(consumer)  # type: ignore[arg-type]
+    app.service(_Resources(c, loop=app.loop))  # type: ignore[arg-type]
+    add_routes(app, c, consumer)
+    return app, consumer
+
+
+def _faust_app(s: Settings) -> faust.App:
+    return faust.App(
         s.app_id,
         broker=[f"kafka://{h.strip()}" for h in s.kafka_bootstrap_servers.split(",")],
         autodiscover=False,
@@ -57,18 +84,10 @@ def create_app(c: Components) -> tuple[faust.App, UsageConsumer]:
         topic_allow_declare=s.create_topics,
         producer_acks=-1,
     )
-    events = app.topic(
-        s.topic_events,
-        key_type=bytes,
-        value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
-    )
 
-    @app.agent(events, name="card-events")
-    async def card_events(stream: Any) -> None:
-        async for event in stream.events():
-            await handle_card_event(c, event.message)
+
+def _add_timers(app: faust.App, c: Components) -> None:
+    s = c.settings
 
     @app.timer(interval=s.outbox_sweep_interval_s, name="outbox-sweep")  # type: ignore[untyped-decorator]
     async def outbox_sweep() -> None:
@@ -87,11 +106,3 @@ def create_app(c: Components) -> tuple[faust.App, UsageConsumer]:
             log.warning("lifecycle tick: %s: %s", type(exc).__name__, exc)
         except Exception:  # the clock must keep ticking: due cards stay due until it works
             log.exception("lifecycle tick failed; retrying next tick")
-
-    pipeline = UsagePipeline(c.service, c.usage_dead_letters, c.metrics)
-    consumer = UsageConsumer(pipeline, c.usage_dead_letters, s, c.metrics, loop=app.loop)
-    # App.service is typed for classes; it starts instances just the same.
-    app.service(consumer)  # type: ignore[arg-type]
-    app.service(_Resources(c, loop=app.loop))  # type: ignore[arg-type]
-    add_routes(app, c, consumer)
-    return app, consumer
