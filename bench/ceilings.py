@@ -11,8 +11,9 @@ from redis.asyncio import Redis
 
 from simwatch_contracts import UsageRecord
 from usage_monitor.adapters.keys import Keys
-from usage_monitor.adapters.redis_store import IngestRow, RedisStore
+from usage_monitor.adapters.redis_store import RedisStore
 from usage_monitor.domain.cycles import cycle_of
+from usage_monitor.ports import IngestRow
 
 from .procs import KAFKA, PARTITIONS, REDIS_URL, Names
 

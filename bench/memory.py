@@ -15,9 +15,10 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from simwatch_contracts import parse_card_event
 from usage_monitor.adapters.keys import Keys
-from usage_monitor.adapters.redis_store import CommitRequest, IngestRow, RedisStore
+from usage_monitor.adapters.redis_store import RedisStore
 from usage_monitor.domain.card import CardState
 from usage_monitor.domain.lifecycle import apply_event
+from usage_monitor.ports import CommitRequest, IngestRow
 
 from .dataset import iccid, profile, utc_now
 from .procs import free_port
@@ -88,8 +89,9 @@ async def per_card(
             for i in range(0, len(rows), 5000):
                 await store.ingest(shard, rows[i : i + 5000])
         with_records = await _used(redis)
-        async for key in redis.scan_iter(match="sw:*:r:*", count=5000):
-            await redis.unlink(key)
+        for shard in range(shards):
+            async for key in redis.scan_iter(match=f"{keys.record_prefix(shard)}*", count=5000):
+                await redis.unlink(key)
         await asyncio.sleep(0.5)  # lazy free of unlinked keys
         cards_only = await _used(redis)
         return (cards_only - before) / cards, (with_records - cards_only) / cards

@@ -15,8 +15,7 @@ from simwatch_runtime.redis_client import AnyRedis, connect
 from .adapters.keys import Keys
 from .adapters.redis_store import RedisStore
 from .metrics import Metrics
-from .pipeline import UsagePipeline
-from .service import CardService
+from .service_layer.service import CardService
 from .settings import Settings
 
 
@@ -33,7 +32,6 @@ class Components:
     store: RedisStore
     publisher: KafkaPublisher
     service: CardService
-    pipeline: UsagePipeline
     usage_dead_letters: DeadLetters
     event_dead_letters: DeadLetters
 
@@ -74,7 +72,6 @@ def build(
         store=store,
         publisher=publisher,
         service=service,
-        pipeline=UsagePipeline(service, usage_dlq, metrics),
         usage_dead_letters=usage_dlq,
         event_dead_letters=event_dlq,
     )

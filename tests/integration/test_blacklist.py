@@ -14,8 +14,8 @@ from prometheus_client import CollectorRegistry
 
 from simwatch_runtime.redis_client import AnyRedis
 from usage_monitor.bootstrap import Components, build
+from usage_monitor.service_layer.status import customer_status
 from usage_monitor.settings import Settings
-from usage_monitor.status import customer_status
 
 from ..conftest import KAFKA, REDIS_URL
 from ..unit.factories import event, upsert

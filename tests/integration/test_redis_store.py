@@ -1,48 +1,90 @@
-"""The Redis adapter and its Lua scripts, against a real Redis and a real Redis Cluster
-(every test runs on both: each script call must stay within one hash slot)."""
+"""The `CardStore` contract, one suite over every implementation: the in-memory store, the
+Redis store on a single Redis, and on a Redis Cluster (each script call must stay within one
+hash slot). The in-memory store is proven to answer as the Lua scripts do, case by case;
+the last tests are about Redis alone (script cache, cluster slots)."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
 from dataclasses import replace
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
 from redis.crc import key_slot
 
-from simwatch_runtime.redis_client import AnyRedis
+from simwatch_runtime.redis_client import AnyRedis, connect
 from usage_monitor.adapters.keys import Keys, shard_of
-from usage_monitor.adapters.redis_store import (
+from usage_monitor.adapters.memory_store import MemoryStore
+from usage_monitor.adapters.redis_store import RedisStore
+from usage_monitor.domain.card import CardState
+from usage_monitor.domain.lifecycle import apply_event
+from usage_monitor.domain.policy import DEFAULT_POLICY
+from usage_monitor.ports import (
     CONFLICT,
     DUPLICATE_EVENT,
+    CardStore,
     CommitRequest,
+    CustomerDebt,
     IngestRow,
-    RedisStore,
     Snapshot,
     new_token,
 )
-from usage_monitor.domain.card import CardState
+
+from ..conftest import REDIS_URL
+from ..unit.factories import NOW, upsert
 
 pytestmark = pytest.mark.integration
 
 A = "89860412345678901234"
 B = "8986041234567890123X"
 NOV = date(2026, 11, 1)
+OCT = date(2026, 10, 1)
+
+
+@pytest.fixture(params=["memory", "single", "cluster"])
+async def store(request: pytest.FixtureRequest, names: dict[str, str]) -> AsyncIterator[CardStore]:
+    """The same test on each implementation of the port (one shard: every card in it)."""
+    prefix = names["USAGE_MONITOR_REDIS_PREFIX"]
+    keys = Keys(prefix, 1)
+    if request.param == "memory":
+        yield MemoryStore(keys)
+        return
+    cluster = request.param == "cluster"
+    client = connect(request.getfixturevalue("redis_cluster").url if cluster else REDIS_URL)
+    yield RedisStore(client, keys, record_ttl_s=3600, event_ttl_s=3600)
+    for key in [k async for k in client.scan_iter(match=f"{prefix}:*", count=1000)]:
+        await client.delete(key)  # one by one: on a cluster they live in different slots
+    await client.aclose()
 
 
 @pytest.fixture
-def store(any_redis: AnyRedis, names: dict[str, str]) -> RedisStore:
+def redis_store(any_redis: AnyRedis, names: dict[str, str]) -> RedisStore:
     return RedisStore(
         any_redis, Keys(names["USAGE_MONITOR_REDIS_PREFIX"], 1), record_ttl_s=3600, event_ttl_s=3600
     )
 
 
-async def commit(store: RedisStore, snap: Snapshot, state: CardState, **kw: Any) -> int:
+async def commit(store: CardStore, snap: Snapshot, state: CardState, **kw: Any) -> int:
     return await store.commit(CommitRequest(snap, state, **kw))
+
+
+async def put(store: CardStore, state: CardState, **kw: Any) -> int:
+    """Commit `state` over whatever the card holds now."""
+    snap = (await store.load([state.iccid]))[state.iccid]
+    return await commit(store, snap, state, **kw)
 
 
 def row(rid: str, n: int, iccid: str = A, calendar: str = "", cycle: date = NOV) -> IngestRow:
     return IngestRow(rid, iccid, calendar, cycle, n)
+
+
+def profiled(iccid: str = A, **fields: Any) -> CardState:
+    """A card with a profile, as `card.upserted` makes it."""
+    return apply_event(
+        CardState(iccid), upsert(iccid=iccid, **fields), {}, NOW, DEFAULT_POLICY
+    ).state
 
 
 async def test_shard_is_kafkas_partition_of_the_key() -> None:
@@ -51,7 +93,10 @@ async def test_shard_is_kafkas_partition_of_the_key() -> None:
     assert {shard_of(f"898604{i:014d}", 12) for i in range(500)} == set(range(12))
 
 
-async def test_each_record_counts_once_within_and_across_batches(store: RedisStore) -> None:
+# --- ingest: de-duplication, outcomes, wake levels, calendars
+
+
+async def test_each_record_counts_once_within_and_across_batches(store: CardStore) -> None:
     first = await store.ingest(0, [row("r1", 100), row("r2", 50), row("r1", 100), row("r3", 7, B)])
     # No profiles yet: the three counted records are "unknown card", not "applied".
     assert (first.applied, first.duplicates, first.unknown, first.late) == (0, 1, 3, 0)
@@ -62,21 +107,37 @@ async def test_each_record_counts_once_within_and_across_batches(store: RedisSto
     assert snaps[A].usage == {NOV: 151} and snaps[B].usage == {NOV: 7}
 
 
-async def test_wake_level_decides_which_cards_come_back(store: RedisStore) -> None:
+async def test_due_lists_each_card_and_cycle_once_in_first_seen_order(store: CardStore) -> None:
+    rows = [row("r1", 1, B), row("r2", 2), row("r3", 3, B, cycle=OCT), row("r4", 4, B)]
+    result = await store.ingest(0, [*rows, row("r1", 1, B)])
+    assert result.due == [(B, NOV, 5), (A, NOV, 2), (B, OCT, 3)]
+    assert result.duplicates == 1
+
+
+async def test_wake_level_decides_which_cards_come_back(store: CardStore) -> None:
     await store.ingest(0, [row("r1", 10)])
-    snap = (await store.load([A]))[A]
-    version = await commit(store, snap, CardState(A), calendar="", wakes={NOV: 100}, messages=[])
-    assert version == 1
+    assert await put(store, CardState(A), wakes={NOV: 100}) == 1
     assert (await store.ingest(0, [row("r2", 10)])).due == []
-    assert (await store.ingest(0, [row("r3", 80)])).due == [(A, NOV, 100)]
-    snap = (await store.load([A]))[A]
-    await commit(store, snap, CardState(A), calendar="", wakes={NOV: -1}, messages=[])
+    assert (await store.ingest(0, [row("r3", 80)])).due == [(A, NOV, 100)]  # reached exactly
+    await put(store, CardState(A), wakes={NOV: -1})  # -1: never again this cycle
     assert (await store.ingest(0, [row("r4", 10**6)])).due == []
+    # A duplicate still reports its card when the level is reached.
+    await put(store, CardState(A), wakes={NOV: 5})
+    assert (await store.ingest(0, [row("r4", 10**6)])).due == [(A, NOV, 10**6 + 100)]
 
 
-async def test_cards_with_their_own_calendar_are_handed_back(store: RedisStore) -> None:
-    snap = (await store.load([A]))[A]
-    await commit(store, snap, CardState(A), calendar="UTC|15", wakes={}, messages=[])
+async def test_a_wake_level_of_zero_wakes_at_once(store: CardStore) -> None:
+    await put(store, CardState(A), wakes={NOV: 0})
+    assert (await store.ingest(0, [row("r1", 0)])).due == [(A, NOV, 0)]
+
+
+async def test_a_wake_level_of_another_cycle_does_not_hold_back(store: CardStore) -> None:
+    await put(store, CardState(A), wakes={OCT: 10**9})
+    assert (await store.ingest(0, [row("r1", 1)])).due == [(A, NOV, 1)]
+
+
+async def test_cards_with_their_own_calendar_are_handed_back(store: CardStore) -> None:
+    await put(store, CardState(A), calendar="UTC|15")
     result = await store.ingest(0, [row("r1", 5, B), row("r2", 5), row("r3", 5)])
     assert result.unknown == 1
     assert result.recalendar == [(1, "UTC|15"), (2, "UTC|15")]
@@ -85,40 +146,135 @@ async def test_cards_with_their_own_calendar_are_handed_back(store: RedisStore) 
     assert (await store.load([A]))[A].usage == {date(2026, 11, 15): 5}
 
 
-async def test_commit_is_optimistic_and_events_apply_once(store: RedisStore) -> None:
+async def test_a_record_named_in_a_calendar_the_card_lacks_is_handed_back(
+    store: CardStore,
+) -> None:
+    result = await store.ingest(0, [row("r1", 5, calendar="UTC|15")])
+    assert result.recalendar == [(0, "")] and result.due == []
+    assert (await store.load([A]))[A].usage == {}
+    # Not claimed: sent again in the right calendar, it counts.
+    assert (await store.ingest(0, [row("r1", 5)])).unknown == 1
+
+
+async def test_every_record_has_exactly_one_outcome(store: CardStore) -> None:
+    await put(store, profiled())
+    late = IngestRow("late-1", A, "", OCT, 5, late=True)
+    result = await store.ingest(0, [row("ok-1", 1), late, row("ok-1", 1), row("new", 2, B)])
+    assert (result.applied, result.late, result.duplicates, result.unknown) == (1, 1, 1, 1)
+    assert (await store.load([A]))[A].usage == {NOV: 1, OCT: 5}
+
+
+# --- load and commit: versions, state, calendar, outbox, due set, statistics
+
+
+async def test_an_unknown_card_loads_blank_at_version_zero(store: CardStore) -> None:
+    snaps = await store.load([A, A, B])
+    assert list(snaps) == [A, B]
+    assert snaps[A] == Snapshot(0, CardState(A), {}, "")
+
+
+async def test_commit_is_optimistic_and_events_apply_once(store: CardStore) -> None:
     snap = (await store.load([A]))[A]
     msg = [("t.commands", A.encode(), b'{"x":1}')]
-    assert (
-        await commit(store, snap, CardState(A), calendar="", wakes={}, messages=msg, event_id="e1")
-        == 1
-    )
-    assert await commit(store, snap, CardState(A), calendar="", wakes={}, messages=msg) == CONFLICT
+    assert await commit(store, snap, CardState(A), messages=msg, event_id="e1") == 1
+    assert await commit(store, snap, CardState(A), messages=msg) == CONFLICT
     fresh = (await store.load([A]))[A]
-    assert (
-        await commit(store, fresh, CardState(A), calendar="", wakes={}, messages=msg, event_id="e1")
-        == DUPLICATE_EVENT
-    )
+    assert await commit(store, fresh, CardState(A), messages=msg, event_id="e1") == DUPLICATE_EVENT
     entries = await store.outbox_read(0, 10)
     assert [(e.topic, e.key, e.value) for e in entries] == msg
 
 
-async def test_state_round_trips_and_old_cycles_are_dropped(store: RedisStore) -> None:
-    await store.ingest(0, [row("r1", 5, cycle=date(2026, 9, 1)), row("r2", 6)])
-    snap = (await store.load([A]))[A]
-    state = replace(CardState(A), balance=42, cycle=NOV, fired=frozenset({"t80"}))
-    await commit(
-        store, snap, state, calendar="", wakes={}, messages=[], drop_cycles=[date(2026, 9, 1)]
+async def test_a_duplicate_event_writes_nothing(store: CardStore) -> None:
+    assert await put(store, CardState(A), event_id="e1") == 1
+    rich = replace(CardState(A), balance=7)
+    later = datetime(2026, 12, 1, tzinfo=UTC)
+    version = await put(
+        store, rich, event_id="e1", messages=[("t", b"k", b"v")], due=later, suspended_delta=1
     )
+    assert version == DUPLICATE_EVENT
+    snap = (await store.load([A]))[A]
+    assert (snap.version, snap.state) == (1, CardState(A))
+    assert await store.outbox_read(0, 10) == []
+    assert await store.due_cards(0, later, 10) == []
+    assert await store.suspended_cards() == 0
+    # An event of the same card with another id applies.
+    assert await put(store, rich, event_id="e2") == 2
+
+
+async def test_a_conflict_writes_nothing(store: CardStore) -> None:
+    stale = (await store.load([A]))[A]
+    await put(store, CardState(A))
+    assert await commit(store, stale, profiled(), messages=[("t", b"k", b"v")]) == CONFLICT
+    assert (await store.load([A]))[A].state == CardState(A)
+    assert await store.outbox_read(0, 10) == []
+
+
+async def test_commit_many_commits_each_card_on_its_own(store: CardStore) -> None:
+    snaps = await store.load([A, B])
+    await put(store, CardState(B))  # B moves on before the batch commits
+    results = await store.commit_many(
+        [CommitRequest(snaps[A], profiled(A)), CommitRequest(snaps[B], profiled(B))]
+    )
+    assert results == [1, CONFLICT]
+    after = await store.load([A, B])
+    assert after[A].state == profiled(A) and after[B].state == CardState(B)
+
+
+async def test_state_round_trips_and_old_cycles_are_dropped(store: CardStore) -> None:
+    await store.ingest(0, [row("r1", 5, cycle=date(2026, 9, 1)), row("r2", 6)])
+    state = replace(CardState(A), balance=42, cycle=NOV, fired=frozenset({"t80"}))
+    await put(store, state, wakes={date(2026, 9, 1): 3}, drop_cycles=[date(2026, 9, 1)])
     again = (await store.load([A]))[A]
     assert again.state == state and again.usage == {NOV: 6} and again.version == 1
+    # The dropped cycle's wake level went with its counter: no level holds it back.
+    assert (await store.ingest(0, [row("r3", 1, cycle=date(2026, 9, 1))])).due == [
+        (A, date(2026, 9, 1), 1)
+    ]
 
 
-async def test_outbox_lock_is_released_only_when_empty(store: RedisStore) -> None:
+async def test_a_profile_and_its_calendar_round_trip(store: CardStore) -> None:
+    state = profiled(cycle_day=15, timezone="UTC", balance=-30)
+    assert await put(store, state, calendar="UTC|15") == 1
     snap = (await store.load([A]))[A]
-    await commit(store, snap, CardState(A), calendar="", wakes={}, messages=[("t", b"k", b"v")])
+    assert (snap.state, snap.calendar) == (state, "UTC|15")
+    other = profiled(B)  # the same template (customer, plan, calendar) from another card
+    await put(store, other)
+    assert (await store.load([B]))[B].state == other
+    await put(store, state, calendar="")  # back to the default calendar
+    assert (await store.load([A]))[A].calendar == ""
+
+
+async def test_the_due_set_orders_limits_and_forgets(store: CardStore) -> None:
+    t0 = datetime(2026, 12, 1, tzinfo=UTC)
+    cards = [f"898604{i:014d}" for i in range(5)]
+    for i, card in enumerate(cards):
+        await put(store, CardState(card), due=t0 + timedelta(seconds=10 - i))
+    assert await store.due_cards(0, t0, 10) == []
+    assert await store.due_cards(0, t0 + timedelta(seconds=7), 10) == cards[3:][::-1]
+    assert await store.due_cards(0, t0 + timedelta(seconds=60), 2) == [cards[4], cards[3]]
+    await put(store, CardState(cards[4]))  # due: never
+    await put(store, CardState(cards[3]), due=t0 + timedelta(seconds=30))
+    assert await store.due_cards(0, t0 + timedelta(seconds=9), 10) == [cards[2], cards[1]]
+
+
+async def test_suspended_cards_follow_the_deltas(store: CardStore) -> None:
+    assert await store.suspended_cards() == 0
+    await put(store, CardState(A), suspended_delta=1)
+    await put(store, CardState(B), suspended_delta=1)
+    await put(store, CardState(A), suspended_delta=-1)
+    await put(store, CardState(B))
+    assert await store.suspended_cards() == 1
+
+
+# --- the outbox and its drain lock
+
+
+async def test_outbox_lock_is_released_only_when_empty(store: CardStore) -> None:
+    await put(store, CardState(A), messages=[("t", b"k", b"v")])
     token = new_token()
     assert await store.outbox_take(0, token, 5000)
     assert not await store.outbox_take(0, new_token(), 5000)
+    assert await store.outbox_release(0, new_token(), 5000) == -1  # not the holder
     assert await store.outbox_release(0, token, 5000) == 0  # an entry is waiting
     entries = await store.outbox_read(0, 10)
     await store.outbox_ack(0, [e.entry_id for e in entries])
@@ -126,13 +282,73 @@ async def test_outbox_lock_is_released_only_when_empty(store: RedisStore) -> Non
     assert await store.outbox_release(0, token, 5000) == -1
 
 
-async def test_scripts_survive_a_script_cache_flush(store: RedisStore) -> None:
+async def test_an_expired_lock_can_be_taken_by_another(store: CardStore) -> None:
+    token = new_token()
+    assert await store.outbox_take(0, token, 50)
+    await asyncio.sleep(0.2)
+    assert await store.outbox_release(0, token, 50) == -1  # lost
+    assert await store.outbox_take(0, new_token(), 5000)
+
+
+async def test_outbox_reads_in_order_and_acks_what_was_published(store: CardStore) -> None:
+    msgs = [("t", f"k{i}".encode(), f"v{i}".encode()) for i in range(5)]
+    await put(store, CardState(A), messages=msgs[:3])
+    await put(store, CardState(B), messages=msgs[3:])
+    assert await store.outbox_depth([0]) == {0: 5}
+    first = await store.outbox_read(0, 2)
+    assert [(e.topic, e.key, e.value) for e in first] == msgs[:2]
+    await store.outbox_ack(0, [first[0].entry_id])
+    await store.outbox_ack(0, [])
+    rest = await store.outbox_read(0, 10)
+    assert [(e.topic, e.key, e.value) for e in rest] == msgs[1:]
+    assert await store.outbox_depth([0]) == {0: 4}
+
+
+# --- the customers' blacklists
+
+
+async def test_customer_entries_are_idempotent(store: CardStore) -> None:
+    assert await store.customer_debt("c1") == CustomerDebt(0, ())
+    assert await store.customer_view("c1") == {}
+    debt = await store.customer_apply("c1", [{"i": A, "v": 3, "owed": 100}, {"hold": B}])
+    assert debt == CustomerDebt(100, (B,))
+    # A late duplicate of an older version changes nothing; a newer one replaces it.
+    assert (await store.customer_apply("c1", [{"i": A, "v": 2, "owed": 999}])).debt == 100
+    assert (await store.customer_apply("c1", [{"i": A, "v": 4, "owed": 120}])).debt == 120
+    # A payment counts once per event id, whatever amount a duplicate carries.
+    await store.customer_apply("c1", [{"pay": "e1", "amount": 20}])
+    assert (await store.customer_apply("c1", [{"pay": "e1", "amount": 50}])).debt == 100
+    assert await store.customer_view("c1") == {
+        f"c:{A}".encode(): b"4:120",
+        f"h:{B}".encode(): b"1",
+        b"p:e1": b"20",
+    }
+    assert await store.customer_apply("c1", [{"release": B}, {"release": B}]) == CustomerDebt(100)
+
+
+async def test_customer_debt_never_goes_below_zero(store: CardStore) -> None:
+    entries: list[object] = [
+        {"i": A, "v": 1, "owed": 30},
+        {"pay": "e1", "amount": 50},
+        {"hold": B},
+        {"hold": A},
+    ]
+    debt = await store.customer_apply("c2", entries)
+    assert debt.debt == 0 and sorted(debt.held) == sorted([A, B])
+    assert (await store.customer_apply("c2", [{"i": B, "v": 1, "owed": 70}])).debt == 50
+    assert await store.customer_debt("other") == CustomerDebt(0, ())
+
+
+# --- Redis alone
+
+
+async def test_scripts_survive_a_script_cache_flush(redis_store: RedisStore) -> None:
+    store = redis_store
     await store.ingest(0, [row("r1", 1)])
     await store.redis.script_flush()
     assert (await store.ingest(0, [row("r2", 1)])).unknown == 1
     await store.redis.script_flush()
-    snap = (await store.load([A]))[A]
-    assert await commit(store, snap, CardState(A), calendar="", wakes={}, messages=[]) == 1
+    assert await put(store, CardState(A)) == 1
 
 
 async def test_every_key_of_a_shard_is_in_one_cluster_slot(
@@ -148,26 +364,21 @@ async def test_every_key_of_a_shard_is_in_one_cluster_slot(
         snaps = await store.load(mine)
         for c in mine:
             await commit(
-                store,
-                snaps[c],
-                CardState(c),
-                calendar="",
-                wakes={},
-                messages=[("t", b"k", b"v")],
-                event_id=f"e{c}",
+                store, snaps[c], CardState(c), messages=[("t", b"k", b"v")], event_id=f"e{c}"
             )
         written = [k async for k in redis.scan_iter(match=f"{keys.tag(shard)}*")]
         assert written
         assert {key_slot(k) for k in written} == {key_slot(keys.outbox(shard).encode())}
 
 
-async def test_every_record_has_exactly_one_outcome(store: RedisStore) -> None:
-    snap = (await store.load([A]))[A]
-    await commit(store, snap, CardState(A), calendar="", wakes={}, messages=[])
-    # Mark A as a card with a profile (commit.lua sets `k` when the state has one).
-    await store.redis.hset(store.keys.card(A), "k", "1")
-    oct_ = date(2026, 10, 1)
-    late = IngestRow("late-1", A, "", oct_, 5, late=True)
-    result = await store.ingest(0, [row("ok-1", 1), late, row("ok-1", 1), row("new", 2, B)])
-    assert (result.applied, result.late, result.duplicates, result.unknown) == (1, 1, 1, 1)
-    assert (await store.load([A]))[A].usage == {NOV: 1, oct_: 5}
+async def test_the_scripts_write_the_keys_keys_py_names(redis_store: RedisStore) -> None:
+    store, keys = redis_store, redis_store.keys
+    await store.ingest(0, [row("r1", 1)])
+    await put(store, CardState(A), event_id="e1", due=datetime(2027, 1, 1, tzinfo=UTC))
+    written = {k.decode() async for k in store.redis.scan_iter(match=f"{keys.prefix}:*")}
+    assert written == {
+        keys.card(A),
+        keys.record_seen(0, "r1"),
+        keys.event_seen(A, "e1"),
+        keys.due(0),
+    }

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from standardwebhooks import Webhook
 
-from usage_monitor.simulate import add_arguments, webhook_secret
+from usage_monitor.tools.simulate import add_arguments, webhook_secret
 
 from ..servers import free_port
 

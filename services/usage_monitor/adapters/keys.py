@@ -17,6 +17,14 @@ Redis Cluster slot, so a single script call applies the whole batch.
     <prefix>:cu:{<customer>}    hash   the customer's blacklist: c:<iccid> "<version>:<owed>"
                                 of each card cancelled for debt, p:<event_id> payments made
                                 through a held card, h:<iccid> cards held for the debt
+
+No other module writes a key format. The Lua scripts get every key they touch in KEYS, built
+here, except where a batch script meets keys it can only know per record: ``ingest.lua``
+gets the *prefixes* `card_prefix(shard)` and `record_prefix(shard)` in ARGV and appends the
+record's ICCID or record id to them (one call per shard and batch, no extra round trip). Its
+KEYS[1], the shard's outbox, routes the call to the shard's Redis Cluster slot, which every
+key built from those prefixes shares. (Hash *fields* inside a card, such as ``u:<cycle>``,
+are listed above and named by the scripts and ``redis_store.py``.)
 """
 
 from __future__ import annotations
@@ -47,11 +55,22 @@ class Keys:
         return _murmur(iccid) % self.shards
 
     def tag(self, shard: int) -> str:
-        """Prefix of every key in `shard`, e.g. ``sw:{7}:``; Lua scripts extend it."""
+        """Prefix of every key in `shard`, e.g. ``sw:{7}:``."""
         return f"{self.prefix}:{{{shard}}}:"
 
+    def card_prefix(self, shard: int) -> str:
+        """``card(iccid)`` is this plus the ICCID (``ingest.lua`` builds card keys so)."""
+        return f"{self.tag(shard)}c:"
+
     def card(self, iccid: str) -> str:
-        return f"{self.tag(self.shard(iccid))}c:{iccid}"
+        return self.card_prefix(self.shard(iccid)) + iccid
+
+    def record_prefix(self, shard: int) -> str:
+        """``record_seen`` is this plus the record id (``ingest.lua`` builds them so)."""
+        return f"{self.tag(shard)}r:"
+
+    def record_seen(self, shard: int, record_id: str) -> str:
+        return self.record_prefix(shard) + record_id
 
     def event_seen(self, iccid: str, event_id: str) -> str:
         return f"{self.tag(self.shard(iccid))}e:{event_id}"

@@ -7,9 +7,7 @@ restart dropped (NOSCRIPT); inside a cluster pipeline ``run_pipeline`` does that
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, cast
 
@@ -19,83 +17,24 @@ from redis.commands.core import AsyncScript
 from simwatch_runtime import lua
 from simwatch_runtime.redis_client import AnyRedis, queue_script, run_pipeline
 
-from ..domain.card import CardState
+from ..ports import (
+    CommitRequest,
+    CustomerDebt,
+    IngestResult,
+    IngestRow,
+    OutboxEntry,
+    Snapshot,
+)
 from .codec import Template, decode_state, encode_state, template_of
 from .keys import Keys
 
 PACKAGE = "usage_monitor.adapters"
 """Where the Lua scripts of this adapter live (``lua/*.lua``)."""
 
-CONFLICT = -1
-DUPLICATE_EVENT = 0
-
-
-@dataclass(frozen=True, slots=True)
-class IngestRow:
-    """One usage record ready for Redis: the cycle was named under `calendar`; `late` when
-    that cycle had ended by the time the record was processed."""
-
-    record_id: str
-    iccid: str
-    calendar: str
-    cycle: date
-    nbytes: int
-    late: bool = False
-
-
-@dataclass(slots=True)
-class IngestResult:
-    applied: int = 0
-    duplicates: int = 0
-    due: list[tuple[str, date, int]] = field(default_factory=list)
-    recalendar: list[tuple[int, str]] = field(default_factory=list)
-    unknown: int = 0
-    late: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class Snapshot:
-    """A card as read from Redis: its version guards the commit of a decision about it."""
-
-    version: int
-    state: CardState
-    usage: dict[date, int]
-    calendar: str
-
-
-@dataclass(frozen=True, slots=True)
-class CommitRequest:
-    """One decision to write: the card as read (`snap`), its new state, and what goes with
-    it atomically (wake levels, outbox messages, due time, event id, statistics)."""
-
-    snap: Snapshot
-    state: CardState
-    calendar: str = ""
-    wakes: dict[date, int] = field(default_factory=dict)
-    messages: Sequence[tuple[str, bytes, bytes]] = ()
-    drop_cycles: Sequence[date] = ()
-    event_id: str | None = None
-    due: datetime | None = None
-    suspended_delta: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class CustomerDebt:
-    """The blacklist of one customer: the debt still owed and the cards held for it."""
-
-    debt: int
-    held: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class OutboxEntry:
-    entry_id: bytes
-    topic: str
-    key: bytes
-    value: bytes
-
 
 class RedisStore:
+    """The `CardStore` port on Redis (single server or Cluster)."""
+
     def __init__(self, redis: AnyRedis, keys: Keys, *, record_ttl_s: int, event_ttl_s: int) -> None:
         self.redis = redis
         self.keys = keys
@@ -108,13 +47,21 @@ class RedisStore:
         # Templates are immutable (named by their content), so a cache never goes stale.
         self._templates: dict[str, Template] = {}
 
+    @property
+    def shards(self) -> int:
+        return self.keys.shards
+
+    def shard(self, iccid: str) -> int:
+        return self.keys.shard(iccid)
+
     async def ingest(self, shard: int, rows: Sequence[IngestRow]) -> IngestResult:
         """Count a batch of one shard's records once each; see ``lua/ingest.lua``."""
         flat: list[str | int] = []
         for r in rows:
             flat += (r.record_id, r.iccid, r.calendar, r.cycle.isoformat(), r.nbytes, int(r.late))
         args: list[str | int | bytes] = [
-            self.keys.tag(shard),
+            self.keys.card_prefix(shard),
+            self.keys.record_prefix(shard),
             self.record_ttl_s,
             orjson.dumps(flat),
         ]
@@ -271,10 +218,6 @@ class RedisStore:
                 pipe.xlen(self.keys.outbox(shard))
             lengths = await pipe.execute()
         return dict(zip(ids, (int(n) for n in lengths), strict=True))
-
-
-def new_token() -> str:
-    return uuid.uuid4().hex
 
 
 def _snapshot(iccid: str, row: dict[bytes, bytes], templates: dict[str, Template]) -> Snapshot:

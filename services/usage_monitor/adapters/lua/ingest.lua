@@ -4,10 +4,12 @@
 -- the record's cycle; such records are handed back, untouched, with the card's calendar.
 --
 -- KEYS[1]  the tag's outbox key: routes the call to the tag's slot in Redis Cluster.
---          Every key below is built from ARGV[1] and so shares that slot.
--- ARGV[1]  key prefix including the tag, e.g. "sw:{7}:"
--- ARGV[2]  de-duplication TTL in seconds
--- ARGV[3]  the records as one JSON array, six values per record (flat):
+--          The keys below are per record, so they come as prefixes built by keys.py (with
+--          the same tag, hence in that slot): the script only appends an id to each.
+-- ARGV[1]  card key prefix, e.g. "sw:{7}:c:" (the card's key is this .. iccid)
+-- ARGV[2]  record key prefix, e.g. "sw:{7}:r:" (a record's claim is this .. record_id)
+-- ARGV[3]  de-duplication TTL in seconds
+-- ARGV[4]  the records as one JSON array, six values per record (flat):
 --          record_id, iccid, calendar ('' = default), cycle, bytes, late (1 = closed cycle)
 --          (one argument instead of five per record: client-side packing was the hot spot)
 --
@@ -17,13 +19,13 @@
 --   due:        flat list of iccid, cycle, used for every (card, cycle) touched whose usage
 --               reached its wake level, or which has none yet: the caller evaluates those.
 --   recalendar: flat list of record index (1-based), calendar for records not applied.
-local prefix, ttl = ARGV[1], tonumber(ARGV[2])
-local rows = cjson.decode(ARGV[3])
+local card_prefix, record_prefix, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local rows = cjson.decode(ARGV[4])
 local applied, dups, unknown, late = 0, 0, 0, 0
 local calendars, known, touched, order, recal = {}, {}, {}, {}, {}
 for i = 1, #rows, 6 do
   local iccid, cal, cycle = rows[i + 1], rows[i + 2], rows[i + 3]
-  local card = prefix .. 'c:' .. iccid
+  local card = card_prefix .. iccid
   local actual = calendars[iccid]
   if actual == nil then
     local v = redis.call('HMGET', card, 'cal', 'k')
@@ -35,7 +37,7 @@ for i = 1, #rows, 6 do
     recal[#recal + 1] = (i - 1) / 6 + 1
     recal[#recal + 1] = actual
   else
-    if redis.call('SET', prefix .. 'r:' .. rows[i], '1', 'NX', 'EX', ttl) then
+    if redis.call('SET', record_prefix .. rows[i], '1', 'NX', 'EX', ttl) then
       redis.call('HINCRBY', card, 'u:' .. cycle, rows[i + 4])
       if not known[iccid] then
         unknown = unknown + 1

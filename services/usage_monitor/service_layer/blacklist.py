@@ -16,7 +16,7 @@ import orjson
 
 from simwatch_contracts import Reason
 
-from .domain.card import CardState
+from ..domain.card import CardState
 
 LEDGER = "@customer"
 """Outbox topic of blacklist entries ('@' is not allowed in Kafka topic names)."""

@@ -12,24 +12,24 @@ import orjson
 
 from simwatch_contracts import CardEvent, CardUpserted
 from simwatch_runtime.errors import component_of, is_transient
-from simwatch_runtime.kafka_publisher import KafkaPublisher
 
-from .adapters.redis_store import (
+from ..crash_points import crash_point
+from ..domain.card import CardState, CardStatus
+from ..domain.cycles import previous_cycle
+from ..domain.lifecycle import Decision, apply_event, evaluate
+from ..metrics import Metrics
+from ..ports import (
     CONFLICT,
     DUPLICATE_EVENT,
+    CardStore,
     CommitRequest,
     OutboxEntry,
-    RedisStore,
+    Publisher,
     Snapshot,
     new_token,
 )
+from ..settings import Settings, calendar_key
 from .blacklist import LEDGER, ledger_entry
-from .crash_points import crash_point
-from .domain.card import CardState, CardStatus
-from .domain.cycles import previous_cycle
-from .domain.lifecycle import Decision, apply_event, evaluate
-from .metrics import Metrics
-from .settings import Settings, calendar_key
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +48,8 @@ class EventOutcome:
 class CardService:
     def __init__(
         self,
-        store: RedisStore,
-        publisher: KafkaPublisher,
+        store: CardStore,
+        publisher: Publisher,
         settings: Settings,
         metrics: Metrics,
         clock: Clock,
@@ -76,7 +76,7 @@ class CardService:
             if version != CONFLICT:
                 self._count(decision)
                 if request.messages:
-                    await self.drain_soon(self.store.keys.shard(event.iccid))
+                    await self.drain_soon(self.store.shard(event.iccid))
                 return EventOutcome(decision)
             self.metrics.evaluations.labels("conflict").inc()
         raise RuntimeError(f"card {event.iccid[-4:]}: too many concurrent writers")
@@ -110,7 +110,7 @@ class CardService:
                 self._count(decision)
                 changed += decision.changed
                 if request.messages:
-                    shards.add(self.store.keys.shard(iccid))
+                    shards.add(self.store.shard(iccid))
             pending = retry
         if pending:
             raise RuntimeError(f"{len(pending)} cards: too many concurrent writers")
@@ -224,7 +224,7 @@ class CardService:
         fees, cancellation). Run by the leader; a card fired twice decides nothing twice."""
         now = self.clock()
         total = 0
-        for shard in range(self.store.keys.shards):
+        for shard in range(self.store.shards):
             while True:
                 due = await self.store.due_cards(shard, now, batch)
                 if due:
@@ -237,7 +237,7 @@ class CardService:
 
     async def sweep(self) -> int:
         """Drain every shard with waiting messages (leftovers of a crash or a lost race)."""
-        depth = await self.store.outbox_depth(range(self.store.keys.shards))
+        depth = await self.store.outbox_depth(range(self.store.shards))
         self.metrics.outbox_depth.set(sum(depth.values()))
         self.metrics.suspended_cards.set(await self.store.suspended_cards())
         total = 0

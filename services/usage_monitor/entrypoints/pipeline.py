@@ -18,10 +18,10 @@ from pydantic import ValidationError
 from simwatch_contracts import UsageRecord, describe_validation_error
 from simwatch_runtime.dead_letters import DeadLetters, RawMessage
 
-from .adapters.redis_store import IngestResult, IngestRow
-from .domain.cycles import cycle_of, cycle_start, next_cycle
-from .metrics import Metrics
-from .service import CardService
+from ..domain.cycles import cycle_of, cycle_start, next_cycle
+from ..metrics import Metrics
+from ..ports import IngestResult, IngestRow
+from ..service_layer.service import CardService
 
 MAX_RECALENDAR_ROUNDS = 3
 LAG_SAMPLE_EVERY = 8  # event-time lag is observed for one record in 8: it costs ~3 us each
@@ -59,7 +59,7 @@ class UsagePipeline:
         rows, records = self._parse(messages, now, out)
         by_shard: dict[int, list[int]] = defaultdict(list)
         for i, row in enumerate(rows):
-            by_shard[self.store.keys.shard(row.iccid)].append(i)
+            by_shard[self.store.shard(row.iccid)].append(i)
         results = await asyncio.gather(
             *(self._ingest_shard(idx, rows, records, now) for idx in by_shard.values())
         )
@@ -124,7 +124,7 @@ class UsagePipeline:
     ) -> IngestResult:
         """One script call for the shard; records of cards with their own billing calendar
         come back and are sent again with the cycle named in that calendar."""
-        shard = self.store.keys.shard(rows[indices[0]].iccid)
+        shard = self.store.shard(rows[indices[0]].iccid)
         total = IngestResult()
         batch = [rows[i] for i in indices]
         origin = list(indices)

@@ -21,10 +21,10 @@ from mode import Service
 from simwatch_runtime.dead_letters import DeadLetters, RawMessage
 from simwatch_runtime.errors import component_of, retrying
 
-from .crash_points import crash_point
-from .metrics import Metrics
+from ..crash_points import crash_point
+from ..metrics import Metrics
+from ..settings import Settings
 from .pipeline import UsagePipeline
-from .settings import Settings
 
 log = logging.getLogger(__name__)
 STOP_GRACE_S = 30.0

@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from .adapters.redis_store import Snapshot
-from .domain.card import ordered
-from .domain.lifecycle import current_cycle
-from .domain.policy import Policy
-from .domain.steps import schedule
+from ..domain.card import ordered
+from ..domain.lifecycle import current_cycle
+from ..domain.policy import Policy
+from ..domain.steps import schedule
+from ..ports import Snapshot
 
 
 def card_status(snap: Snapshot, now: datetime, policy: Policy) -> dict[str, Any] | None:

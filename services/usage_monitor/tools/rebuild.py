@@ -16,7 +16,9 @@ offsets of a group with live members, so the workers must be stopped first.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import sys
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -25,9 +27,10 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 from aiokafka.structs import OffsetAndMetadata
 
+from simwatch_runtime import redact
 from simwatch_runtime.errors import ConfigError
 
-from .settings import Settings
+from ..settings import Settings
 
 
 class GroupInUseError(ConfigError):
@@ -94,3 +97,35 @@ async def rebuild(settings: Settings, since: datetime, wait_s: float = 0) -> lis
             if time.monotonic() > deadline:
                 raise
             await asyncio.sleep(1)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--since",
+        required=True,
+        type=datetime.fromisoformat,
+        help="replay usage records from this moment on, with its UTC offset "
+        "(normally the start of the current cycle, e.g. 2026-11-01T00:00:00+08:00)",
+    )
+    parser.add_argument(
+        "--wait",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="retry this long while a group still has members (a killed worker stays one "
+        "until its session times out)",
+    )
+
+
+def run(settings: Settings, since: datetime, wait_s: float) -> int:
+    """The command: move the groups and say where they are now; 2 on a refusal."""
+    try:
+        moved = asyncio.run(rebuild(settings, since, wait_s))
+    except ConfigError as exc:
+        print(f"usage-monitor: {redact.redact(str(exc))}", file=sys.stderr)
+        return 2
+    for m in moved:
+        offsets = " ".join(f"{p}:{o}" for p, o in sorted(m.offsets.items()))
+        print(f"usage-monitor: group {m.group} on {m.topic} now at {offsets}")
+    print("usage-monitor: start the workers to replay")
+    return 0

@@ -15,7 +15,7 @@ from simwatch_runtime.dead_letters import RawMessage
 from simwatch_runtime.errors import component_of, retrying
 from simwatch_runtime.redact import mask_iccid
 
-from .bootstrap import Components
+from ..bootstrap import Components
 from .pipeline import oversized
 
 log = logging.getLogger(__name__)

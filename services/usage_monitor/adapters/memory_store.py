@@ -1,0 +1,229 @@
+"""The `CardStore` port in memory: the same answers as ``redis_store.py`` and its Lua scripts,
+for unit tests of the service layer. ``tests/integration/test_redis_store.py`` runs one
+contract suite over this store, a single Redis and a Redis Cluster, so the two agree.
+
+Not for production: nothing is shared between processes, and de-duplication keys never
+expire (the TTLs only matter after days).
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any, cast
+
+from ..domain.card import CardState
+from ..ports import (
+    CONFLICT,
+    DUPLICATE_EVENT,
+    CommitRequest,
+    CustomerDebt,
+    IngestResult,
+    IngestRow,
+    OutboxEntry,
+    Snapshot,
+)
+from .keys import Keys
+
+
+@dataclass(slots=True)
+class _Card:
+    """What the card's Redis hash holds (see ``keys.py``)."""
+
+    version: int = 0
+    state: CardState | None = None
+    calendar: str = ""
+    known: bool = False
+    usage: dict[date, int] = field(default_factory=dict)
+    wakes: dict[date, int] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _Shard:
+    outbox: dict[bytes, tuple[str, bytes, bytes]] = field(default_factory=dict)
+    due: dict[str, float] = field(default_factory=dict)
+    suspended: int = 0
+    lock: tuple[str, float] | None = None  # holder token, expiry (monotonic seconds)
+    records: set[str] = field(default_factory=set)
+    events: set[str] = field(default_factory=set)
+
+
+class MemoryStore:
+    """A `CardStore` in one process's memory, sharded like the Redis store."""
+
+    def __init__(self, keys: Keys, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.keys = keys
+        self._monotonic = monotonic
+        self._cards: dict[str, _Card] = {}
+        self._shards = [_Shard() for _ in range(keys.shards)]
+        self._customers: dict[str, dict[str, str]] = {}
+        self._entry_ids = itertools.count(1)
+
+    @property
+    def shards(self) -> int:
+        return self.keys.shards
+
+    def shard(self, iccid: str) -> int:
+        return self.keys.shard(iccid)
+
+    async def ingest(self, shard: int, rows: Sequence[IngestRow]) -> IngestResult:
+        """As ``lua/ingest.lua``."""
+        result = IngestResult()
+        seen = self._shards[shard].records
+        calendars: dict[str, str] = {}
+        touched: dict[tuple[str, date], None] = {}
+        for n, row in enumerate(rows):
+            card = self._cards.get(row.iccid)
+            actual = calendars.setdefault(row.iccid, card.calendar if card else "")
+            if actual != row.calendar:
+                result.recalendar.append((n, actual))
+                continue
+            if row.record_id in seen:
+                result.duplicates += 1
+            else:
+                seen.add(row.record_id)
+                card = self._cards.setdefault(row.iccid, _Card())
+                card.usage[row.cycle] = card.usage.get(row.cycle, 0) + row.nbytes
+                if not card.known:
+                    result.unknown += 1
+                elif row.late:
+                    result.late += 1
+                else:
+                    result.applied += 1
+            touched[(row.iccid, row.cycle)] = None
+        for iccid, cycle in touched:
+            card = self._cards.get(iccid, _Card())
+            used, wake = card.usage.get(cycle, 0), card.wakes.get(cycle)
+            if wake is None or 0 <= wake <= used:
+                result.due.append((iccid, cycle, used))
+        return result
+
+    async def load(self, iccids: Iterable[str]) -> dict[str, Snapshot]:
+        out = {}
+        for iccid in dict.fromkeys(iccids):
+            card = self._cards.get(iccid, _Card())
+            state = card.state if card.state is not None else CardState(iccid)
+            out[iccid] = Snapshot(card.version, state, dict(card.usage), card.calendar)
+        return out
+
+    async def commit(self, request: CommitRequest) -> int:
+        """As ``lua/commit.lua``."""
+        iccid = request.state.iccid
+        shard = self._shards[self.shard(iccid)]
+        if request.event_id is not None and request.event_id in shard.events:
+            return DUPLICATE_EVENT
+        card = self._cards.get(iccid, _Card())
+        if card.version != request.snap.version:
+            return CONFLICT
+        self._cards[iccid] = card
+        card.version += 1
+        card.state = request.state
+        card.calendar = request.calendar
+        card.known = request.state.profile is not None
+        card.wakes.update(request.wakes)
+        for topic, key, value in request.messages:
+            shard.outbox[self._entry_id()] = (topic, key, value)
+        for cycle in request.drop_cycles:
+            card.usage.pop(cycle, None)
+            card.wakes.pop(cycle, None)
+        if request.event_id is not None:
+            shard.events.add(request.event_id)
+        shard.suspended += request.suspended_delta
+        if request.due is None:
+            shard.due.pop(iccid, None)
+        else:
+            shard.due[iccid] = float(f"{request.due.timestamp():.3f}")  # the score commit.lua gets
+        return card.version
+
+    async def commit_many(self, requests: Sequence[CommitRequest]) -> list[int]:
+        return [await self.commit(r) for r in requests]
+
+    async def due_cards(self, shard: int, until: datetime, limit: int) -> list[str]:
+        due = self._shards[shard].due
+        ready = sorted((at, iccid) for iccid, at in due.items() if at <= until.timestamp())
+        return [iccid for _, iccid in ready[:limit]]
+
+    async def suspended_cards(self) -> int:
+        return sum(s.suspended for s in self._shards)
+
+    async def outbox_take(self, shard: int, token: str, lock_ms: int) -> bool:
+        s = self._shards[shard]
+        if self._locked(s):
+            return False
+        s.lock = (token, self._monotonic() + lock_ms / 1000)
+        return True
+
+    async def outbox_read(self, shard: int, count: int) -> list[OutboxEntry]:
+        entries = itertools.islice(self._shards[shard].outbox.items(), count)
+        return [OutboxEntry(eid, topic, key, value) for eid, (topic, key, value) in entries]
+
+    async def outbox_ack(self, shard: int, entry_ids: Sequence[bytes]) -> None:
+        outbox = self._shards[shard].outbox
+        for eid in entry_ids:
+            outbox.pop(eid, None)
+
+    async def outbox_release(self, shard: int, token: str, lock_ms: int) -> int:
+        """As ``lua/release_outbox.lua``."""
+        s = self._shards[shard]
+        if not self._locked(s) or s.lock is None or s.lock[0] != token:
+            return -1
+        if not s.outbox:
+            s.lock = None
+            return 1
+        s.lock = (token, self._monotonic() + lock_ms / 1000)
+        return 0
+
+    async def outbox_depth(self, shards: Iterable[int]) -> dict[int, int]:
+        return {shard: len(self._shards[shard].outbox) for shard in shards}
+
+    async def customer_apply(self, customer_id: str, entries: Sequence[object]) -> CustomerDebt:
+        """As ``lua/customer.lua``."""
+        h = self._customers.setdefault(customer_id, {})
+        for entry in entries:
+            _apply_entry(h, entry)
+        if not h:  # like Redis, an empty hash does not exist
+            del self._customers[customer_id]
+        debt, held = 0, []
+        for name, value in h.items():
+            if name.startswith("c:"):
+                debt += int(value.split(":")[1])
+            elif name.startswith("p:"):
+                debt -= int(value)
+            elif name.startswith("h:"):
+                held.append(name[2:])
+        return CustomerDebt(max(debt, 0), tuple(held))
+
+    async def customer_debt(self, customer_id: str) -> CustomerDebt:
+        return await self.customer_apply(customer_id, [])
+
+    async def customer_view(self, customer_id: str) -> dict[bytes, bytes]:
+        h = self._customers.get(customer_id, {})
+        return {k.encode(): v.encode() for k, v in h.items()}
+
+    def _locked(self, s: _Shard) -> bool:
+        if s.lock is not None and s.lock[1] <= self._monotonic():
+            s.lock = None  # expired, as PX would
+        return s.lock is not None
+
+    def _entry_id(self) -> bytes:
+        return f"0-{next(self._entry_ids)}".encode()
+
+
+def _apply_entry(h: dict[str, str], entry: object) -> None:
+    """One blacklist entry, as ``lua/customer.lua`` applies it (idempotent)."""
+    e = cast(dict[str, Any], entry)
+    # Lua tests presence (any value but nil is true), not Python truthiness.
+    if "i" in e:
+        name = f"c:{e['i']}"
+        current = int(h[name].split(":")[0]) if name in h else -1
+        if e["v"] > current:
+            h[name] = f"{int(e['v'])}:{int(e['owed'])}"
+    elif "pay" in e:
+        h.setdefault(f"p:{e['pay']}", str(int(e["amount"])))
+    elif "hold" in e:
+        h[f"h:{e['hold']}"] = "1"
+    elif "release" in e:
+        h.pop(f"h:{e['release']}", None)

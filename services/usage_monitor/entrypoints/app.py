@@ -1,0 +1,108 @@
+"""The faust app: lifecycle, timers, the `card.events` agent, the batched usage consumer as a
+service inside it, and the web views (``web.py``)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import faust
+from mode import Service
+
+from simwatch_runtime.errors import TRANSIENT
+
+from ..bootstrap import Components
+from ..settings import Settings
+from .api_auth import bearer_guard
+from .card_events import handle_card_event
+from .pipeline import UsagePipeline
+from .usage_consumer import UsageConsumer
+from .web import add_routes
+
+log = logging.getLogger(__name__)
+
+
+class _Resources(Service):
+    """Closes the Redis client and Kafka producer when the worker stops."""
+
+    def __init__(self, components: Components, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.components = components
+
+    async def on_stop(self) -> None:
+        await self.components.close()
+
+
+def create_app(c: Components) -> tuple[faust.App, UsageConsumer]:
+    """The worker's app: the `card.events` agent, the timers, the usage consumer, the views."""
+    s = c.settings
+    app = _faust_app(s)
+    events = app.topic(
+        s.topic_events,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+
+    @app.agent(events, name="card-events")
+    async def card_events(stream: Any) -> None:
+        async for event in stream.events():
+            await handle_card_event(c, event.message)
+
+    _add_timers(app, c)
+    pipeline = UsagePipeline(c.service, c.usage_dead_letters, c.metrics)
+    consumer = UsageConsumer(pipeline, c.usage_dead_letters, s, c.metrics, loop=app.loop)
+    # App.service is typed for classes; it starts instances just the same.
+    app.service(consumer)  # type: ignore[arg-type]
+    app.service(_Resources(c, loop=app.loop))  # type: ignore[arg-type]
+    add_routes(app, c, consumer)
+    return app, consumer
+
+
+def _faust_app(s: Settings) -> faust.App:
+    return faust.App(
+        s.app_id,
+        broker=[f"kafka://{h.strip()}" for h in s.kafka_bootstrap_servers.split(",")],
+        autodiscover=False,
+        store="memory://",
+        web_enabled=True,
+        web_bind=s.web_bind,
+        web_port=s.web_port,
+        web_in_thread=False,
+        # faust's own endpoints expose table data, cluster topology and internals: off.
+        web_router_enabled=False,
+        web_tables_enabled=False,
+        web_graph_enabled=False,
+        web_stats_enabled=False,
+        web_metrics_enabled=False,
+        web_application_options={"middlewares": bearer_guard(s.api_token)},
+        broker_session_timeout=s.broker_session_timeout_s,
+        broker_heartbeat_interval=max(0.1, s.broker_session_timeout_s / 4),
+        consumer_auto_offset_reset="earliest",
+        topic_partitions=s.topic_partitions,
+        topic_allow_declare=s.create_topics,
+        producer_acks=-1,
+    )
+
+
+def _add_timers(app: faust.App, c: Components) -> None:
+    s = c.settings
+
+    @app.timer(interval=s.outbox_sweep_interval_s, name="outbox-sweep")  # type: ignore[untyped-decorator]
+    async def outbox_sweep() -> None:
+        try:
+            await c.service.sweep()
+        except TRANSIENT as exc:  # Redis or Kafka away: one line, the next tick tries again
+            log.warning("outbox sweep: %s: %s", type(exc).__name__, exc)
+        except Exception:  # a timer must survive any failure: the next tick sweeps again
+            log.exception("outbox sweep failed; retrying next tick")
+
+    @app.timer(interval=s.scheduler_interval_s, on_leader=True, name="lifecycle-clock")  # type: ignore[untyped-decorator]
+    async def lifecycle_clock() -> None:
+        try:
+            await c.service.tick()
+        except TRANSIENT as exc:  # Redis or Kafka away: due cards stay due until it is back
+            log.warning("lifecycle tick: %s: %s", type(exc).__name__, exc)
+        except Exception:  # the clock must keep ticking: due cards stay due until it works
+            log.exception("lifecycle tick failed; retrying next tick")

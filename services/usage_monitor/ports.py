@@ -1,0 +1,164 @@
+"""The ports of the service layer: what it needs from a card store and from a publisher, as
+`typing.Protocol`s, and the values that cross them. ``adapters/`` implements them (Redis, and
+in memory for tests); the service layer and the entry points see only these."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Protocol
+
+from .domain.card import CardState
+
+CONFLICT = -1
+DUPLICATE_EVENT = 0
+
+
+@dataclass(frozen=True, slots=True)
+class IngestRow:
+    """One usage record ready for Redis: the cycle was named under `calendar`; `late` when
+    that cycle had ended by the time the record was processed."""
+
+    record_id: str
+    iccid: str
+    calendar: str
+    cycle: date
+    nbytes: int
+    late: bool = False
+
+
+@dataclass(slots=True)
+class IngestResult:
+    applied: int = 0
+    duplicates: int = 0
+    due: list[tuple[str, date, int]] = field(default_factory=list)
+    recalendar: list[tuple[int, str]] = field(default_factory=list)
+    unknown: int = 0
+    late: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """A card as read from Redis: its version guards the commit of a decision about it."""
+
+    version: int
+    state: CardState
+    usage: dict[date, int]
+    calendar: str
+
+
+@dataclass(frozen=True, slots=True)
+class CommitRequest:
+    """One decision to write: the card as read (`snap`), its new state, and what goes with
+    it atomically (wake levels, outbox messages, due time, event id, statistics)."""
+
+    snap: Snapshot
+    state: CardState
+    calendar: str = ""
+    wakes: dict[date, int] = field(default_factory=dict)
+    messages: Sequence[tuple[str, bytes, bytes]] = ()
+    drop_cycles: Sequence[date] = ()
+    event_id: str | None = None
+    due: datetime | None = None
+    suspended_delta: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerDebt:
+    """The blacklist of one customer: the debt still owed and the cards held for it."""
+
+    debt: int
+    held: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEntry:
+    entry_id: bytes
+    topic: str
+    key: bytes
+    value: bytes
+
+
+def new_token() -> str:
+    """A fresh holder token for an outbox drain lock."""
+    return uuid.uuid4().hex
+
+
+class CardStore(Protocol):
+    """Cards, their usage counters, the per-shard outbox and due set, and the customers'
+    blacklists. Every method that writes is atomic per card (or per shard for `ingest`)."""
+
+    @property
+    def shards(self) -> int:
+        """How many shards the cards are spread over (the usage topic's partition count)."""
+        ...
+
+    def shard(self, iccid: str) -> int:
+        """The shard of a card: Kafka's partition of its ICCID, modulo `shards`."""
+        ...
+
+    async def ingest(self, shard: int, rows: Sequence[IngestRow]) -> IngestResult:
+        """Count a batch of one shard's records once each (de-duplicated by record id); see
+        ``adapters/lua/ingest.lua`` for the outcome of each record and the wake levels."""
+        ...
+
+    async def load(self, iccids: Iterable[str]) -> dict[str, Snapshot]:
+        """Read cards (state, version and usage counters); an unknown card is version 0."""
+        ...
+
+    async def commit(self, request: CommitRequest) -> int:
+        """Write a decision if the card is still at `request.snap.version`: the new version,
+        `CONFLICT`, or `DUPLICATE_EVENT` when `request.event_id` was applied before."""
+        ...
+
+    async def commit_many(self, requests: Sequence[CommitRequest]) -> list[int]:
+        """`commit` for many cards at once (each card's commit stays atomic)."""
+        ...
+
+    async def due_cards(self, shard: int, until: datetime, limit: int) -> list[str]:
+        """Cards of `shard` due at or before `until`, earliest first."""
+        ...
+
+    async def suspended_cards(self) -> int:
+        """Cards suspended right now, over every shard."""
+        ...
+
+    async def outbox_take(self, shard: int, token: str, lock_ms: int) -> bool:
+        """Take the shard's drain lock for `lock_ms` unless someone holds it."""
+        ...
+
+    async def outbox_read(self, shard: int, count: int) -> list[OutboxEntry]:
+        """The oldest `count` entries of the shard's outbox, in order."""
+        ...
+
+    async def outbox_ack(self, shard: int, entry_ids: Sequence[bytes]) -> None:
+        """Remove published entries."""
+        ...
+
+    async def outbox_release(self, shard: int, token: str, lock_ms: int) -> int:
+        """1 released (outbox empty), 0 still held and extended (entries remain), -1 lost."""
+        ...
+
+    async def outbox_depth(self, shards: Iterable[int]) -> dict[int, int]:
+        """Entries waiting in each shard's outbox."""
+        ...
+
+    async def customer_apply(self, customer_id: str, entries: Sequence[object]) -> CustomerDebt:
+        """Apply blacklist entries (see ``service_layer/blacklist.py``); the customer's debt."""
+        ...
+
+    async def customer_debt(self, customer_id: str) -> CustomerDebt:
+        """What a customer owes from cards cancelled for debt, and the cards held for it."""
+        ...
+
+    async def customer_view(self, customer_id: str) -> dict[bytes, bytes]:
+        """The customer's blacklist record, field by field (read by `status.customer_status`)."""
+        ...
+
+
+class Publisher(Protocol):
+    """Publishes (topic, key, value) messages in order, acknowledged by every replica."""
+
+    async def publish(self, messages: Sequence[tuple[str, bytes | None, bytes]]) -> None: ...

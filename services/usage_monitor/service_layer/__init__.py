@@ -1,0 +1,1 @@
+"""The service layer: read a card, let the domain decide, commit, publish (the outbox)."""

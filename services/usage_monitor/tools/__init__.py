@@ -1,0 +1,1 @@
+"""Operator tools of the `usage-monitor` command: simulate, watch, rebuild."""
