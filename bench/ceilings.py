@@ -10,6 +10,7 @@ from aiokafka import AIOKafkaConsumer
 from redis.asyncio import Redis
 
 from simwatch_contracts import UsageRecord
+from usage_monitor.adapters import dedupe
 from usage_monitor.adapters.keys import Keys
 from usage_monitor.adapters.redis_store import RedisStore
 from usage_monitor.domain.cycles import cycle_of
@@ -49,7 +50,12 @@ async def script_rate(names: Names, values: list[bytes], batch: int = 5000) -> f
         r = UsageRecord.model_validate_json(raw)
         rows.append(
             IngestRow(
-                r.record_id, r.iccid, "", cycle_of(r.event_time, "Asia/Shanghai"), r.total_bytes
+                r.record_id,
+                r.iccid,
+                "",
+                cycle_of(r.event_time, "Asia/Shanghai"),
+                r.total_bytes,
+                day=dedupe.window(r.event_time),
             )
         )
     try:

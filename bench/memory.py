@@ -9,11 +9,13 @@ import shutil
 import subprocess
 import tempfile
 from collections import defaultdict
+from datetime import UTC, datetime
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from simwatch_contracts import parse_card_event
+from usage_monitor.adapters import dedupe
 from usage_monitor.adapters.keys import Keys
 from usage_monitor.adapters.redis_store import RedisStore
 from usage_monitor.domain.card import CardState
@@ -29,7 +31,7 @@ async def _used(redis: Redis) -> int:
 
 
 # As deployed (scripts/stack.sh, docker-compose.yml): a card's hash stays a compact listpack.
-DEPLOYED_CONFIG = ("--hash-max-listpack-value", "256")
+DEPLOYED_CONFIG = ("--hash-max-listpack-value", "256", "--set-max-intset-entries", "4096")
 
 
 async def per_card(
@@ -83,14 +85,17 @@ async def per_card(
             await store.commit_many(commits)
         assert cycle is not None
         groups: dict[int, list[IngestRow]] = defaultdict(list)
+        today = dedupe.window(datetime.now(UTC))
         for n, card in enumerate(ids):
-            groups[keys.shard(card)].append(IngestRow(f"rec-{n:012d}", card, "", cycle, 1000))
+            groups[keys.shard(card)].append(
+                IngestRow(f"rec-{n:012d}", card, "", cycle, 1000, day=today)
+            )
         for shard, rows in groups.items():
             for i in range(0, len(rows), 5000):
                 await store.ingest(shard, rows[i : i + 5000])
         with_records = await _used(redis)
         for shard in range(shards):
-            async for key in redis.scan_iter(match=f"{keys.record_prefix(shard)}*", count=5000):
+            async for key in redis.scan_iter(match=f"{keys.dedupe_prefix(shard)}*", count=5000):
                 await redis.unlink(key)
         await asyncio.sleep(0.5)  # lazy free of unlinked keys
         cards_only = await _used(redis)

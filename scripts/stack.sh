@@ -80,7 +80,7 @@ redis_node() {
   log "starting redis on 127.0.0.1:$port"
   nohup redis-server --bind 127.0.0.1 --port "$port" --dir "$dir" \
     --appendonly yes --appendfsync everysec --save "" --daemonize no \
-    --hash-max-listpack-value 256 --maxmemory-policy noeviction \
+    --hash-max-listpack-value 256 --set-max-intset-entries 4096 --maxmemory-policy noeviction \
     --logfile "$dir/redis.log" "$@" >/dev/null 2>&1 &
   echo $! >"$pidfile"
 }

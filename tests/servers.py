@@ -58,6 +58,7 @@ class PrivateRedis:
         assert binary, "redis-server is missing (scripts/stack.sh installs it)"
         args = [binary, "--bind", "127.0.0.1", "--port", str(self.port), "--dir", str(self.workdir)]
         args += ["--appendonly", "yes", "--appendfsync", "everysec", "--save", ""]
+        args += ["--set-max-intset-entries", "4096"]  # remembered record ids (dedupe.py)
         if self.password:
             args += ["--requirepass", self.password]
         if self.cluster:

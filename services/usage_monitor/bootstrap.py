@@ -54,6 +54,7 @@ def build(
         redis,
         Keys(settings.redis_prefix, settings.redis_shards),
         record_ttl_s=settings.record_dedupe_ttl_s,
+        dedupe_buckets=settings.dedupe_buckets,
         event_ttl_s=settings.event_dedupe_ttl_s,
     )
     publisher = KafkaPublisher(

@@ -27,6 +27,8 @@ class IngestRow:
     cycle: date
     nbytes: int
     late: bool = False
+    day: str = ""
+    """The event-time day (UTC, yyyymmdd) the record id is remembered under."""
 
 
 @dataclass(slots=True)

@@ -46,6 +46,13 @@ class Settings(BaseSettings):
     redis_shards: int = Field(12, ge=1, le=16384, description="= usage topic partitions")
     record_dedupe_ttl_s: int = Field(35 * DAY, ge=60)
     event_dedupe_ttl_s: int = Field(35 * DAY, ge=60)
+    dedupe_buckets: int = Field(
+        256,
+        ge=1,
+        le=1 << 20,
+        description="sets per shard and event day holding remembered record ids (a power of "
+        "two; size it so each holds at most set-max-intset-entries, docs/operations.md)",
+    )
     future_skew_s: int = Field(600, ge=0)
     max_message_bytes: int = Field(
         64 * 1024, ge=1024, description="larger usage records and card events are dead-lettered"
@@ -88,6 +95,13 @@ class Settings(BaseSettings):
                 )
         elif len(value.get_secret_value()) < MIN_TOKEN_CHARS:
             raise ValueError(f"at least {MIN_TOKEN_CHARS} characters")
+        return value
+
+    @field_validator("dedupe_buckets")
+    @classmethod
+    def _power_of_two(cls, value: int) -> int:
+        if value & (value - 1):
+            raise ValueError("must be a power of two")
         return value
 
     @field_validator("default_timezone")

@@ -15,6 +15,7 @@ import pytest
 from redis.crc import key_slot
 
 from simwatch_runtime.redis_client import AnyRedis, connect
+from usage_monitor.adapters import dedupe
 from usage_monitor.adapters.keys import Keys, shard_of
 from usage_monitor.adapters.memory_store import MemoryStore
 from usage_monitor.adapters.redis_store import RedisStore
@@ -76,8 +77,11 @@ async def put(store: CardStore, state: CardState, **kw: Any) -> int:
     return await commit(store, snap, state, **kw)
 
 
+TODAY = dedupe.window(datetime.now(UTC))  # ids are remembered under today's day (TTL ahead)
+
+
 def row(rid: str, n: int, iccid: str = A, calendar: str = "", cycle: date = NOV) -> IngestRow:
-    return IngestRow(rid, iccid, calendar, cycle, n)
+    return IngestRow(rid, iccid, calendar, cycle, n, day=TODAY)
 
 
 def profiled(iccid: str = A, **fields: Any) -> CardState:
@@ -158,7 +162,7 @@ async def test_a_record_named_in_a_calendar_the_card_lacks_is_handed_back(
 
 async def test_every_record_has_exactly_one_outcome(store: CardStore) -> None:
     await put(store, profiled())
-    late = IngestRow("late-1", A, "", OCT, 5, late=True)
+    late = IngestRow("late-1", A, "", OCT, 5, late=True, day=TODAY)
     result = await store.ingest(0, [row("ok-1", 1), late, row("ok-1", 1), row("new", 2, B)])
     assert (result.applied, result.late, result.duplicates, result.unknown) == (1, 1, 1, 1)
     assert (await store.load([A]))[A].usage == {NOV: 1, OCT: 5}
@@ -378,7 +382,23 @@ async def test_the_scripts_write_the_keys_keys_py_names(redis_store: RedisStore)
     written = {k.decode() async for k in store.redis.scan_iter(match=f"{keys.prefix}:*")}
     assert written == {
         keys.card(A),
-        keys.record_seen(0, "r1"),
+        keys.dedupe_bucket(0, TODAY, dedupe.bucket(dedupe.digest("r1"), store.dedupe_buckets)),
         keys.event_seen(A, "e1"),
         keys.due(0),
     }
+
+
+async def test_a_remembered_id_costs_eight_bytes_in_an_intset_and_expires_with_its_day(
+    redis_store: RedisStore,
+) -> None:
+    store, keys = redis_store, redis_store.keys
+    result = await store.ingest(0, [row(f"r{i}", 1) for i in range(300)])
+    assert result.unknown == 300
+    sets = [k async for k in store.redis.scan_iter(match=f"{keys.dedupe_prefix(0)}*")]
+    assert sets and all(k.decode().startswith(keys.dedupe_prefix(0) + TODAY) for k in sets)
+    for key in sets:
+        assert await store.redis.object("encoding", key) in (b"intset", "intset")
+        ttl = await store.redis.ttl(key)
+        assert 0 < ttl <= store.record_ttl_s + 2 * 86_400
+    again = await store.ingest(0, [row(f"r{i}", 1) for i in range(300)])
+    assert again.duplicates == 300

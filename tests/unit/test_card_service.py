@@ -72,7 +72,7 @@ def service(clock: Clock, publisher: RecordingPublisher) -> CardService:
 async def use(service: CardService, nbytes: int, record_id: str) -> int:
     """Count a record in the store as the usage pipeline does, then settle what is due."""
     result = await service.store.ingest(
-        service.store.shard(ICCID), [IngestRow(record_id, ICCID, "", CYCLE, nbytes)]
+        service.store.shard(ICCID), [IngestRow(record_id, ICCID, "", CYCLE, nbytes, day="20261125")]
     )
     return await service.evaluate(iccid for iccid, _, _ in result.due)
 

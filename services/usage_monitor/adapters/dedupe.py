@@ -48,8 +48,14 @@ def expires_at(window_day: str, ttl_s: int) -> int:
 
 def too_old(event_time: datetime, now: datetime, ttl_s: int) -> bool:
     """Whether `event_time`'s window may already be forgotten (the record is refused)."""
-    start = datetime.strptime(window(event_time), "%Y%m%d").replace(tzinfo=UTC)
-    return start + DAY + timedelta(seconds=ttl_s) <= now + DAY
+    return event_time < oldest_accepted(now, ttl_s)
+
+
+def oldest_accepted(now: datetime, ttl_s: int) -> datetime:
+    """The start of the oldest event-time day whose sets outlive `now` by at least a day (a
+    redelivery of a record accepted now still meets its first delivery)."""
+    horizon = now.astimezone(UTC) + DAY - timedelta(seconds=ttl_s)
+    return datetime.combine(horizon.date(), datetime.min.time(), UTC)
 
 
 def false_duplicates_per_century(records_per_day: float, shards: int, buckets: int) -> float:

@@ -6,7 +6,9 @@ equal to the `usage.records` partition count, one Kafka partition's batch lands 
 Redis Cluster slot, so a single script call applies the whole batch.
 
     <prefix>:{n}:c:<iccid>      hash   card: v (version), s (state), cal, u:<cycle>, w:<cycle>
-    <prefix>:{n}:r:<record_id>  string usage record seen (TTL)
+    <prefix>:{n}:rd:<day>:<b>   set    remembered record ids of event-time day <day> (UTC,
+                                yyyymmdd), bucket b: 64-bit digests, an intset (see
+                                dedupe.py); expires whole after the de-duplication window
     <prefix>:{n}:e:<event_id>   string card event applied (TTL)
     <prefix>:{n}:d              zset   when each card next needs the clock (epoch seconds)
     <prefix>:{n}:s              hash   shard statistics: `suspended` (cards suspended now)
@@ -20,11 +22,11 @@ Redis Cluster slot, so a single script call applies the whole batch.
 
 No other module writes a key format. The Lua scripts get every key they touch in KEYS, built
 here, except where a batch script meets keys it can only know per record: ``ingest.lua``
-gets the *prefixes* `card_prefix(shard)` and `record_prefix(shard)` in ARGV and appends the
-record's ICCID or record id to them (one call per shard and batch, no extra round trip). Its
-KEYS[1], the shard's outbox, routes the call to the shard's Redis Cluster slot, which every
-key built from those prefixes shares. (Hash *fields* inside a card, such as ``u:<cycle>``,
-are listed above and named by the scripts and ``redis_store.py``.)
+gets the *prefixes* `card_prefix(shard)` and `dedupe_prefix(shard)` in ARGV and appends
+the record's ICCID, or its day and bucket, to them (one call per shard and batch, no extra
+round trip). Its KEYS[1], the shard's outbox, routes the call to the shard's Redis Cluster
+slot, which every key built from those prefixes shares. (Hash *fields* inside a card, such
+as ``u:<cycle>``, are listed above and named by the scripts and ``redis_store.py``.)
 """
 
 from __future__ import annotations
@@ -65,12 +67,12 @@ class Keys:
     def card(self, iccid: str) -> str:
         return self.card_prefix(self.shard(iccid)) + iccid
 
-    def record_prefix(self, shard: int) -> str:
-        """``record_seen`` is this plus the record id (``ingest.lua`` builds them so)."""
-        return f"{self.tag(shard)}r:"
+    def dedupe_prefix(self, shard: int) -> str:
+        """``dedupe_bucket`` is this plus ``<day>:<bucket>`` (``ingest.lua`` builds them so)."""
+        return f"{self.tag(shard)}rd:"
 
-    def record_seen(self, shard: int, record_id: str) -> str:
-        return self.record_prefix(shard) + record_id
+    def dedupe_bucket(self, shard: int, day: str, bucket: int) -> str:
+        return f"{self.dedupe_prefix(shard)}{day}:{bucket}"
 
     def event_seen(self, iccid: str, event_id: str) -> str:
         return f"{self.tag(self.shard(iccid))}e:{event_id}"

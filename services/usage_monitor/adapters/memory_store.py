@@ -47,7 +47,7 @@ class _Shard:
     due: dict[str, float] = field(default_factory=dict)
     suspended: int = 0
     lock: tuple[str, float] | None = None  # holder token, expiry (monotonic seconds)
-    records: set[str] = field(default_factory=set)
+    records: set[tuple[str, str]] = field(default_factory=set)  # (event day, record id)
     events: set[str] = field(default_factory=set)
 
 
@@ -81,10 +81,10 @@ class MemoryStore:
             if actual != row.calendar:
                 result.recalendar.append((n, actual))
                 continue
-            if row.record_id in seen:
+            if (row.day, row.record_id) in seen:
                 result.duplicates += 1
             else:
-                seen.add(row.record_id)
+                seen.add((row.day, row.record_id))
                 card = self._cards.setdefault(row.iccid, _Card())
                 card.usage[row.cycle] = card.usage.get(row.cycle, 0) + row.nbytes
                 if not card.known:

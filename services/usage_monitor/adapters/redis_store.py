@@ -25,20 +25,31 @@ from ..ports import (
     OutboxEntry,
     Snapshot,
 )
+from . import dedupe
 from .codec import Template, decode_state, encode_state, template_of
 from .keys import Keys
 
 PACKAGE = "usage_monitor.adapters"
+DEFAULT_DEDUPE_BUCKETS = 256
 """Where the Lua scripts of this adapter live (``lua/*.lua``)."""
 
 
 class RedisStore:
     """The `CardStore` port on Redis (single server or Cluster)."""
 
-    def __init__(self, redis: AnyRedis, keys: Keys, *, record_ttl_s: int, event_ttl_s: int) -> None:
+    def __init__(
+        self,
+        redis: AnyRedis,
+        keys: Keys,
+        *,
+        record_ttl_s: int,
+        event_ttl_s: int,
+        dedupe_buckets: int = DEFAULT_DEDUPE_BUCKETS,
+    ) -> None:
         self.redis = redis
         self.keys = keys
         self.record_ttl_s = record_ttl_s
+        self.dedupe_buckets = dedupe_buckets
         self.event_ttl_s = event_ttl_s
         self._ingest: AsyncScript = lua.register(redis, PACKAGE, "ingest.lua")
         self._commit: AsyncScript = lua.register(redis, PACKAGE, "commit.lua")
@@ -56,13 +67,19 @@ class RedisStore:
 
     async def ingest(self, shard: int, rows: Sequence[IngestRow]) -> IngestResult:
         """Count a batch of one shard's records once each; see ``lua/ingest.lua``."""
+        days: dict[str, int] = {}
         flat: list[str | int] = []
+        buckets = self.dedupe_buckets
         for r in rows:
-            flat += (r.record_id, r.iccid, r.calendar, r.cycle.isoformat(), r.nbytes, int(r.late))
+            day = days.setdefault(r.day, len(days) + 1)
+            value = dedupe.digest(r.record_id)
+            flat += (day, dedupe.bucket(value, buckets), str(value), r.iccid, r.calendar)
+            flat += (r.cycle.isoformat(), r.nbytes, int(r.late))
+        expiry = [x for d in days for x in (d, dedupe.expires_at(d, self.record_ttl_s))]
         args: list[str | int | bytes] = [
             self.keys.card_prefix(shard),
-            self.keys.record_prefix(shard),
-            self.record_ttl_s,
+            self.keys.dedupe_prefix(shard),
+            orjson.dumps(expiry),
             orjson.dumps(flat),
         ]
         applied, dups, due, recal, unknown, late = await self._ingest(

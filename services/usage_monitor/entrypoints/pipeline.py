@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from simwatch_contracts import UsageRecord, describe_validation_error
 from simwatch_runtime.dead_letters import DeadLetters, RawMessage
 
+from ..adapters import dedupe
 from ..domain.cycles import cycle_of, cycle_start, next_cycle
 from ..metrics import Metrics
 from ..ports import IngestResult, IngestRow
@@ -90,6 +91,8 @@ class UsagePipeline:
         start = cycle_start(current, tz).timestamp()
         end = cycle_start(next_cycle(current), tz).timestamp()
         lag = self.metrics.event_lag
+        # A record whose remembered-id window may be gone before a redelivery is refused.
+        forgotten = dedupe.oldest_accepted(now, self.settings.record_dedupe_ttl_s).timestamp()
         too_large = self.settings.max_message_bytes
         for n, msg in enumerate(messages):
             if msg.value is not None and len(msg.value) > too_large:
@@ -108,11 +111,30 @@ class UsagePipeline:
                 lag.observe(max(0.0, now_ts - at))
             cycle = current if start <= at < end else cycle_of(record.event_time, tz, day)
             records.append(record)
+            if at < forgotten:
+                self._too_old(msg)
+                continue
             rows.append(
-                IngestRow(record.record_id, record.iccid, "", cycle, record.total_bytes, at < start)
+                IngestRow(
+                    record.record_id,
+                    record.iccid,
+                    "",
+                    cycle,
+                    record.total_bytes,
+                    at < start,
+                    dedupe.window(record.event_time),
+                )
             )
         out.dead_lettered = self.dead_letters.pending
         return rows, records
+
+    def _too_old(self, msg: RawMessage) -> None:
+        days = self.settings.record_dedupe_ttl_s // 86_400
+        reason = (
+            f"event_time is older than the {days}-day de-duplication window "
+            "(USAGE_MONITOR_RECORD_DEDUPE_TTL_S): it could not be counted exactly once"
+        )
+        self.dead_letters.add(msg, reason, "too_old")
 
     def _too_early(self, msg: RawMessage, ahead: float) -> None:
         limit = self.settings.future_skew_s
@@ -154,7 +176,9 @@ class UsagePipeline:
             tz, day = (calendar or self._default).split("|")
             cycle = cycle_of(records[src].event_time, tz, int(day))
             late = cycle < cycle_of(now, tz, int(day))
-            new_batch.append(IngestRow(row.record_id, row.iccid, calendar, cycle, row.nbytes, late))
+            new_batch.append(
+                IngestRow(row.record_id, row.iccid, calendar, cycle, row.nbytes, late, row.day)
+            )
             new_origin.append(src)
         return new_batch, new_origin
 
