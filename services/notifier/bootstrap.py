@@ -10,12 +10,12 @@ from prometheus_client import CollectorRegistry
 from simwatch_runtime.kafka_publisher import KafkaPublisher
 from simwatch_runtime.redis_client import AnyRedis, connect
 
-from .adapters.ledger import Ledger
+from .adapters.redis_ledger import Ledger
 from .channels.sms import Aliyun, HttpGateway, SmsProvider, Twilio
 from .channels.webhook import WebhookSender
-from .consumer import Inputs
-from .dispatcher import Dispatcher
+from .entrypoints.consumers import Inputs
 from .metrics import Metrics
+from .service_layer.dispatcher import Dispatcher
 from .settings import Settings
 
 

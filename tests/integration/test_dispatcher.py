@@ -17,10 +17,10 @@ import pytest
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from notifier.adapters.ledger import Ledger
+from notifier.adapters.redis_ledger import Ledger
 from notifier.channels.webhook import Outcome, WebhookSender
-from notifier.dispatcher import Dispatcher
 from notifier.metrics import Metrics
+from notifier.service_layer.dispatcher import Dispatcher
 from notifier.settings import Settings
 from simwatch_contracts import CardAlert
 from simwatch_runtime.redis_client import AnyRedis

@@ -19,10 +19,10 @@ from simwatch_contracts import CardAlert, CustomerSettings, describe_validation_
 from simwatch_runtime.dead_letters import letter_of
 from simwatch_runtime.errors import component_of, retrying
 
-from .adapters.ledger import Ledger
-from .domain.delivery import plan
-from .metrics import Metrics
-from .settings import Settings
+from ..adapters.redis_ledger import Ledger
+from ..domain.delivery import plan
+from ..metrics import Metrics
+from ..settings import Settings
 
 log = logging.getLogger(__name__)
 Publish = Callable[[str, bytes | None, bytes], Any]

@@ -22,14 +22,14 @@ from typing import Any
 from simwatch_contracts import CardAlert, CustomerSettings, DeadLetter
 from simwatch_runtime.errors import component_of, is_transient
 
-from .adapters.ledger import Claim, Ledger
-from .channels.sms import SmsProvider, sms_key
-from .channels.webhook import Outcome, Result, WebhookSender
-from .domain import policy
-from .domain.delivery import Channel
-from .domain.messages import mask_iccid, render
-from .metrics import Metrics
-from .settings import Settings
+from ..adapters.redis_ledger import Claim, Ledger
+from ..channels.sms import SmsProvider, sms_key
+from ..channels.webhook import Outcome, Result, WebhookSender
+from ..domain import policy
+from ..domain.delivery import Channel
+from ..domain.messages import mask_iccid, render
+from ..metrics import Metrics
+from ..settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from prometheus_client import generate_latest
 
 from simwatch_runtime.preflight import redis_status
 
-from .bootstrap import Components
+from ..bootstrap import Components
 
 log = logging.getLogger(__name__)
 PROMETHEUS_TEXT = "text/plain; version=0.0.4"

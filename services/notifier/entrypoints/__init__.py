@@ -1,0 +1,1 @@
+"""Where input arrives: the Kafka consumers and the HTTP server."""

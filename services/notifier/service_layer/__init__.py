@@ -1,0 +1,1 @@
+"""The notifier's use cases: scheduling deliveries and attempting due ones."""
