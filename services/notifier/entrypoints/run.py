@@ -1,50 +1,55 @@
-"""Runs the notifier: inputs, dispatcher and HTTP server in one event loop, until SIGTERM."""
+"""Runs the notifier: inputs, dispatcher and HTTP server in one event loop, until SIGTERM;
+then stops taking input, lets attempts in flight finish, and closes every client."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import signal
+from typing import Protocol
 
 from aiohttp import web
-from prometheus_client import generate_latest
+from prometheus_client import CollectorRegistry
 
-from simwatch_runtime.preflight import redis_status
+from simwatch_runtime.redis_client import AnyRedis
 
-from ..bootstrap import Components
+from ..metrics import Metrics
+from ..ports import DeliveryLedger
+from ..service_layer.dispatcher import Dispatcher
+from ..settings import Settings
+from .consumers import Inputs
+from .web import http_app
 
 log = logging.getLogger(__name__)
-PROMETHEUS_TEXT = "text/plain; version=0.0.4"
 
 
-def http_app(c: Components, tasks: list[asyncio.Task[None]]) -> web.Application:
-    async def health(_: web.Request) -> web.Response:
-        checks = {
-            "inputs": "ok" if tasks and not tasks[0].done() else "down",
-            "dispatcher": "ok" if len(tasks) > 1 and not tasks[1].done() else "down",
-        }
-        checks["redis"] = await redis_status(c.redis)
-        ok = all(v == "ok" for v in checks.values())
-        return web.json_response(
-            {"status": "ok" if ok else "degraded", **checks}, status=200 if ok else 503
-        )
+class Parts(Protocol):
+    """What `serve` runs (bootstrap's `Components`)."""
 
-    async def metrics(_: web.Request) -> web.Response:
-        c.metrics.retry_queue.set(await c.ledger.depth())
-        return web.Response(body=generate_latest(c.registry), content_type=PROMETHEUS_TEXT)
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def registry(self) -> CollectorRegistry: ...
+    @property
+    def metrics(self) -> Metrics: ...
+    @property
+    def redis(self) -> AnyRedis: ...
+    @property
+    def ledger(self) -> DeliveryLedger: ...
+    @property
+    def dispatcher(self) -> Dispatcher: ...
+    @property
+    def inputs(self) -> Inputs: ...
 
-    app = web.Application()
-    app.router.add_get("/health", health)
-    app.router.add_get("/metrics", metrics)
-    return app
+    async def close(self) -> None: ...
 
 
-async def serve(c: Components) -> None:
+async def serve(c: Parts) -> None:
     tasks = [
         asyncio.create_task(c.inputs.run(), name="inputs"),
         asyncio.create_task(c.dispatcher.run(), name="dispatcher"),
     ]
-    runner = web.AppRunner(http_app(c, tasks))
+    runner = web.AppRunner(http_app(c.registry, c.metrics, c.ledger, c.redis, tasks))
     await runner.setup()
     site = web.TCPSite(runner, c.settings.web_bind, c.settings.web_port)
     await site.start()
