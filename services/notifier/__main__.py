@@ -29,7 +29,7 @@ async def preflight(s: Settings) -> None:
 
 
 async def _run(settings: Settings) -> None:
-    from .service import serve
+    from .entrypoints.run import serve
 
     await serve(build(settings))
 

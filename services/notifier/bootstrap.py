@@ -1,4 +1,5 @@
-"""The notifier's composition root: builds every component from its settings, once."""
+"""The notifier's composition root: builds every component from its settings, once, and
+wires the adapters (Redis ledger, channels, Kafka publisher) to the service layer."""
 
 from __future__ import annotations
 
@@ -10,12 +11,14 @@ from prometheus_client import CollectorRegistry
 from simwatch_runtime.kafka_publisher import KafkaPublisher
 from simwatch_runtime.redis_client import AnyRedis, connect
 
-from .adapters.ledger import Ledger
-from .channels.sms import Aliyun, HttpGateway, SmsProvider, Twilio
+from .adapters.redis_ledger import RedisLedger
+from .channels.sms import Aliyun, HttpGateway, Twilio
 from .channels.webhook import WebhookSender
-from .consumer import Inputs
-from .dispatcher import Dispatcher
+from .entrypoints.consumers import Inputs
 from .metrics import Metrics
+from .ports import SmsProvider
+from .service_layer.dispatcher import Dispatcher
+from .service_layer.scheduling import Scheduler
 from .settings import Settings
 
 
@@ -32,7 +35,7 @@ class Components:
     http: httpx.AsyncClient
     webhooks: WebhookSender
     publisher: KafkaPublisher
-    ledger: Ledger
+    ledger: RedisLedger
     dispatcher: Dispatcher
     inputs: Inputs
 
@@ -110,7 +113,7 @@ def build(settings: Settings, registry: CollectorRegistry | None = None) -> Comp
         client_id=settings.group_id,
         idempotence=settings.producer_idempotence,
     )
-    ledger = Ledger(redis, settings.redis_prefix)
+    ledger = RedisLedger(redis, settings.redis_prefix)
     provider = sms_provider(settings, http)
     # Redirects are never followed: a webhook redirect is a failed attempt, not a new target.
     webhooks = WebhookSender(
@@ -120,11 +123,9 @@ def build(settings: Settings, registry: CollectorRegistry | None = None) -> Comp
     async def publish(topic: str, key: bytes | None, value: bytes) -> None:
         await publisher.publish([(topic, key, value)])
 
-    async def dead_letter(key: bytes, value: bytes) -> None:
-        await publish(settings.topic_delivery_dlq, key, value)
-
-    dispatcher = Dispatcher(ledger, webhooks, provider, settings, metrics, dead_letter)
-    inputs = Inputs(settings, ledger, metrics, publish, dispatcher.wake, provider is not None)
+    dispatcher = Dispatcher(ledger, webhooks, provider, settings, metrics, publish)
+    scheduler = Scheduler(ledger, metrics, sms_enabled=provider is not None)
+    inputs = Inputs(settings, scheduler, metrics, publish, dispatcher.wake)
     return Components(
         settings, registry, metrics, redis, http, webhooks, publisher, ledger, dispatcher, inputs
     )

@@ -23,56 +23,49 @@ class Metrics:
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> Metrics:
-        p = "notifier"
+        def counter(name: str, doc: str, *labels: str) -> Counter:
+            return Counter(f"notifier_{name}", doc, labels, registry=registry)
+
         return cls(
-            alerts=Counter(
-                f"{p}_alerts",
-                "card.alerts consumed, by outcome (scheduled, "
-                "duplicate, no_channel, dead_lettered)",
-                ["outcome"],
-                registry=registry,
+            alerts=counter(
+                "alerts",
+                "card.alerts consumed, by outcome (scheduled, duplicate, no_channel, "
+                "dead_lettered)",
+                "outcome",
             ),
-            settings=Counter(
-                f"{p}_settings",
-                "customer.settings consumed, by outcome",
-                ["outcome"],
-                registry=registry,
-            ),
-            deliveries=Counter(
-                f"{p}_deliveries",
-                "Delivery attempts by channel and outcome "
-                "(delivered, retry, gave_up, disabled, refused, failed, "
-                "uncertain, deferred, dropped)",
-                ["channel", "outcome"],
-                registry=registry,
+            settings=counter("settings", "customer.settings consumed, by outcome", "outcome"),
+            deliveries=counter(
+                "deliveries",
+                "Delivery attempts by channel and outcome (delivered, retry, gave_up, disabled, "
+                "refused, failed, uncertain, deferred, dropped)",
+                "channel",
+                "outcome",
             ),
             retry_queue=Gauge(
-                f"{p}_retry_queue_depth", "Deliveries waiting for an attempt", registry=registry
+                "notifier_retry_queue_depth", "Deliveries waiting for an attempt", registry=registry
             ),
             latency=Histogram(
-                f"{p}_delivery_latency_seconds",
+                "notifier_delivery_latency_seconds",
                 "Alert occurred_at to delivered",
                 ["channel"],
                 buckets=LATENCY_BUCKETS,
                 registry=registry,
             ),
-            dead_letters=Counter(
-                f"{p}_dead_letters",
+            dead_letters=counter(
+                "dead_letters",
                 "Inputs and exhausted deliveries sent to a dead-letter topic",
-                ["source", "reason"],
-                registry=registry,
+                "source",
+                "reason",
             ),
-            transient_errors=Counter(
-                f"{p}_transient_errors",
+            transient_errors=counter(
+                "transient_errors",
                 "Redis or Kafka failures retried in place, by component",
-                ["component"],
-                registry=registry,
+                "component",
             ),
-            delivery_errors=Counter(
-                f"{p}_delivery_errors",
+            delivery_errors=counter(
+                "delivery_errors",
                 "Unexpected errors in a delivery attempt (a bug or unusable stored data); "
                 "the attempt counts against the retry schedule",
-                ["channel"],
-                registry=registry,
+                "channel",
             ),
         )

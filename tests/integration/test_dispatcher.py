@@ -17,10 +17,12 @@ import pytest
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from notifier.adapters.ledger import Ledger
-from notifier.channels.webhook import Outcome, WebhookSender
-from notifier.dispatcher import Dispatcher
+from notifier.adapters.redis_ledger import RedisLedger
+from notifier.channels.webhook import WebhookSender
+from notifier.domain.delivery import Channel, Delivery, DeliveryState
+from notifier.domain.outcome import Outcome
 from notifier.metrics import Metrics
+from notifier.service_layer.dispatcher import Dispatcher
 from notifier.settings import Settings
 from simwatch_contracts import CardAlert
 from simwatch_runtime.redis_client import AnyRedis
@@ -46,9 +48,9 @@ class ExplodingSender(WebhookSender):
 
 
 @pytest.fixture
-async def ledger(redis: AnyRedis) -> AsyncIterator[Ledger]:
+async def ledger(redis: AnyRedis) -> AsyncIterator[RedisLedger]:
     prefix = f"d{uuid.uuid4().hex[:10]}"
-    yield Ledger(redis, prefix)
+    yield RedisLedger(redis, prefix)
     keys = [k async for k in redis.scan_iter(match=f"{{{prefix}}}:*", count=1000)]
     for key in keys:
         await redis.delete(key)
@@ -56,18 +58,18 @@ async def ledger(redis: AnyRedis) -> AsyncIterator[Ledger]:
 
 @contextlib.asynccontextmanager
 async def running(
-    ledger: Ledger, sender: WebhookSender, **settings: Any
+    ledger: RedisLedger, sender: WebhookSender, **settings: Any
 ) -> AsyncIterator[tuple[Dispatcher, list[dict[str, Any]], Metrics]]:
     """A dispatcher over `ledger` with one webhook delivery scheduled; yields it, the dead
     letters it wrote and its metrics."""
     letters: list[dict[str, Any]] = []
 
-    async def dead_letter(_key: bytes, value: bytes) -> None:
+    async def publish(_topic: str, _key: bytes | None, value: bytes) -> None:
         letters.append(json.loads(value))
 
     metrics = Metrics.create(CollectorRegistry())
     config = Settings(dispatch_interval_s=0.02, lease_s=2, **settings)
-    dispatcher = Dispatcher(ledger, sender, None, config, metrics, dead_letter)
+    dispatcher = Dispatcher(ledger, sender, None, config, metrics, publish)
     card = iccid(61_001)
     alert = {
         "alert_id": f"alr-{uuid.uuid4().hex[:8]}",
@@ -82,15 +84,8 @@ async def running(
     task = asyncio.create_task(dispatcher.run())
     try:
         yield dispatcher, letters, metrics
-        fields = {
-            "alert": json.dumps(alert),
-            "customer": "acme",
-            "channel": "webhook",
-            "target": "webhook",
-            "state": "pending",
-            "attempts": 0,
-        }
-        await ledger.schedule("dlv-1", datetime.now(UTC), fields)
+        delivery = Delivery("dlv-1", json.dumps(alert), "acme", Channel.WEBHOOK, "webhook")
+        await ledger.schedule(delivery, datetime.now(UTC))
         dispatcher.wake.set()
         for _ in range(200):
             if letters:
@@ -109,14 +104,15 @@ def customer(url: str) -> bytes:
 
 
 async def test_an_unexpected_error_is_retried_on_schedule_then_dead_lettered(
-    ledger: Ledger,
+    ledger: RedisLedger,
 ) -> None:
-    await ledger.save_customer("acme", customer("http://127.0.0.1:9/hook"))
+    await ledger.store_customer("acme", customer("http://127.0.0.1:9/hook"))
     sender = ExplodingSender()
     async with running(ledger, sender, retry_schedule_s=(0.05, 0.05)) as (_, letters, metrics):
         pass
     record = await ledger.load("dlv-1")
-    assert record["state"] == "gave_up" and record["attempts"] == "3", record
+    assert record is not None, "the delivery is kept"
+    assert record.state is DeliveryState.GAVE_UP and record.attempts == 3, record
     assert sender.calls == 3
     assert len(letters) == 1 and "KeyError" in letters[0]["error"], letters
     assert "a bug" not in letters[0]["error"]  # the type only: a message may carry data
@@ -143,10 +139,10 @@ async def busy_endpoint() -> AsyncIterator[tuple[str, list[float]]]:
 
 
 async def test_retry_after_zero_counts_against_the_schedule_and_is_floored(
-    ledger: Ledger, busy_endpoint: tuple[str, list[float]]
+    ledger: RedisLedger, busy_endpoint: tuple[str, list[float]]
 ) -> None:
     url, hits = busy_endpoint
-    await ledger.save_customer("acme", customer(url))
+    await ledger.store_customer("acme", customer(url))
     sender = WebhookSender(allow_private=True, timeout_s=1)
     async with running(
         ledger, sender, retry_schedule_s=(0.05, 0.05, 0.05), retry_after_min_s=0.2

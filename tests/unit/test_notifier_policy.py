@@ -9,10 +9,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from standardwebhooks import Webhook
 
-from notifier.channels.sms import aliyun_signature, sms_key
+from notifier.channels.sms import aliyun_signature
 from notifier.channels.webhook import body_of, sign, sign_all
 from notifier.domain import policy
-from notifier.domain.delivery import Channel, plan
+from notifier.domain.delivery import Channel, plan, sms_key
 from notifier.domain.messages import mask_iccid, render, volume
 from notifier.domain.policy import backoff, quiet_until, retry_after
 from simwatch_contracts import CardAlert, QuietHours

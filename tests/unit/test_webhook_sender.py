@@ -18,7 +18,8 @@ import pytest
 from aiohttp import web
 
 from notifier.channels.ssrf import IPAddress
-from notifier.channels.webhook import Result, WebhookSender
+from notifier.channels.webhook import WebhookSender
+from notifier.domain.outcome import Result
 from simwatch_contracts import CardAlert
 
 from ..receiver import SECRET

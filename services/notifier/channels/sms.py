@@ -14,19 +14,11 @@ import hmac
 import json
 import uuid
 from datetime import UTC, datetime
-from typing import Protocol
 from urllib.parse import quote
 
 import httpx
 
-from .webhook import Outcome, Result
-
-
-class SmsProvider(Protocol):
-    name: str
-    idempotent: bool
-
-    async def send(self, to: str, text: str, key: str, params: dict[str, str]) -> Outcome: ...
+from ..domain.outcome import Outcome, Result
 
 
 def _classify(response: httpx.Response) -> Outcome:
@@ -142,8 +134,3 @@ def aliyun_signature(secret: str, method: str, query: dict[str, str]) -> str:
     to_sign = f"{method}&{_pct('/')}&{_pct(canonical)}"
     digest = hmac.new(f"{secret}&".encode(), to_sign.encode(), hashlib.sha1).digest()
     return base64.b64encode(digest).decode()
-
-
-def sms_key(alert_id: str, number: str) -> str:
-    """The idempotency key of one SMS: the same for every attempt of (alert, number)."""
-    return hashlib.sha256(f"{alert_id}|{number}".encode()).hexdigest()[:40]

@@ -19,9 +19,7 @@ import json
 import socket
 import ssl
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
 import aiohttp
@@ -30,28 +28,13 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from simwatch_contracts import CardAlert
 from simwatch_contracts.customer_settings import webhook_key
 
+from ..domain.outcome import Outcome, Result
 from .ssrf import Lookup, Target, TargetRefusedError, resolve, system_lookup
 
 MAX_ANSWER_BYTES = 4096
 """Read at most this much of an answer: the status decides, the body only says why."""
 
 _PINNED: contextvars.ContextVar[Target | None] = contextvars.ContextVar("pinned", default=None)
-
-
-class Result(StrEnum):
-    DELIVERED = "delivered"
-    RETRY = "retry"
-    GONE = "gone"  # 410: the endpoint is disabled until the customer changes it
-    REFUSED = "refused"  # not a target we may call
-    UNCERTAIN = "uncertain"  # the request went out; no answer (SMS only)
-    FAILED = "failed"  # refused by the provider for good (SMS only)
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    result: Result
-    detail: str = ""
-    retry_after: str | None = None
 
 
 def signing_key(secret: str) -> bytes:

@@ -1,17 +1,54 @@
-"""Which deliveries an alert makes: one per channel target the customer configured."""
+"""Deliveries: which ones an alert makes (one per channel target the customer configured), the
+typed record of one, the states it goes through, and what an attempt's outcome makes of it.
+
+    pending ──claim──> sending ──> delivered | disabled | refused | uncertain | gave_up
+       ^                  │
+       └── retry <────────┘   (deferred: back to pending with a note)
+
+A delivery found in `sending` when claimed was being attempted by a replica that died:
+whether that attempt reached the provider is unknown.
+"""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import cached_property
 
 from simwatch_contracts import CardAlert, CustomerSettings
 from simwatch_contracts.ids import stable_id
+
+from .outcome import Result
 
 
 class Channel(StrEnum):
     WEBHOOK = "webhook"
     SMS = "sms"
+
+
+class DeliveryState(StrEnum):
+    PENDING = "pending"
+    SENDING = "sending"
+    RETRY = "retry"
+    DELIVERED = "delivered"
+    DISABLED = "disabled"
+    REFUSED = "refused"
+    UNCERTAIN = "uncertain"
+    GAVE_UP = "gave_up"
+
+
+FINAL_STATE = {
+    Result.DELIVERED: DeliveryState.DELIVERED,
+    Result.GONE: DeliveryState.DISABLED,
+    Result.REFUSED: DeliveryState.REFUSED,
+    Result.UNCERTAIN: DeliveryState.UNCERTAIN,
+    Result.FAILED: DeliveryState.GAVE_UP,
+}
+"""The state a delivery ends in after an attempt with this result (RETRY never ends one)."""
+
+DEAD_LETTERED = frozenset({DeliveryState.GAVE_UP, DeliveryState.REFUSED})
+"""Final states whose alert goes to the delivery dead-letter topic."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,6 +57,47 @@ class Planned:
     channel: Channel
     target: str
     """`webhook` for the customer's (current) webhook; the phone number for SMS."""
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One delivery as the ledger keeps it. `alert_json` is the alert as scheduled (the bytes a
+    dead letter carries); `alert` parses it on first use, once per loaded record."""
+
+    delivery_id: str
+    alert_json: str
+    customer_id: str
+    channel: Channel
+    target: str
+    state: DeliveryState = DeliveryState.PENDING
+    attempts: int = 0
+    partition: int = 0
+    offset: int = 0
+    created: float = 0.0
+
+    @cached_property
+    def alert(self) -> CardAlert:
+        """The alert (raises pydantic's ValidationError when the stored text is unreadable)."""
+        return CardAlert.model_validate_json(self.alert_json)
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """The right to attempt a delivery until its lease ends; `token` proves it on finish."""
+
+    delivery_id: str
+    previous_state: DeliveryState
+    token: int
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """What an attempt records on its delivery (fields left None are not changed)."""
+
+    state: DeliveryState
+    attempts: int | None = None
+    last: str | None = None
+    note: str | None = None
 
 
 def plan(alert: CardAlert, settings: CustomerSettings | None, sms_enabled: bool) -> list[Planned]:
@@ -36,3 +114,8 @@ def plan(alert: CardAlert, settings: CustomerSettings | None, sms_enabled: bool)
 
 def _planned(alert: CardAlert, channel: Channel, target: str) -> Planned:
     return Planned(stable_id("dlv", alert.alert_id, channel.value, target), channel, target)
+
+
+def sms_key(alert_id: str, number: str) -> str:
+    """The idempotency key of one SMS: the same for every attempt of (alert, number)."""
+    return hashlib.sha256(f"{alert_id}|{number}".encode()).hexdigest()[:40]

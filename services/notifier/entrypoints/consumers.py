@@ -1,6 +1,7 @@
-"""The notifier's Kafka inputs: `customer.settings` into Redis, and `card.alerts` into the
-delivery ledger. An alert's offset is committed only after each of its deliveries is
-durably scheduled; delivering is the dispatcher's job, so no endpoint can stall a partition."""
+"""The notifier's Kafka inputs: `customer.settings` and `card.alerts`, parsed here and handed
+to the scheduler (malformed input goes to the dead-letter topic). An alert's offset is
+committed only after each of its deliveries is durably scheduled; delivering is the
+dispatcher's job, so no endpoint can stall a partition."""
 
 from __future__ import annotations
 
@@ -19,31 +20,28 @@ from simwatch_contracts import CardAlert, CustomerSettings, describe_validation_
 from simwatch_runtime.dead_letters import letter_of
 from simwatch_runtime.errors import component_of, retrying
 
-from .adapters.ledger import Ledger
-from .domain.delivery import plan
-from .metrics import Metrics
-from .settings import Settings
+from ..metrics import Metrics
+from ..ports import Publisher
+from ..service_layer.scheduling import Scheduler
+from ..settings import Settings
 
 log = logging.getLogger(__name__)
-Publish = Callable[[str, bytes | None, bytes], Any]
 
 
 class Inputs:
     def __init__(
         self,
         settings: Settings,
-        ledger: Ledger,
+        scheduler: Scheduler,
         metrics: Metrics,
-        publish: Publish,
+        publish: Publisher,
         wake: asyncio.Event,
-        sms_enabled: bool,
     ) -> None:
         self.s = settings
-        self.ledger = ledger
+        self.scheduler = scheduler
         self.metrics = metrics
         self.publish = publish
         self.wake = wake
-        self.sms_enabled = sms_enabled
         self._stopping = asyncio.Event()
 
     def _consumer(self, topic: str, group: str) -> AIOKafkaConsumer:
@@ -135,8 +133,7 @@ class Inputs:
             self.metrics.settings.labels("dead_lettered").inc()
             return
         if msg.value is None:  # tombstone: the customer is gone
-            await self.ledger.save_customer(key, None)
-            self.metrics.settings.labels("deleted").inc()
+            await self.scheduler.delete_settings(key)
             return
         try:
             parsed = CustomerSettings.model_validate_json(msg.value)
@@ -150,8 +147,7 @@ class Inputs:
             )
             self.metrics.settings.labels("dead_lettered").inc()
             return
-        await self.ledger.save_customer(key, msg.value)
-        self.metrics.settings.labels("stored").inc()
+        await self.scheduler.store_settings(key, msg.value)
 
     async def _on_alert(self, msg: ConsumerRecord[bytes, bytes]) -> None:
         try:
@@ -160,27 +156,7 @@ class Inputs:
             await self._dead_letter(msg, describe_validation_error(exc))
             self.metrics.alerts.labels("dead_lettered").inc()
             return
-        customer = await self.ledger.customer(alert.customer_id)
-        planned = plan(alert, customer, self.sms_enabled)
-        if not planned:
-            self.metrics.alerts.labels("no_channel").inc()
-            return
-        now = datetime.now(UTC)
-        fresh = 0
-        for p in planned:
-            fields = {
-                "alert": alert.model_dump_json(exclude_none=True),
-                "customer": alert.customer_id,
-                "channel": p.channel.value,
-                "target": p.target,
-                "state": "pending",
-                "attempts": 0,
-                "partition": msg.partition,
-                "offset": msg.offset,
-                "created": now.timestamp(),
-            }
-            fresh += await self.ledger.schedule(p.delivery_id, now, fields)
-        self.metrics.alerts.labels("scheduled" if fresh else "duplicate").inc()
+        await self.scheduler.alert(alert, msg.partition, msg.offset)
 
     async def _dead_letter(self, msg: ConsumerRecord[bytes, bytes], error: str) -> None:
         letter = letter_of(msg, error, datetime.now(UTC), service="notifier")

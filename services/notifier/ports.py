@@ -1,0 +1,88 @@
+"""The notifier's ports: what the service layer needs from storage, Kafka and the channels.
+
+Adapters implement them (`adapters.redis_ledger`, `adapters.memory_ledger`, `channels.*`,
+the Kafka publisher wired in `bootstrap`); the service layer sees only these.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Protocol
+
+from simwatch_contracts import CardAlert, CustomerSettings
+
+from .domain.delivery import Claim, Delivery, Progress
+from .domain.outcome import Outcome
+
+
+class DeliveryLedger(Protocol):
+    """Deliveries, their due times and leases, and what the notifier knows of customers."""
+
+    async def schedule(self, delivery: Delivery, at: datetime) -> bool:
+        """Record `delivery`, first due `at`; False (and no change) when it exists already."""
+        ...
+
+    async def claim(self, now: datetime, lease_s: float, limit: int) -> list[Claim]:
+        """At most `limit` deliveries due by `now`, each leased to the caller for `lease_s`:
+        nobody else claims it before the lease ends, and it is claimed again if the caller
+        never finishes it."""
+        ...
+
+    async def load(self, delivery_id: str) -> Delivery | None:
+        """The delivery; None when it is not (or no longer) known."""
+        ...
+
+    async def finish(self, claim: Claim, next_at: datetime | None, progress: Progress) -> bool:
+        """Record an attempt's `progress` if `claim` still holds the delivery; due again at
+        `next_at`, or finished (kept for a while, then forgotten) when None. False when a
+        newer claim owns the delivery (nothing changes)."""
+        ...
+
+    async def depth(self) -> int:
+        """How many deliveries wait for an attempt (leased ones included)."""
+        ...
+
+    async def store_customer(self, customer_id: str, raw: bytes) -> None:
+        """Keep the customer's settings as received (validated JSON)."""
+        ...
+
+    async def delete_customer(self, customer_id: str) -> None:
+        """Forget the customer's settings (a tombstone on the compacted topic)."""
+        ...
+
+    async def customer(self, customer_id: str) -> CustomerSettings | None:
+        """The customer's settings; None when unknown or no longer valid."""
+        ...
+
+    async def webhook_gone(self, customer_id: str) -> str | None:
+        """The customer's webhook URL that answered 410, if any."""
+        ...
+
+    async def mark_webhook_gone(self, customer_id: str, url: str) -> None: ...
+
+    async def count_sms(self, number: str, hour: int) -> int:
+        """Count one SMS to `number` in epoch-hour `hour`; the count so far, this one included."""
+        ...
+
+
+class Publisher(Protocol):
+    """Writes one record to a Kafka topic (durably, before returning)."""
+
+    async def __call__(self, topic: str, key: bytes | None, value: bytes, /) -> None: ...
+
+
+class WebhookChannel(Protocol):
+    async def send(
+        self, url: str, secrets: str | Sequence[str], alert: CardAlert, now: datetime
+    ) -> Outcome:
+        """One signed attempt of `alert` to `url`; never raises for the endpoint's faults."""
+        ...
+
+
+class SmsProvider(Protocol):
+    name: str
+    idempotent: bool
+    """True when sending again with the same key cannot make a second SMS."""
+
+    async def send(self, to: str, text: str, key: str, params: dict[str, str]) -> Outcome: ...

@@ -1,0 +1,121 @@
+"""Attempts deliveries that are due, a bounded number at a time: claim → send → finish.
+
+Deliveries are claimed from the ledger under a lease, so a slow endpoint never blocks a Kafka
+partition, two replicas never attempt the same delivery at once, and a replica that dies
+mid-attempt leaves the delivery to be claimed again when its lease ends. Such an orphaned
+attempt (state still `sending`) may or may not have reached the provider: webhooks and the
+idempotent SMS gateway are sent again with the same id/key; other SMS providers are marked
+uncertain and never sent twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from simwatch_runtime.errors import component_of, is_transient
+
+from ..domain.delivery import Claim, Delivery
+from ..domain.outcome import Outcome, Result
+from ..metrics import Metrics
+from ..ports import DeliveryLedger, Publisher, SmsProvider, WebhookChannel
+from ..settings import Settings
+from .recording import Attempt, Recorder
+from .sending import Sender
+
+log = logging.getLogger(__name__)
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        ledger: DeliveryLedger,
+        webhooks: WebhookChannel,
+        sms: SmsProvider | None,
+        settings: Settings,
+        metrics: Metrics,
+        publish: Publisher,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.ledger = ledger
+        self.settings = settings
+        self.metrics = metrics
+        self.clock = clock
+        self.rng = random.Random()
+        self.sender = Sender(ledger, webhooks, sms, settings)
+        idempotent = sms is not None and sms.idempotent
+        self.recorder = Recorder(ledger, settings, metrics, publish, idempotent, self.rng)
+        self.wake = asyncio.Event()
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._stopping = False
+
+    async def run(self) -> None:
+        """Claim and attempt until stopped; woken early when new deliveries are scheduled."""
+        while not self._stopping:
+            try:
+                await self.claim_some()
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                # Redis away: claims wait (leases keep other replicas off them meanwhile).
+                self.metrics.transient_errors.labels(component_of(exc)).inc()
+                log.warning("claiming deliveries: %s: %s", type(exc).__name__, exc)
+            self.wake.clear()
+            with contextlib.suppress(TimeoutError):  # no wake-up: look again anyway
+                await asyncio.wait_for(self.wake.wait(), self.settings.dispatch_interval_s)
+
+    async def claim_some(self) -> None:
+        """Claim as many due deliveries as there are free slots, and start attempting them."""
+        free = self.settings.concurrency - len(self._inflight)
+        if free > 0:
+            for claim in await self.ledger.claim(self.clock(), self.settings.lease_s, free):
+                task = asyncio.create_task(self._attempt(claim))
+                self._inflight.add(task)
+                task.add_done_callback(self._inflight.discard)
+        self.metrics.retry_queue.set(await self.ledger.depth())
+
+    async def settle(self, timeout_s: float | None = None) -> None:
+        """Wait for the attempts in flight to finish."""
+        if self._inflight:
+            await asyncio.wait(self._inflight, timeout=timeout_s)
+
+    async def stop(self, grace_s: float = 20.0) -> None:
+        """Stop claiming; let attempts in flight finish (their leases cover the rest)."""
+        self._stopping = True
+        self.wake.set()
+        await self.settle(grace_s)
+
+    async def _attempt(self, claim: Claim) -> None:
+        try:
+            delivery = await self.ledger.load(claim.delivery_id)
+            if delivery is None:
+                return
+            try:
+                customer = await self.ledger.customer(delivery.customer_id)
+                attempt = Attempt(claim, delivery, customer)
+                outcome = await self.sender.send(claim, delivery, customer, self.clock())
+            except Exception as exc:
+                if is_transient(exc):
+                    raise  # Redis away: not this delivery's fault, the lease brings it back
+                attempt = Attempt(claim, delivery, None)
+                outcome = self._unexpected(delivery, exc)
+            await self.recorder.record(attempt, outcome, self.clock())
+        except Exception as exc:  # one delivery's failure must not stop the others:
+            # the lease ends and the delivery is claimed again.
+            if is_transient(exc):
+                self.metrics.transient_errors.labels(component_of(exc)).inc()
+                log.warning("delivery %s: %s: %s", claim.delivery_id, type(exc).__name__, exc)
+            else:
+                log.exception("delivery %s failed unexpectedly", claim.delivery_id)
+
+    def _unexpected(self, delivery: Delivery, exc: Exception) -> Outcome:
+        """An attempt that raised is a failed attempt like any other: retried on the schedule,
+        then dead-lettered. Logged by type only (a message may carry a secret or a number)."""
+        channel = delivery.channel.value
+        self.metrics.delivery_errors.labels(channel).inc()
+        log.error("%s delivery attempt raised %s", channel, type(exc).__name__)
+        return Outcome(Result.RETRY, f"unexpected error: {type(exc).__name__}")
