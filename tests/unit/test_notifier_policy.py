@@ -15,7 +15,7 @@ from notifier.domain import policy
 from notifier.domain.delivery import Channel, plan, sms_key
 from notifier.domain.messages import mask_iccid, render, volume
 from notifier.domain.policy import backoff, quiet_until, retry_after
-from simwatch_contracts import CardAlert, QuietHours
+from simwatch_contracts import AlertType, CardAlert, QuietHours
 
 NOW = datetime(2026, 11, 25, 14, 0, tzinfo=UTC)  # 22:00 in Shanghai
 ALERT = CardAlert.model_validate_json(
@@ -107,7 +107,7 @@ def test_texts_in_both_languages_say_what_to_do() -> None:
         json.dumps(
             {
                 **json.loads(ALERT.model_dump_json(exclude_none=True)),
-                "type": "suspended",
+                "type": AlertType.SUSPENDED,
                 "trigger": "arrears",
                 "reasons": ["arrears"],
             }
@@ -192,3 +192,29 @@ def test_missing_sms_provider_settings_are_named() -> None:
         validate_sms(Settings(sms_provider="twilio", twilio_account_sid="AC1"))
     validate_sms(Settings(sms_provider="http", sms_http_url="https://sms.example/send"))
     validate_sms(Settings())
+
+
+def test_a_suspended_alert_says_what_lifts_each_reason() -> None:
+    """The usage_monitor decides `lifts` with explain's rules; the SMS says it concretely."""
+    from datetime import UTC, datetime
+
+    from simwatch_contracts import LiftHint, Reason
+
+    at = datetime(2026, 12, 1, 2, tzinfo=UTC)
+    alert = ALERT.model_copy(
+        update={
+            "type": AlertType.SUSPENDED,
+            "trigger": Reason.ARREARS,
+            "reasons": (Reason.ARREARS, Reason.OVER_QUOTA),
+            "occurred_at": datetime.fromisoformat("2026-12-01T10:00:00+08:00"),
+            "lifts": (
+                LiftHint(reason=Reason.ARREARS, how="recharge", amount=1250),
+                LiftHint(
+                    reason=Reason.OVER_QUOTA, how="next_cycle", at=at.replace(day=31, hour=16)
+                ),
+            ),
+        }
+    )
+    zh, en = render(alert, "zh-CN"), render(alert, "en")
+    assert "请至少充值 12.50 元" in zh and "2027-01-01 00:00" in zh
+    assert "Recharge at least CNY 12.50" in en and "(2027-01-01 00:00)" in en

@@ -54,6 +54,55 @@ _ACTIONS = {
 }
 
 
+# What lifts one held reason (a `suspended` alert's `lifts`, decided by usage_monitor).
+_LIFTS = {
+    "zh-CN": {
+        "next_cycle": "下个计费周期开始时（{at}）自动恢复。",
+        "pool_next_cycle": "流量池下个计费周期开始时（{at}）自动恢复。",
+        "recharge": "请至少充值 {amount}，然后申请复机。",
+        "pay_debt": "请至少缴纳 {amount}，缴清后自动恢复。",
+        "renew": "请在 {deadline} 前续费，逾期号码将被注销。",
+        "customer_resume": "如需恢复，请在客户平台人工开启。",
+        "violation_cleared": "请联系运营商处理。",
+        "raise_quota": "请换用含流量的套餐。",
+        "none": "",
+    },
+    "en": {
+        "next_cycle": "It resumes by itself when the next cycle begins ({at}).",
+        "pool_next_cycle": "It resumes when the pool's next cycle begins ({at}).",
+        "recharge": "Recharge at least {amount}, then request a restore.",
+        "pay_debt": "Pay at least {amount}; service is restored once it is paid.",
+        "renew": "Renew before {deadline}, or the number is cancelled.",
+        "customer_resume": "Start it again in the customer portal when needed.",
+        "violation_cleared": "Please contact your operator.",
+        "raise_quota": "Move the card to a plan with data.",
+        "none": "",
+    },
+}
+
+
+def actions(alert: CardAlert, language: str) -> str:
+    """What the customer can do: from the alert's `lifts` (each held reason, with the amount
+    or the date), or, for an alert without them, the trigger's general advice."""
+    lang = language if language in LANGUAGES else "zh-CN"
+    if not alert.lifts:
+        trigger = alert.trigger or (alert.reasons[0] if alert.reasons else None)
+        return _ACTIONS[lang][trigger] if trigger else ""
+    tz = alert.occurred_at.tzinfo
+    parts = []
+    for hint in alert.lifts:
+        template = _LIFTS[lang].get(hint.how, "")
+        fields = {
+            "at": hint.at.astimezone(tz).strftime("%Y-%m-%d %H:%M") if hint.at else "-",
+            "deadline": hint.deadline.astimezone(tz).strftime("%Y-%m-%d") if hint.deadline else "-",
+            "amount": money(hint.amount, lang),
+        }
+        text = template.format(**fields)
+        if text and text not in parts:
+            parts.append(text)
+    return ("" if lang == "zh-CN" else " ").join(parts)
+
+
 @cache
 def _template(language: str, kind: str) -> str:
     path = resources.files("notifier").joinpath("templates", language, f"{kind}.txt")
@@ -91,7 +140,7 @@ def render(alert: CardAlert, language: str) -> str:
         "days_left": alert.days_left if alert.days_left is not None else "-",
         "expires": _local_date(alert),
         "reason": _REASONS[lang][trigger] if trigger else "-",
-        "action": _ACTIONS[lang][trigger] if trigger else "",
+        "action": actions(alert, lang),
         "balance": money(alert.balance, lang),
         "amount_due": money(alert.amount_due, lang),
     }
