@@ -55,6 +55,7 @@ def build(
         Keys(settings.redis_prefix, settings.redis_shards),
         record_ttl_s=settings.record_dedupe_ttl_s,
         dedupe_buckets=settings.dedupe_buckets,
+        history_length=settings.history_length,
         event_ttl_s=settings.event_dedupe_ttl_s,
     )
     publisher = KafkaPublisher(

@@ -65,6 +65,8 @@ class CommitRequest:
     event_id: str | None = None
     due: datetime | None = None
     suspended_delta: int = 0
+    history: Sequence[str] = ()
+    """Entries for the card's history list (oldest first), kept to the store's length."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +123,10 @@ class CardStore(Protocol):
 
     async def due_cards(self, shard: int, until: datetime, limit: int) -> list[str]:
         """Cards of `shard` due at or before `until`, earliest first."""
+        ...
+
+    async def history(self, iccid: str) -> list[str]:
+        """The card's most recent decisions, newest first."""
         ...
 
     async def suspended_cards(self) -> int:

@@ -38,6 +38,7 @@ class Settings(BaseSettings):
     topic_events: str = "card.events"
     topic_commands: str = "card.commands"
     topic_alerts: str = "card.alerts"
+    topic_decisions: str = Field("card.decisions", description="output: the audit trail")
     topic_dlq: str = "usage.records.dlq"
     topic_partitions: int = Field(12, ge=1, description="partitions of topics it creates")
     create_topics: bool = True
@@ -46,6 +47,9 @@ class Settings(BaseSettings):
     redis_shards: int = Field(12, ge=1, le=16384, description="= usage topic partitions")
     record_dedupe_ttl_s: int = Field(35 * DAY, ge=60)
     event_dedupe_ttl_s: int = Field(35 * DAY, ge=60)
+    history_length: int = Field(
+        20, ge=1, le=1000, description="decisions each card keeps for explain's history"
+    )
     dedupe_buckets: int = Field(
         256,
         ge=1,

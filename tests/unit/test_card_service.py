@@ -118,12 +118,13 @@ async def test_a_decision_waits_in_the_outbox_while_kafka_is_away(
     publisher.down = True
     await service.apply_event(event("card.suspend_requested"))  # drain fails: left for sweep
     shard = service.store.shard(ICCID)
-    assert (await service.store.outbox_depth([shard]))[shard] == 2  # the command, the alert
+    # the command, the alert, and their two audit records
+    assert (await service.store.outbox_depth([shard]))[shard] == 4
     assert publisher.sent == []
     publisher.down = False
     assert await service.sweep() == 0  # the failed drain's lock holds until it expires
     clock.elapsed_s += OUTBOX_LOCK_MS / 1000
-    assert await service.sweep() == 2
+    assert await service.sweep() == 4
     assert [c["trigger"] for c in publisher.of(service.settings.topic_commands)] == ["manual"]
 
 

@@ -10,6 +10,7 @@ Redis Cluster slot, so a single script call applies the whole batch.
                                 yyyymmdd), bucket b: 64-bit digests, an intset (see
                                 dedupe.py); expires whole after the de-duplication window
     <prefix>:{n}:e:<event_id>   string card event applied (TTL)
+    <prefix>:{n}:h:<iccid>      list   the card's most recent decisions, newest first (capped)
     <prefix>:{n}:d              zset   when each card next needs the clock (epoch seconds)
     <prefix>:{n}:s              hash   shard statistics: `suspended` (cards suspended now)
     <prefix>:{n}:o              stream outbox of alerts and commands not yet on Kafka
@@ -73,6 +74,9 @@ class Keys:
 
     def dedupe_bucket(self, shard: int, day: str, bucket: int) -> str:
         return f"{self.dedupe_prefix(shard)}{day}:{bucket}"
+
+    def history(self, iccid: str) -> str:
+        return f"{self.tag(self.shard(iccid))}h:{iccid}"
 
     def event_seen(self, iccid: str, event_id: str) -> str:
         return f"{self.tag(self.shard(iccid))}e:{event_id}"

@@ -39,6 +39,7 @@ class _Card:
     known: bool = False
     usage: dict[date, int] = field(default_factory=dict)
     wakes: dict[date, int] = field(default_factory=dict)
+    history: list[str] = field(default_factory=list)  # the history list, newest first
 
 
 @dataclass(slots=True)
@@ -54,8 +55,14 @@ class _Shard:
 class MemoryStore:
     """A `CardStore` in one process's memory, sharded like the Redis store."""
 
-    def __init__(self, keys: Keys, monotonic: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        keys: Keys,
+        monotonic: Callable[[], float] = time.monotonic,
+        history_length: int = 20,
+    ) -> None:
         self.keys = keys
+        self.history_length = history_length
         self._monotonic = monotonic
         self._cards: dict[str, _Card] = {}
         self._shards = [_Shard() for _ in range(keys.shards)]
@@ -132,6 +139,9 @@ class MemoryStore:
         if request.event_id is not None:
             shard.events.add(request.event_id)
         shard.suspended += request.suspended_delta
+        if request.history:
+            kept = [*reversed(request.history), *card.history]
+            card.history = kept[: self.history_length]
         if request.due is None:
             shard.due.pop(iccid, None)
         else:
@@ -145,6 +155,10 @@ class MemoryStore:
         due = self._shards[shard].due
         ready = sorted((at, iccid) for iccid, at in due.items() if at <= until.timestamp())
         return [iccid for _, iccid in ready[:limit]]
+
+    async def history(self, iccid: str) -> list[str]:
+        card = self._cards.get(iccid)
+        return list(card.history) if card else []
 
     async def suspended_cards(self) -> int:
         return sum(s.suspended for s in self._shards)

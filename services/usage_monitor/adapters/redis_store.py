@@ -31,6 +31,7 @@ from .keys import Keys
 
 PACKAGE = "usage_monitor.adapters"
 DEFAULT_DEDUPE_BUCKETS = 256
+DEFAULT_HISTORY_LENGTH = 20
 """Where the Lua scripts of this adapter live (``lua/*.lua``)."""
 
 
@@ -45,11 +46,13 @@ class RedisStore:
         record_ttl_s: int,
         event_ttl_s: int,
         dedupe_buckets: int = DEFAULT_DEDUPE_BUCKETS,
+        history_length: int = DEFAULT_HISTORY_LENGTH,
     ) -> None:
         self.redis = redis
         self.keys = keys
         self.record_ttl_s = record_ttl_s
         self.dedupe_buckets = dedupe_buckets
+        self.history_length = history_length
         self.event_ttl_s = event_ttl_s
         self._ingest: AsyncScript = lua.register(redis, PACKAGE, "ingest.lua")
         self._commit: AsyncScript = lua.register(redis, PACKAGE, "commit.lua")
@@ -162,6 +165,7 @@ class RedisStore:
         ]
         if r.event_id is not None:
             keys.append(self.keys.event_seen(iccid, r.event_id))
+        keys.append(self.keys.history(iccid))
         known = "1" if r.state.profile is not None else "0"
         args: list[Any] = [r.snap.version, state_json, r.calendar, known, len(r.wakes)]
         for cycle, level in r.wakes.items():
@@ -173,7 +177,13 @@ class RedisStore:
         args += [len(stale), *stale, self.event_ttl_s, iccid]
         args.append("" if r.due is None else f"{r.due.timestamp():.3f}")
         args.append(r.suspended_delta)
+        args += [self.history_length, len(r.history), *r.history]
         return keys, args
+
+    async def history(self, iccid: str) -> list[str]:
+        """The card's most recent decisions, newest first (see `service_layer.history`)."""
+        raw = cast(list[bytes], await self.redis.lrange(self.keys.history(iccid), 0, -1))
+        return [r.decode() for r in raw]
 
     async def suspended_cards(self) -> int:
         """Cards suspended right now, over every shard."""

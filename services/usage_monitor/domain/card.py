@@ -72,9 +72,10 @@ class CardState:
     commands issued so far and makes each command id unique. `owed` is a prepaid card's
     unpaid fees; `arrears_since` when a postpaid card fell into arrears; `bills` a postpaid
     card's bills not yet due, as (due POSIX time, amount); `fee_month` the local month
-    (yyyymm) of the last plan fee, so no month is charged twice; `rearm` counts the warn
-    levels re-armed in this cycle (a quota raised above the usage), which keeps the alert
-    ids of a second announcement distinct; `announce` the trigger of a suspension decided
+    (yyyymm) of the last plan fee, so no month is charged twice; `rearm` counts the times
+    the warn levels were re-armed within a cycle (a quota raised above the usage, a cycle
+    named anew by a calendar change); it never goes back, which keeps every alert id of a
+    second announcement distinct; `announce` the trigger of a suspension decided
     before the card had a profile (its alert waits for the customer); `held_debt` what the
     customer still owes from a cancelled card while this card is held `blacklisted`;
     `blacklisted` marks a card cancelled for its debt (the debt is its negative balance).

@@ -75,7 +75,7 @@ def _rollover(d: Draft, step: Step, usage: Mapping[date, int]) -> None:
     assert profile is not None
     assert s.cycle is not None
     cycle = next_cycle(s.cycle)
-    s = replace(s, cycle=cycle, fired=frozenset(), rearm=0)
+    s = replace(s, cycle=cycle, fired=frozenset())
     s, charge = billing.charge_rollover(s, profile, step.at, cycle.isoformat(), d.policy)
     d.charges.extend([charge] if charge else [])
     d.state = replace(s, reasons=with_over_quota(s.reasons, profile, usage.get(cycle, 0)))

@@ -79,7 +79,10 @@ def _upsert(
     if calendar_changed or state.cycle is None:
         cycle = cycle_of(now, profile.timezone, profile.cycle_day)
         if cycle != state.cycle:
-            state = replace(state, cycle=cycle, fired=frozenset(), rearm=0)
+            # A cycle named anew may be one announced before (a cycle_day moved and back):
+            # a new arming keeps its alert ids distinct.
+            rearm = state.rearm + 1 if old is not None else 0
+            state = replace(state, cycle=cycle, fired=frozenset(), rearm=rearm)
     if old is None and state.cycle is not None:
         # The cycle the card arrives in is paid for by the balance billing gave us.
         state = replace(state, fee_month=state.cycle.year * 100 + state.cycle.month)

@@ -17,7 +17,14 @@ async def preflight(s: Settings) -> None:
     await check_redis(s.redis_url)
     await ensure_topics(
         s.kafka_bootstrap_servers,
-        [s.topic_usage, s.topic_events, s.topic_commands, s.topic_alerts, s.topic_dlq],
+        [
+            s.topic_usage,
+            s.topic_events,
+            s.topic_commands,
+            s.topic_alerts,
+            s.topic_decisions,
+            s.topic_dlq,
+        ],
         s.topic_partitions,
         s.create_topics,
     )

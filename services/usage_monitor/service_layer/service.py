@@ -10,10 +10,11 @@ from datetime import date, datetime
 
 import orjson
 
-from simwatch_contracts import CardEvent, CardUpserted
+from simwatch_contracts import CardDecision, CardEvent, CardUpserted
 from simwatch_runtime.errors import component_of, is_transient
 
 from ..crash_points import crash_point
+from ..domain.audit import decisions_of
 from ..domain.card import CardState, CardStatus
 from ..domain.cycles import previous_cycle
 from ..domain.lifecycle import Decision, apply_event, evaluate
@@ -29,6 +30,7 @@ from ..ports import (
     new_token,
 )
 from ..settings import Settings, calendar_key
+from . import history
 from .blacklist import LEDGER, ledger_entry
 
 log = logging.getLogger(__name__)
@@ -122,16 +124,18 @@ class CardService:
         self, snap: Snapshot, decision: Decision, event_id: str | None = None
     ) -> CommitRequest:
         state = decision.state
+        audit = decisions_of(decision, snap.usage, event_id)
         return CommitRequest(
             snap,
             state,
             calendar=self._calendar(state),
             wakes=dict(decision.wakes),
-            messages=self._messages(decision, snap, event_id),
+            messages=self._messages(decision, snap, event_id, audit),
             drop_cycles=_stale_cycles(state, snap.usage),
             event_id=event_id,
             due=decision.due,
             suspended_delta=_suspended_delta(snap.state, state),
+            history=[history.entry(d) for d in sorted(audit, key=lambda d: d.at)],
         )
 
     def _calendar(self, state: CardState) -> str:
@@ -141,7 +145,11 @@ class CardService:
         return "" if key == self.settings.default_calendar else key
 
     def _messages(
-        self, decision: Decision, snap: Snapshot, event_id: str | None
+        self,
+        decision: Decision,
+        snap: Snapshot,
+        event_id: str | None,
+        audit: Sequence[CardDecision] = (),
     ) -> list[tuple[str, bytes, bytes]]:
         s = self.settings
         out = []
@@ -155,6 +163,9 @@ class CardService:
         for alert in decision.alerts:
             value = alert.model_dump_json(exclude_none=True).encode()
             out.append((s.topic_alerts, alert.iccid.encode(), value))
+        for record in audit:  # the audit trail: every decision with its facts
+            value = record.model_dump_json(exclude_none=True).encode()
+            out.append((s.topic_decisions, record.iccid.encode(), value))
         return out
 
     def _count(self, decision: Decision) -> None:

@@ -5,6 +5,7 @@
 -- KEYS[3]  the tag's due-time sorted set (member: iccid, score: epoch seconds)
 -- KEYS[4]  the tag's statistics hash (field `suspended`: cards currently suspended)
 -- KEYS[5]  optional: the card event's de-duplication key (same tag)
+-- KEYS[#KEYS] (last, always): the card's history list (its most recent decisions)
 -- ARGV[1]  expected version ('0' when the card did not exist)
 -- ARGV[2]  new state (JSON)
 -- ARGV[3]  calendar ('' = the default: field removed)
@@ -16,10 +17,16 @@
 -- then     the event de-duplication TTL in seconds (used with KEYS[5])
 -- then     the iccid, and when the card is next due ('' = never: removed from KEYS[3])
 -- then     the change in the number of suspended cards (-1, 0, 1)
+-- then     how many history entries to keep, h: entries that follow, and the h entries
+--          (oldest first: each is pushed to the front, so the list reads newest first)
 --
 -- Returns the new version, -1 on a version conflict, or 0 when the event was already applied.
 local card, outbox, due, stats = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-if KEYS[5] and redis.call('EXISTS', KEYS[5]) == 1 then
+local seen, history = nil, KEYS[#KEYS]
+if #KEYS == 6 then
+  seen = KEYS[5]
+end
+if seen and redis.call('EXISTS', seen) == 1 then
   return 0
 end
 local version = tonumber(redis.call('HGET', card, 'v') or '0')
@@ -51,8 +58,8 @@ for j = 1, k do
   redis.call('HDEL', card, ARGV[i + j])
 end
 i = i + k + 1
-if KEYS[5] then
-  redis.call('SET', KEYS[5], '1', 'EX', tonumber(ARGV[i]))
+if seen then
+  redis.call('SET', seen, '1', 'EX', tonumber(ARGV[i]))
 end
 local delta = tonumber(ARGV[i + 3])
 if delta ~= 0 then
@@ -62,5 +69,12 @@ if ARGV[i + 2] == '' then
   redis.call('ZREM', due, ARGV[i + 1])
 else
   redis.call('ZADD', due, ARGV[i + 2], ARGV[i + 1])
+end
+local keep, h = tonumber(ARGV[i + 4]), tonumber(ARGV[i + 5])
+if h > 0 then
+  for j = 1, h do
+    redis.call('LPUSH', history, ARGV[i + 5 + j])
+  end
+  redis.call('LTRIM', history, 0, keep - 1)
 end
 return version
