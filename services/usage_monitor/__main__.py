@@ -23,7 +23,7 @@ DESCRIPTION = (
 
 def _parser() -> argparse.ArgumentParser:
     from .entrypoints import worker
-    from .tools import rebuild, simulate, watch
+    from .tools import explain, rebuild, replay, simulate, watch
 
     parser = argparse.ArgumentParser(prog="usage-monitor", description=DESCRIPTION)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -37,6 +37,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     simulate.add_arguments(sub.add_parser("simulate", help="produce a synthetic fleet's traffic"))
     watch.add_arguments(sub.add_parser("watch", help="a live view of the running services"))
+    explain.add_arguments(
+        sub.add_parser("explain", help="why a card is in its state and what would change it")
+    )
+    replay.add_arguments(
+        sub.add_parser("replay", help="re-run a card's inputs and diff them with card.decisions")
+    )
     return parser
 
 
@@ -70,6 +76,14 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     from .entrypoints import preflight
 
+    if args.command == "explain":  # reads Redis only: answers while Kafka is away
+        from .tools import explain
+
+        return explain.run(settings, args)
+    if args.command == "replay":  # reads Kafka only
+        from .tools import replay
+
+        return replay.run(settings, args)
     if preflight.run(settings):
         return 2
     if args.command == "check":

@@ -12,6 +12,7 @@ from simwatch_contracts.common import Iccid
 from simwatch_runtime.preflight import redis_status
 
 from ..bootstrap import Components
+from ..service_layer.explaining import UnknownLanguageError, explain_card
 from ..service_layer.status import card_status, customer_status
 from .usage_consumer import UsageConsumer
 
@@ -31,6 +32,21 @@ def add_routes(app: faust.App, c: Components, consumer: UsageConsumer) -> None:
         if view is None:
             return self.json({"error": "unknown card", "iccid": iccid}, status=404)
         return self.json(view)
+
+    @app.page("/cards/{iccid}/explain")
+    async def card_explain(self: Any, request: Any, iccid: str) -> Any:
+        try:
+            iccid = _ICCID.validate_python(iccid)
+        except ValidationError:
+            return self.json({"error": "malformed ICCID"}, status=400)
+        lang = request.query.get("lang")
+        try:
+            body = await explain_card(c.store, iccid, c.service.clock(), c.service.policy, lang)
+        except UnknownLanguageError as exc:
+            return self.json({"error": str(exc)}, status=400)
+        if body is None:
+            return self.json({"error": "unknown card", "iccid": iccid}, status=404)
+        return self.json(body)
 
     @app.page("/customers/{customer_id}")
     async def customer(self: Any, request: Any, customer_id: str) -> Any:
