@@ -16,10 +16,11 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
+from simwatch_contracts import Reason
 from simwatch_contracts.common import Iccid
 
 from ..bootstrap import build
-from ..domain.explain_texts import LANGUAGES
+from ..domain.explain_texts import LANGUAGES, NAMES
 from ..service_layer.explaining import explain_card
 from ..settings import Settings
 
@@ -66,7 +67,8 @@ def show(body: dict[str, Any], lang: str, console: Console) -> None:
     console.print(Panel(body["summary"], title=f"{body['iccid']} · {body['state']}"))
     for reason in body["reasons"]:
         since = reason.get("since") or "-"
-        console.print(f"[bold]{reason['reason']}[/bold]  ({since})")
+        name = NAMES[lang][Reason(reason["reason"])]
+        console.print(f"[bold]{name}[/bold] ({reason['reason']}, since {since})")
         console.print(f"  {reason['text']}")
         lifts = reason["lifts"]
         detail = ", ".join(f"{k}={v}" for k, v in lifts.items() if k != "how")
