@@ -5,14 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
-import subprocess
-import tempfile
 from collections import defaultdict
 from datetime import UTC, datetime
 
-from redis.asyncio import BlockingConnectionPool, Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.asyncio import Redis
 
 from simwatch_contracts import parse_card_event
 from usage_monitor.adapters import dedupe
@@ -23,51 +19,21 @@ from usage_monitor.domain.lifecycle import apply_event
 from usage_monitor.ports import CommitRequest, IngestRow
 
 from .dataset import iccid, profile, utc_now
-from .procs import free_port
+from .private_redis import DEPLOYED_CONFIG, private_redis
 
 
 async def _used(redis: Redis) -> int:
     return int((await redis.info("memory"))["used_memory"])
 
 
-# As deployed (scripts/stack.sh, docker-compose.yml): a card's hash stays a compact listpack.
-DEPLOYED_CONFIG = ("--hash-max-listpack-value", "256", "--set-max-intset-entries", "4096")
-
-
 async def per_card(
-    cards: int = 100_000, shards: int = 12, extra_config: tuple[str, ...] = DEPLOYED_CONFIG
+    cards: int = 100_000,
+    shards: int = 12,
+    records_per_card: int = 4,
+    extra_config: tuple[str, ...] = DEPLOYED_CONFIG,
 ) -> tuple[float, float]:
     """(bytes per card with profile and one cycle's counter, bytes per remembered record id)."""
-    port = free_port()
-    workdir = tempfile.mkdtemp(prefix="bench-redis-")
-    server = subprocess.Popen(
-        [
-            "redis-server",
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            workdir,
-            *extra_config,
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    # A blocking pool: thousands of concurrent commits wait for one of 64 connections.
-    pool = BlockingConnectionPool.from_url(f"redis://127.0.0.1:{port}/0", max_connections=64)
-    redis = Redis(connection_pool=pool)
-    try:
-        for _ in range(100):
-            try:
-                await redis.ping()
-                break
-            except RedisConnectionError:  # not listening yet
-                await asyncio.sleep(0.05)
+    async with private_redis(extra_config) as redis:
         keys = Keys("sw", shards)
         store = RedisStore(redis, keys, record_ttl_s=86400, event_ttl_s=86400)
         before = await _used(redis)
@@ -87,9 +53,10 @@ async def per_card(
         groups: dict[int, list[IngestRow]] = defaultdict(list)
         today = dedupe.window(datetime.now(UTC))
         for n, card in enumerate(ids):
-            groups[keys.shard(card)].append(
-                IngestRow(f"rec-{n:012d}", card, "", cycle, 1000, day=today)
-            )
+            groups[keys.shard(card)] += [
+                IngestRow(f"rec-{n:012d}-{k}", card, "", cycle, 1000, day=today)
+                for k in range(records_per_card)
+            ]
         for shard, rows in groups.items():
             for i in range(0, len(rows), 5000):
                 await store.ingest(shard, rows[i : i + 5000])
@@ -99,9 +66,5 @@ async def per_card(
                 await redis.unlink(key)
         await asyncio.sleep(0.5)  # lazy free of unlinked keys
         cards_only = await _used(redis)
-        return (cards_only - before) / cards, (with_records - cards_only) / cards
-    finally:
-        await redis.aclose()
-        server.terminate()
-        server.wait()
-        shutil.rmtree(workdir, ignore_errors=True)
+        ids_kept = cards * records_per_card
+        return (cards_only - before) / cards, (with_records - cards_only) / ids_kept
