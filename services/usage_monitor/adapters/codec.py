@@ -85,13 +85,14 @@ def encode_state(state: CardState) -> tuple[bytes, Template | None]:
         "a": int(state.arrears_since.timestamp()) if state.arrears_since is not None else None,
         "bl": int(state.blacklisted),
         "bs": [list(b) for b in state.bills],
-        "fm": state.fee_month,
         "ra": state.rearm,
         "an": state.announce.value if state.announce is not None else None,
         "hd": state.held_debt,
         "rs": [[r.value, t] for r, t in state.since],
     }
     doc.update((k, v) for k, v in fields.items() if v or (k == "a" and v is not None))
+    if state.fee_month != _month(state.cycle):  # the usual case, the cycle's own month: left out
+        doc["fm"] = state.fee_month
     return orjson.dumps(doc), template
 
 
@@ -122,13 +123,14 @@ def decode_state(iccid: str, raw: bytes | None, templates: dict[str, Template]) 
             timezone=t.timezone,
         )
     arrears = doc.get("a")
+    cycle = _cycle(doc["c"]) if "c" in doc else None
     return CardState(
         iccid=iccid,
         profile=profile,
         balance=doc.get("b", 0),
         reasons=frozenset(Reason(r) for r in doc.get("r", ())),
         cancelled=bool(doc.get("x")),
-        cycle=_cycle(doc["c"]) if "c" in doc else None,
+        cycle=cycle,
         fired=frozenset(doc.get("f", ())),
         milestones=frozenset(doc.get("m", ())),
         transitions=doc.get("n", 0),
@@ -140,12 +142,16 @@ def decode_state(iccid: str, raw: bytes | None, templates: dict[str, Template]) 
         ),
         blacklisted=bool(doc.get("bl")),
         bills=tuple((int(due), int(amount)) for due, amount in doc.get("bs", ())),
-        fee_month=doc.get("fm", 0),
+        fee_month=doc.get("fm", _month(cycle)),
         rearm=doc.get("ra", 0),
         announce=Reason(doc["an"]) if "an" in doc else None,
         held_debt=doc.get("hd", 0),
         since=tuple((Reason(r), int(t)) for r, t in doc.get("rs", ())),
     )
+
+
+def _month(cycle: date | None) -> int:
+    return cycle.year * 100 + cycle.month if cycle is not None else 0
 
 
 def _cycle(raw: str) -> date:
