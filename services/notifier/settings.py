@@ -5,21 +5,19 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from simwatch_runtime.settings import RuntimeSettings
 
 DEFAULT_RETRY_SCHEDULE = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0)
 
 
-class Settings(BaseSettings):
+class Settings(RuntimeSettings):
     """Environment variables: ``NOTIFIER_<FIELD>`` and the SMS providers' own names, plus the
     shared ``KAFKA_BOOTSTRAP_SERVERS`` and ``REDIS_URL``."""
 
     model_config = SettingsConfigDict(env_prefix="NOTIFIER_", extra="ignore", frozen=True)
 
-    kafka_bootstrap_servers: str = Field(
-        "127.0.0.1:9092", validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS")
-    )
-    redis_url: str = Field("redis://127.0.0.1:6379/0", validation_alias=AliasChoices("REDIS_URL"))
     group_id: str = Field("simwatch-notifier", min_length=1)
     web_bind: str = "127.0.0.1"
     web_port: int = Field(6067, ge=1, le=65535)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import ipaddress
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationInfo, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
+from pydantic_settings import SettingsConfigDict
 
 from simwatch_contracts.common import _check_timezone
+from simwatch_runtime.settings import RuntimeSettings
 
 from .domain.policy import Policy
 
@@ -15,16 +16,12 @@ DAY = 86_400
 MIN_TOKEN_CHARS = 16
 
 
-class Settings(BaseSettings):
+class Settings(RuntimeSettings):
     """Environment variables: ``USAGE_MONITOR_<FIELD>``, plus the shared ``KAFKA_BOOTSTRAP_SERVERS``
     and ``REDIS_URL``."""
 
     model_config = SettingsConfigDict(env_prefix="USAGE_MONITOR_", extra="ignore", frozen=True)
 
-    kafka_bootstrap_servers: str = Field(
-        "127.0.0.1:9092", validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS")
-    )
-    redis_url: str = Field("redis://127.0.0.1:6379/0", validation_alias=AliasChoices("REDIS_URL"))
     app_id: str = Field("simwatch-usage-monitor", min_length=1)
     web_bind: str = "127.0.0.1"
     web_port: int = Field(6066, ge=1, le=65535)
