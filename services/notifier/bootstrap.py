@@ -117,7 +117,10 @@ def build(settings: Settings, registry: CollectorRegistry | None = None) -> Comp
     provider = sms_provider(settings, http)
     # Redirects are never followed: a webhook redirect is a failed attempt, not a new target.
     webhooks = WebhookSender(
-        allow_private=settings.allow_private_webhooks, timeout_s=settings.webhook_timeout_s
+        allow_private=settings.allow_private_webhooks,
+        timeout_s=settings.webhook_timeout_s,
+        max_connections=settings.concurrency,
+        per_host=settings.per_host_concurrency,
     )
 
     async def publish(topic: str, key: bytes | None, value: bytes) -> None:

@@ -16,6 +16,7 @@ class Metrics:
     settings: Counter
     deliveries: Counter
     retry_queue: Gauge
+    in_flight: Gauge
     latency: Histogram
     dead_letters: Counter
     transient_errors: Counter
@@ -43,6 +44,9 @@ class Metrics:
             ),
             retry_queue=Gauge(
                 "notifier_retry_queue_depth", "Deliveries waiting for an attempt", registry=registry
+            ),
+            in_flight=Gauge(
+                "notifier_attempts_in_flight", "Delivery attempts in flight", registry=registry
             ),
             latency=Histogram(
                 "notifier_delivery_latency_seconds",

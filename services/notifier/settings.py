@@ -42,7 +42,14 @@ class Settings(RuntimeSettings):
         1.0, ge=0, description="a shorter Retry-After (even 0) waits this long"
     )
     lease_s: float = Field(60.0, gt=0, description="a claimed delivery returns after this")
-    concurrency: int = Field(50, ge=1, le=1000)
+    concurrency: int = Field(100, ge=1, le=1000, description="attempts in flight per replica")
+    per_host_concurrency: int = Field(
+        32,
+        ge=1,
+        le=1000,
+        description="attempts in flight per customer endpoint (its webhook, or its SMS) and "
+        "connections per webhook host name, per replica: a slow endpoint holds no more",
+    )
     dispatch_interval_s: float = Field(0.2, gt=0)
 
     sms_provider: Literal["none", "http", "twilio", "aliyun"] = Field(

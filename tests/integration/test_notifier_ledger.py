@@ -7,13 +7,22 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from notifier.adapters.memory_ledger import MemoryLedger
 from notifier.adapters.redis_ledger import RedisLedger
-from notifier.domain.delivery import Channel, Delivery, DeliveryState, Progress, plan
+from notifier.domain.delivery import (
+    Channel,
+    Delivery,
+    DeliveryState,
+    Finish,
+    Progress,
+    endpoint_of,
+    plan,
+)
 from notifier.ports import DeliveryLedger
 from simwatch_contracts import CardAlert, CustomerSettings
 from simwatch_runtime.redis_client import connect
@@ -263,3 +272,105 @@ async def test_sms_are_counted_per_number_and_hour(ledger: DeliveryLedger) -> No
     assert [await ledger.count_sms("+8613800000000", hour) for _ in range(3)] == [1, 2, 3]
     assert await ledger.count_sms("+8613800000001", hour) == 1
     assert await ledger.count_sms("+8613800000000", hour + 1) == 1
+
+
+# Batches: one call for many deliveries, each one as if called alone
+
+
+async def test_schedule_many_flags_each_delivery_and_keeps_the_known_ones(
+    ledger: DeliveryLedger,
+) -> None:
+    assert await ledger.schedule(delivery(2), at(-5))
+    batch = [(delivery(1), T0), (delivery(2), T0), (delivery(3), at(10)), (delivery(1), at(1))]
+    assert await ledger.schedule_many(batch) == [True, False, True, False]
+    assert await ledger.schedule_many([]) == []
+    assert await ledger.load(delivery(3).delivery_id) == delivery(3)
+    assert await ledger.depth() == 3
+    claims = await ledger.claim(T0, LEASE_S, 10)  # delivery 2 kept its first due time
+    assert [c.delivery_id for c in claims] == [delivery(2).delivery_id, delivery(1).delivery_id]
+
+
+async def test_claim_due_loads_each_claimed_delivery_in_the_same_call(
+    ledger: DeliveryLedger,
+) -> None:
+    await ledger.schedule_many([(delivery(n), at(n)) for n in (1, 2, 3)])
+    claimed = await ledger.claim_due(at(2), LEASE_S, 10)
+    assert [c.claim.delivery_id for c in claimed] == [
+        delivery(1).delivery_id,
+        delivery(2).delivery_id,
+    ]
+    for n, c in enumerate(claimed, start=1):
+        assert (c.claim.previous_state, c.claim.token) == (DeliveryState.PENDING, 1)
+        assert c.delivery == replace(delivery(n), state=DeliveryState.SENDING)
+        assert c.delivery == await ledger.load(c.claim.delivery_id)
+
+
+async def test_an_endpoint_at_its_limit_gets_no_more_and_its_backlog_steps_aside(
+    ledger: DeliveryLedger,
+) -> None:
+    busy = [delivery(n) for n in range(1, 4)]  # acme's webhook: due first
+    other = replace(delivery(20), customer_id="beta")
+    sms = delivery(21, Channel.SMS, "+8613800000000")  # acme's SMS: another endpoint
+    await ledger.schedule_many([(d, at(n)) for n, d in enumerate(busy)])
+    await ledger.schedule_many([(other, at(50)), (sms, at(51))])
+    hook = endpoint_of("acme", Channel.WEBHOOK)
+    claimed = await ledger.claim_due(at(60), LEASE_S, 3, cap=2, in_flight={hook: 1})
+    ids = [c.claim.delivery_id for c in claimed]
+    assert ids == [busy[0].delivery_id, other.delivery_id, sms.delivery_id], ids
+    # The busy endpoint's skipped deliveries are still due, now behind the others.
+    again = await ledger.claim_due(at(60), LEASE_S, 10, cap=2, in_flight={hook: 2})
+    assert again == []
+    again = await ledger.claim_due(at(61), LEASE_S, 10, cap=2)
+    assert [c.claim.delivery_id for c in again] == [d.delivery_id for d in busy[1:3]]
+    assert await ledger.depth() == 5
+
+
+async def test_a_claim_moves_at_most_its_limit_of_a_busy_endpoints_deliveries(
+    ledger: DeliveryLedger,
+) -> None:
+    await ledger.schedule_many([(delivery(n), at(n)) for n in range(1, 11)])
+    hook = endpoint_of("acme", Channel.WEBHOOK)
+    assert await ledger.claim_due(at(20), LEASE_S, 3, cap=1, in_flight={hook: 1}) == []
+    (first,) = await ledger.claim_due(at(20), LEASE_S, 1)  # deliveries 4..10 did not move
+    assert first.claim.delivery_id == delivery(4).delivery_id
+
+
+async def test_finish_many_records_each_outcome_that_still_holds_its_claim(
+    ledger: DeliveryLedger,
+) -> None:
+    await ledger.schedule_many([(delivery(n), T0) for n in (1, 2, 3)])
+    (stale, *_) = await ledger.claim(T0, LEASE_S, 10)
+    one, two, three = await ledger.claim(at(LEASE_S), LEASE_S, 10)
+    flags = await ledger.finish_many(
+        [
+            Finish(stale, None, Progress(DeliveryState.DELIVERED, 1, "200")),
+            Finish(two, at(100), Progress(DeliveryState.RETRY, 1, "HTTP 503")),
+            Finish(three, None, Progress(DeliveryState.GAVE_UP, 1, "HTTP 500")),
+        ]
+    )
+    assert flags == [False, True, True]
+    assert await ledger.finish_many([]) == []
+    states = [await ledger.load(delivery(n).delivery_id) for n in (1, 2, 3)]
+    assert [(s.state, s.attempts) for s in states if s] == [
+        (DeliveryState.SENDING, 0),
+        (DeliveryState.RETRY, 1),
+        (DeliveryState.GAVE_UP, 1),
+    ]
+    assert await ledger.depth() == 2
+    assert await ledger.finish_many([Finish(one, None, Progress(DeliveryState.DELIVERED, 1))])
+    (due,) = await ledger.claim(at(100), LEASE_S, 10)
+    assert (due.delivery_id, due.previous_state) == (delivery(2).delivery_id, DeliveryState.RETRY)
+
+
+async def test_customers_and_gone_webhooks_are_read_for_many_at_once(
+    ledger: DeliveryLedger,
+) -> None:
+    await ledger.store_customer("acme", settings(language="en"))
+    await ledger.store_customer("bad", settings("bad", webhook={"url": "x", "secret": "s"}))
+    await ledger.mark_webhook_gone("acme", "https://h.example/x")
+    got = await ledger.customers(["acme", "bad", "nobody"])
+    assert set(got) == {"acme", "bad", "nobody"}
+    assert got["acme"] == await ledger.customer("acme") and got["acme"] is not None
+    assert got["bad"] is None and got["nobody"] is None
+    assert await ledger.customers([]) == {}
+    assert await ledger.webhooks_gone(["acme", "beta"]) == {"acme": "https://h.example/x"}

@@ -1,9 +1,12 @@
 """The delivery ledger in Redis (single server or Cluster): one hash per (alert, channel,
 target), a due-time sorted set, and the customers' settings; key names in `keys`, storage
-format in `codec`, and the three scripts that must be atomic in ``lua/``."""
+format in `codec`, and the three scripts that must be atomic in ``lua/``, each
+taking a batch of deliveries in one call."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import cast
 
@@ -11,9 +14,11 @@ from simwatch_contracts import CustomerSettings
 from simwatch_runtime import lua
 from simwatch_runtime.redis_client import AnyRedis
 
-from ..domain.delivery import Claim, Delivery, DeliveryState, Progress
+from ..domain.delivery import CLAIM_SCAN, Claim, Claimed, Delivery, DeliveryState, Finish, Progress
 from .codec import Field, customer_of, delivery_of, fields_of, progress_fields
 from .keys import Keys
+
+log = logging.getLogger(__name__)
 
 PACKAGE = "notifier.adapters"
 """Where the Lua scripts of this adapter live (``lua/*.lua``)."""
@@ -23,8 +28,21 @@ FINISHED_TTL_S = 35 * 86_400
 SMS_COUNT_TTL_S = 7200
 
 
-def _pairs(fields: dict[str, Field]) -> list[Field]:
+def _pairs(fields: Mapping[str, Field]) -> list[Field]:
     return [item for pair in fields.items() for item in pair]
+
+
+def _claimed(raw_id: bytes, previous: bytes, token: int, flat: list[bytes]) -> Claimed:
+    """One row of claim.lua's answer; the delivery None (logged) when its record is unreadable:
+    the lease brings it back, and one bad record does not fail the others' claims."""
+    delivery_id = raw_id.decode()
+    claim = Claim(delivery_id, DeliveryState(previous.decode()), int(token))
+    fields = {flat[i].decode(): flat[i + 1].decode() for i in range(0, len(flat), 2)}
+    try:
+        return Claimed(claim, delivery_of(delivery_id, fields))
+    except (KeyError, ValueError) as exc:  # a field missing or unreadable: not this batch's fault
+        log.error("delivery %s is unreadable: %s", delivery_id, type(exc).__name__)
+        return Claimed(claim, None)
 
 
 class RedisLedger:
@@ -36,41 +54,63 @@ class RedisLedger:
         self._finish = lua.register(redis, PACKAGE, "finish.lua")
 
     async def schedule(self, delivery: Delivery, at: datetime) -> bool:
-        args = [delivery.delivery_id, at.timestamp(), *_pairs(fields_of(delivery))]
-        keys = [self.keys.delivery(delivery.delivery_id), self.keys.due]
-        return bool(await self._schedule(keys=keys, args=args))
+        return (await self.schedule_many([(delivery, at)]))[0]
+
+    async def schedule_many(self, deliveries: Sequence[tuple[Delivery, datetime]]) -> list[bool]:
+        if not deliveries:
+            return []
+        keys = [self.keys.due]
+        args: list[Field] = []
+        for delivery, at in deliveries:
+            fields = fields_of(delivery)
+            keys.append(self.keys.delivery(delivery.delivery_id))
+            args += [delivery.delivery_id, at.timestamp(), len(fields), *_pairs(fields)]
+        return [bool(flag) for flag in await self._schedule(keys=keys, args=args)]
 
     async def claim(self, now: datetime, lease_s: float, limit: int) -> list[Claim]:
+        return [c.claim for c in await self.claim_due(now, lease_s, limit)]
+
+    async def claim_due(
+        self,
+        now: datetime,
+        lease_s: float,
+        limit: int,
+        *,
+        cap: int = 0,
+        in_flight: Mapping[str, int] | None = None,
+    ) -> list[Claimed]:
+        scan = limit * CLAIM_SCAN if cap > 0 else limit
         due = cast(
             list[bytes],
-            await self.redis.zrangebyscore(self.keys.due, "-inf", now.timestamp(), 0, limit),
+            await self.redis.zrangebyscore(self.keys.due, "-inf", now.timestamp(), 0, scan),
         )
         if not due:
             return []
         ids = [raw.decode() for raw in due]
+        busy = dict(in_flight or {})
         keys = [self.keys.due, *(self.keys.delivery(i) for i in ids)]
         args: list[Field] = [now.timestamp(), now.timestamp() + lease_s, DeliveryState.SENDING]
-        args += ids
-        flat = await self._claim(keys=keys, args=args)
-        return [
-            Claim(flat[i].decode(), DeliveryState(flat[i + 1].decode()), int(flat[i + 2]))
-            for i in range(0, len(flat), 3)
-        ]
+        args += [limit, cap, len(busy), *_pairs(busy), *ids]
+        return [_claimed(*row) for row in await self._claim(keys=keys, args=args)]
 
     async def load(self, delivery_id: str) -> Delivery | None:
         raw = cast(dict[bytes, bytes], await self.redis.hgetall(self.keys.delivery(delivery_id)))
         return delivery_of(delivery_id, {k.decode(): v.decode() for k, v in raw.items()})
 
     async def finish(self, claim: Claim, next_at: datetime | None, progress: Progress) -> bool:
-        args = [
-            claim.delivery_id,
-            claim.token,
-            "" if next_at is None else next_at.timestamp(),
-            FINISHED_TTL_S,
-            *_pairs(progress_fields(progress)),
-        ]
-        keys = [self.keys.delivery(claim.delivery_id), self.keys.due]
-        return bool(await self._finish(keys=keys, args=args))
+        return (await self.finish_many([Finish(claim, next_at, progress)]))[0]
+
+    async def finish_many(self, finishes: Sequence[Finish]) -> list[bool]:
+        if not finishes:
+            return []
+        keys = [self.keys.due]
+        args: list[Field] = [FINISHED_TTL_S]
+        for f in finishes:
+            fields = progress_fields(f.progress)
+            keys.append(self.keys.delivery(f.claim.delivery_id))
+            next_at = "" if f.next_at is None else f.next_at.timestamp()
+            args += [f.claim.delivery_id, f.claim.token, next_at, len(fields), *_pairs(fields)]
+        return [bool(flag) for flag in await self._finish(keys=keys, args=args)]
 
     async def depth(self) -> int:
         return int(await self.redis.zcard(self.keys.due))
@@ -84,6 +124,24 @@ class RedisLedger:
     async def customer(self, customer_id: str) -> CustomerSettings | None:
         raw = cast(bytes | None, await self.redis.get(self.keys.customer(customer_id)))
         return customer_of(customer_id, raw)
+
+    async def customers(self, ids: Collection[str]) -> dict[str, CustomerSettings | None]:
+        order = list(ids)
+        if not order:
+            return {}
+        raw = cast(
+            list[bytes | None], await self.redis.mget([self.keys.customer(i) for i in order])
+        )
+        return {i: customer_of(i, value) for i, value in zip(order, raw, strict=True)}
+
+    async def webhooks_gone(self, ids: Collection[str]) -> dict[str, str]:
+        order = list(ids)
+        if not order:
+            return {}
+        raw = cast(
+            list[bytes | None], await self.redis.mget([self.keys.webhook_gone(i) for i in order])
+        )
+        return {i: value.decode() for i, value in zip(order, raw, strict=True) if value}
 
     async def webhook_gone(self, customer_id: str) -> str | None:
         raw = cast(bytes | None, await self.redis.get(self.keys.webhook_gone(customer_id)))

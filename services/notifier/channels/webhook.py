@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextvars
+import functools
 import hashlib
 import hmac
 import json
@@ -37,14 +38,17 @@ MAX_ANSWER_BYTES = 4096
 _PINNED: contextvars.ContextVar[Target | None] = contextvars.ContextVar("pinned", default=None)
 
 
+@functools.lru_cache(maxsize=1024)
 def signing_key(secret: str) -> bytes:
     """The key of a secret as Standard Webhooks reads it: `whsec_` dropped, the rest base64
-    (padding optional); ValueError when it is not base64."""
+    (padding optional); ValueError when it is not base64. Decoded once per secret (a
+    rotation brings a new string, so the cache never serves an old key for it)."""
     return webhook_key(secret)
 
 
 def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
-    mac = hmac.new(signing_key(secret), f"{msg_id}.{timestamp}.".encode() + body, hashlib.sha256)
+    mac = hmac.new(signing_key(secret), f"{msg_id}.{timestamp}.".encode(), hashlib.sha256)
+    mac.update(body)  # the body is hashed where it lies, not copied into a joined message
     return "v1," + base64.b64encode(mac.digest()).decode()
 
 
@@ -99,12 +103,15 @@ class WebhookSender:
         lookup: Lookup = system_lookup,
         ssl_context: ssl.SSLContext | None = None,
         max_connections: int = 200,
+        per_host: int = 0,
     ) -> None:
         self.allow_private = allow_private
         self.timeout_s = timeout_s
         self.lookup = lookup
         self.ssl_context = ssl_context
         self.max_connections = max_connections
+        self.per_host = per_host
+        """At most this many connections per host name (0: no limit but `max_connections`)."""
         self._session: aiohttp.ClientSession | None = None
 
     def session(self) -> aiohttp.ClientSession:
@@ -113,6 +120,7 @@ class WebhookSender:
                 resolver=PinningResolver(),
                 use_dns_cache=False,  # every new connection asks for the delivery's own check
                 limit=self.max_connections,
+                limit_per_host=self.per_host,
                 ssl=self.ssl_context if self.ssl_context is not None else True,
             )
             self._session = aiohttp.ClientSession(

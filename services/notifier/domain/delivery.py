@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from functools import cached_property
 
@@ -98,6 +99,34 @@ class Progress:
     attempts: int | None = None
     last: str | None = None
     note: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """A claim and its delivery as loaded by the same ledger call; `delivery` is None when the
+    stored record cannot be read (its lease brings it back, and the error is logged)."""
+
+    claim: Claim
+    delivery: Delivery | None
+
+
+@dataclass(frozen=True, slots=True)
+class Finish:
+    """One attempt's record for `finish_many`: what `DeliveryLedger.finish` takes."""
+
+    claim: Claim
+    next_at: datetime | None
+    progress: Progress
+
+
+def endpoint_of(customer_id: str, channel: Channel) -> str:
+    """What the per-endpoint limit counts attempts of: a customer's webhook, or its SMS."""
+    return f"{customer_id}/{channel.value}"
+
+
+CLAIM_SCAN = 2
+"""A claim with an endpoint limit looks at up to this many due deliveries per one it may
+claim, so that one busy endpoint's backlog at the head of the queue cannot hide the others."""
 
 
 def plan(alert: CardAlert, settings: CustomerSettings | None, sms_enabled: bool) -> list[Planned]:

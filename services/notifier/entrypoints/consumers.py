@@ -8,9 +8,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from aiokafka.errors import CommitFailedError, IllegalStateError
@@ -26,6 +25,9 @@ from ..service_layer.scheduling import Scheduler
 from ..settings import Settings
 
 log = logging.getLogger(__name__)
+
+Handler = Callable[[list[ConsumerRecord[bytes, bytes]]], Awaitable[None]]
+"""Applies one fetched batch of records, in order."""
 
 
 class Inputs:
@@ -65,7 +67,8 @@ class Inputs:
             await alerts.start()
             try:
                 await asyncio.gather(
-                    self._loop(settings, self._on_settings), self._loop(alerts, self._on_alert)
+                    self._loop(settings, self._on_settings_batch),
+                    self._loop(alerts, self._on_alerts),
                 )
             finally:
                 await alerts.stop()
@@ -74,6 +77,10 @@ class Inputs:
 
     def stop(self) -> None:
         self._stopping.set()
+
+    async def _on_settings_batch(self, messages: list[ConsumerRecord[bytes, bytes]]) -> None:
+        for msg in messages:  # in order: the latest value per customer holds
+            await self._on_settings(msg)
 
     async def _catch_up(self, consumer: AIOKafkaConsumer, limit_s: float = 15.0) -> None:
         """Read the settings that exist before the first alert, so a restart does not see
@@ -89,17 +96,13 @@ class Inputs:
             positions = [await consumer.position(tp) for tp in ends]
             if all(pos >= end for pos, end in zip(positions, ends.values(), strict=True)):
                 return
-            await self._batch(consumer, self._on_settings)
+            await self._batch(consumer, self._on_settings_batch)
 
-    async def _loop(
-        self, consumer: AIOKafkaConsumer, handle: Callable[[ConsumerRecord[bytes, bytes]], Any]
-    ) -> None:
+    async def _loop(self, consumer: AIOKafkaConsumer, handle: Handler) -> None:
         while not self._stopping.is_set():
             await self._batch(consumer, handle)
 
-    async def _batch(
-        self, consumer: AIOKafkaConsumer, handle: Callable[[ConsumerRecord[bytes, bytes]], Any]
-    ) -> None:
+    async def _batch(self, consumer: AIOKafkaConsumer, handle: Handler) -> None:
         fetched = await consumer.getmany(timeout_ms=200, max_records=500)
         if not fetched:
             return
@@ -107,9 +110,7 @@ class Inputs:
 
         async def apply() -> None:
             # Idempotent: scheduling is keyed by delivery id, settings are overwritten.
-            for messages in fetched.values():
-                for msg in messages:
-                    await handle(msg)
+            await handle([msg for messages in fetched.values() for msg in messages])
             try:
                 await consumer.commit(offsets)
             except (CommitFailedError, IllegalStateError) as exc:
@@ -149,14 +150,19 @@ class Inputs:
             return
         await self.scheduler.store_settings(key, msg.value)
 
-    async def _on_alert(self, msg: ConsumerRecord[bytes, bytes]) -> None:
-        try:
-            alert = CardAlert.model_validate_json(msg.value or b"")
-        except ValidationError as exc:
-            await self._dead_letter(msg, describe_validation_error(exc))
-            self.metrics.alerts.labels("dead_lettered").inc()
-            return
-        await self.scheduler.alert(alert, msg.partition, msg.offset)
+    async def _on_alerts(self, messages: list[ConsumerRecord[bytes, bytes]]) -> None:
+        """Parse each alert once; schedule the valid ones together, dead-letter the others."""
+        valid = []
+        for msg in messages:
+            try:
+                alert = CardAlert.model_validate_json(msg.value or b"")
+            except ValidationError as exc:
+                await self._dead_letter(msg, describe_validation_error(exc))
+                self.metrics.alerts.labels("dead_lettered").inc()
+                continue
+            valid.append((alert, msg.partition, msg.offset))
+        if valid:
+            await self.scheduler.alerts(valid)
 
     async def _dead_letter(self, msg: ConsumerRecord[bytes, bytes], error: str) -> None:
         letter = letter_of(msg, error, datetime.now(UTC), service="notifier")

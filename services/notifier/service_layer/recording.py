@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -19,6 +20,7 @@ from ..domain.delivery import (
     Claim,
     Delivery,
     DeliveryState,
+    Finish,
     Progress,
 )
 from ..domain.messages import mask_iccid
@@ -38,6 +40,8 @@ class Attempt:
     claim: Claim
     delivery: Delivery
     customer: CustomerSettings | None
+    gone: str | None = None
+    """The customer's webhook URL that answered 410, if any (read with the settings)."""
 
 
 class Recorder:
@@ -49,8 +53,11 @@ class Recorder:
         publish: Publisher,
         sms_idempotent: bool,
         rng: random.Random,
+        finish: Callable[[Finish], Awaitable[bool]] | None = None,
     ) -> None:
         self.ledger = ledger
+        self.finish = finish or (lambda f: ledger.finish(f.claim, f.next_at, f.progress))
+        """Records one attempt (the dispatcher batches these into `finish_many` calls)."""
         self.settings = settings
         self.metrics = metrics
         self.publish = publish
@@ -61,7 +68,7 @@ class Recorder:
         channel = attempt.delivery.channel.value
         if isinstance(got, Defer):
             progress = Progress(DeliveryState.PENDING, note=got.why)
-            await self.ledger.finish(attempt.claim, got.until, progress)
+            await self.finish(Finish(attempt.claim, got.until, progress))
             self.metrics.deliveries.labels(channel, "deferred").inc()
             return
         result = got.result
@@ -73,7 +80,7 @@ class Recorder:
             delay = self._retry_delay(attempts, got, now)
             if delay is not None:
                 progress = Progress(DeliveryState.RETRY, attempts, last)
-                await self.ledger.finish(attempt.claim, now + timedelta(seconds=delay), progress)
+                await self.finish(Finish(attempt.claim, now + timedelta(seconds=delay), progress))
                 self.metrics.deliveries.labels(channel, "retry").inc()
                 return
             result = Result.FAILED
@@ -102,7 +109,7 @@ class Recorder:
         gone = state is DeliveryState.DISABLED and delivery.channel is Channel.WEBHOOK
         if gone and customer is not None and customer.webhook is not None:
             await self.ledger.mark_webhook_gone(customer.customer_id, customer.webhook.url)
-        if not await self.ledger.finish(attempt.claim, None, progress):
+        if not await self.finish(Finish(attempt.claim, None, progress)):
             return  # a newer attempt owns the delivery now
         channel = delivery.channel.value
         self.metrics.deliveries.labels(channel, state.value).inc()

@@ -4,7 +4,7 @@ Delivering is the dispatcher's job."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from simwatch_contracts import CardAlert
@@ -12,6 +12,9 @@ from simwatch_contracts import CardAlert
 from ..domain.delivery import Delivery, plan
 from ..metrics import Metrics
 from ..ports import DeliveryLedger
+
+SCHEDULE_BATCH = 500
+"""At most this many deliveries per ledger call."""
 
 
 class Scheduler:
@@ -30,27 +33,41 @@ class Scheduler:
     async def alert(self, alert: CardAlert, partition: int, offset: int) -> None:
         """Schedule `alert`'s deliveries, due now (`partition` and `offset` say where it was
         read, for a dead letter); counted as scheduled, duplicate or no_channel."""
-        customer = await self.ledger.customer(alert.customer_id)
-        planned = plan(alert, customer, self.sms_enabled)
-        if not planned:
-            self.metrics.alerts.labels("no_channel").inc()
-            return
+        await self.alerts([(alert, partition, offset)])
+
+    async def alerts(self, batch: Sequence[tuple[CardAlert, int, int]]) -> None:
+        """`alert` for each (alert, partition, offset), with one read of the customers'
+        settings and one ledger call for all the deliveries."""
+        customers = await self.ledger.customers({a.customer_id for a, _, _ in batch})
         now = self.clock()
-        alert_json = alert.model_dump_json(exclude_none=True)
-        fresh = 0
-        for p in planned:
-            delivery = Delivery(
-                delivery_id=p.delivery_id,
-                alert_json=alert_json,
-                customer_id=alert.customer_id,
-                channel=p.channel,
-                target=p.target,
-                partition=partition,
-                offset=offset,
-                created=now.timestamp(),
-            )
-            fresh += await self.ledger.schedule(delivery, now)
-        self.metrics.alerts.labels("scheduled" if fresh else "duplicate").inc()
+        planned: list[tuple[Delivery, datetime]] = []
+        owners: list[int] = []  # the index in `batch` of each planned delivery
+        for n, (alert, partition, offset) in enumerate(batch):
+            plans = plan(alert, customers.get(alert.customer_id), self.sms_enabled)
+            if not plans:
+                self.metrics.alerts.labels("no_channel").inc()
+                continue
+            alert_json = alert.model_dump_json(exclude_none=True)
+            for p in plans:
+                delivery = Delivery(
+                    delivery_id=p.delivery_id,
+                    alert_json=alert_json,
+                    customer_id=alert.customer_id,
+                    channel=p.channel,
+                    target=p.target,
+                    partition=partition,
+                    offset=offset,
+                    created=now.timestamp(),
+                )
+                planned.append((delivery, now))
+                owners.append(n)
+        fresh = [False] * len(batch)
+        for start in range(0, len(planned), SCHEDULE_BATCH):
+            flags = await self.ledger.schedule_many(planned[start : start + SCHEDULE_BATCH])
+            for n, flag in zip(owners[start : start + SCHEDULE_BATCH], flags, strict=True):
+                fresh[n] = fresh[n] or flag
+        for n in sorted(set(owners)):
+            self.metrics.alerts.labels("scheduled" if fresh[n] else "duplicate").inc()
 
     async def store_settings(self, customer_id: str, raw: bytes) -> None:
         """Keep a customer's validated settings as received."""

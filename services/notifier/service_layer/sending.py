@@ -43,19 +43,21 @@ class Sender:
         delivery: Delivery,
         customer: CustomerSettings | None,
         now: datetime,
+        gone: str | None,
     ) -> Outcome | Defer:
-        """Attempt `delivery` to `customer` (their settings now), or defer it."""
+        """Attempt `delivery` to `customer` (their settings now; `gone`: their webhook URL
+        that answered 410, if any), or defer it."""
         if delivery.channel is Channel.WEBHOOK:
-            return await self._webhook(delivery.alert, customer, now)
+            return await self._webhook(delivery.alert, customer, gone, now)
         return await self._sms(claim, delivery.alert, customer, delivery.target, now)
 
     async def _webhook(
-        self, alert: CardAlert, customer: CustomerSettings | None, now: datetime
+        self, alert: CardAlert, customer: CustomerSettings | None, gone: str | None, now: datetime
     ) -> Outcome:
         if customer is None or customer.webhook is None:
             return Outcome(Result.FAILED, "dropped: customer has no webhook any more")
         url = customer.webhook.url
-        if await self.ledger.webhook_gone(customer.customer_id) == url:
+        if gone == url:
             return Outcome(Result.GONE, "endpoint disabled after 410")
         return await self.webhooks.send(url, customer.webhook.signing_secrets, alert, now)
 

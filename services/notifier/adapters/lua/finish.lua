@@ -1,17 +1,25 @@
--- Record the outcome of an attempt, if the attempt still holds the claim (a slower replica
--- whose lease ran out must not overwrite the newer attempt's outcome).
--- KEYS[1] the delivery hash; KEYS[2] the due-time sorted set
--- ARGV[1] id; ARGV[2] claim token; ARGV[3] next attempt at ('' = finished);
--- ARGV[4] TTL of a finished delivery's record (s); ARGV[5..] field/value pairs
--- Returns 1 when recorded, 0 when the claim was lost.
-if tonumber(redis.call('HGET', KEYS[1], 'claims') or '0') ~= tonumber(ARGV[2]) then
-  return 0
+-- Record the outcomes of attempts, each only if its attempt still holds the claim (a slower
+-- replica whose lease ran out must not overwrite the newer attempt's outcome).
+-- KEYS[1] the due-time sorted set; KEYS[1 + i] the hash of delivery i
+-- ARGV[1] TTL of a finished delivery's record (s); then, per delivery in order: id, claim
+-- token, next attempt at ('' = finished), n, then n field/value pairs
+-- Returns one flag per delivery: 1 when recorded, 0 when the claim was lost.
+local out = {}
+local a = 2
+for i = 2, #KEYS do
+  local id, token, next_at, n = ARGV[a], ARGV[a + 1], ARGV[a + 2], tonumber(ARGV[a + 3])
+  if tonumber(redis.call('HGET', KEYS[i], 'claims') or '0') ~= tonumber(token) then
+    out[#out + 1] = 0
+  else
+    redis.call('HSET', KEYS[i], unpack(ARGV, a + 4, a + 3 + 2 * n))
+    if next_at == '' then
+      redis.call('ZREM', KEYS[1], id)
+      redis.call('EXPIRE', KEYS[i], tonumber(ARGV[1]))
+    else
+      redis.call('ZADD', KEYS[1], next_at, id)
+    end
+    out[#out + 1] = 1
+  end
+  a = a + 4 + 2 * n
 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 5))
-if ARGV[3] == '' then
-  redis.call('ZREM', KEYS[2], ARGV[1])
-  redis.call('EXPIRE', KEYS[1], tonumber(ARGV[4]))
-else
-  redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
-end
-return 1
+return out
