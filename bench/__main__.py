@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import importlib
 import json
 import os
 import platform
@@ -26,6 +27,8 @@ RECORDS = 200_000 if QUICK else 1_000_000
 PROBES = 100 if QUICK else 300
 LOAD_S = 8 if QUICK else 20
 MEMORY_CARDS = 20_000 if QUICK else 100_000
+# Sections measured after the usage path, each a module with `run(quick) -> lines`.
+SECTIONS = ("notifier",)
 SAT_RATE = 100_000
 NAIVE_S = 8 if QUICK else 20
 
@@ -136,6 +139,9 @@ def _run() -> int:
         f"redis cpu: {us_record:.2f} us per counted record, {us_set:.2f} us per pipelined SET "
         f"({us_record / us_set:.1f}x), private server, same run"
     )
+    for section in SECTIONS:  # each prints its own lines; the summary stays the last line
+        for line in importlib.import_module(f"bench.{section}").run(QUICK):
+            say(line)
     say(
         f"bench: {results['one']:,.0f} records/s ({results['one'] / ceiling:.0%} of ceiling "
         f"{ceiling:,.0f}/s), 2 workers {results['two'] / ceiling:.0%} of ceiling, "
