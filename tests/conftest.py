@@ -4,6 +4,7 @@ and a real `usage-monitor worker` process."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import os
 import signal
@@ -18,7 +19,9 @@ from typing import Any
 import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from redis.exceptions import RedisError
 
+from simwatch_runtime.durability import Barrier, Durability
 from simwatch_runtime.redis_client import AnyRedis, connect
 
 from .receiver import Receiver
@@ -81,6 +84,34 @@ async def any_redis(
     yield client
     await _forget(client, names["USAGE_MONITOR_REDIS_PREFIX"])
     await client.aclose()
+
+
+_STRONGEST: dict[str, str] = {}
+
+
+def durability_for(url: str) -> str:
+    """The services' default durability (`fsync`) where the server can confirm it, else
+    `memory`: the shared development Redis may be Debian's 7.0 with `appendfsync everysec`
+    (no WAITAOF). `TEST_DURABILITY` forces a level. The durability tests set theirs."""
+    forced = os.environ.get("TEST_DURABILITY")
+    if forced:
+        return forced
+    if url not in _STRONGEST:
+
+        async def probe() -> str:
+            client = connect(url, socket_connect_timeout=5, socket_timeout=5)
+            barrier = Barrier(client, Durability.FSYNC, lambda tag: f"probe:{{{tag}}}")
+            try:
+                return "memory" if await barrier.check() else "fsync"
+            except (RedisError, OSError):  # no server there (a test of that): any level
+                return "memory"
+            finally:
+                await barrier.close()
+                await client.aclose()
+
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            _STRONGEST[url] = pool.submit(asyncio.run, probe()).result(timeout=30)
+    return _STRONGEST[url]
 
 
 class KafkaIO:
@@ -224,6 +255,7 @@ def worker_env(names: dict[str, str], **extra: str) -> dict[str, str]:
         }
     )
     env.update(extra)
+    env.setdefault("USAGE_MONITOR_DURABILITY", durability_for(env["REDIS_URL"]))
     return env
 
 
@@ -284,6 +316,7 @@ def start_notifier(topics: dict[str, str], tmp_path: Path) -> Iterator[Callable[
             }
         )
         env.update(extra)
+        env.setdefault("NOTIFIER_DURABILITY", durability_for(env["REDIS_URL"]))
         w = Worker(
             env,
             tmp_path / f"notifier-{len(started)}.log",

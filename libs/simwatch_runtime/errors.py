@@ -5,8 +5,8 @@
     └── (transient)            redis.ConnectionError, redis.TimeoutError, BusyLoadingError,
                                ClusterDownError, TryAgainError, SlotNotCoveredError,
                                aiokafka KafkaError, OSError, uvloop's closed-transport
-                               RuntimeError, redis-py's handshake AttributeError: retried
-                               with backoff in place
+                               RuntimeError, redis-py's handshake AttributeError,
+                               durability.NotDurableError: retried with backoff in place
 Poison input is not an exception here: it is a dead letter (see ``dead_letters.py``).
 """
 
@@ -29,6 +29,8 @@ from redis.exceptions import (
     TryAgainError,
 )
 
+from .durability import NotDurableError
+
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
@@ -42,6 +44,8 @@ TRANSIENT: tuple[type[BaseException], ...] = (
     SlotNotCoveredError,
     KafkaError,
     OSError,
+    # Redis could not confirm a write durable: apply the input again, commit nothing.
+    NotDurableError,
 )
 
 

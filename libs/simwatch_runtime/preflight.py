@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from redis.exceptions import BusyLoadingError, RedisError
 
+from .durability import Barrier, Durability
 from .errors import ConfigError
 from .redact import redact, redact_url
 from .redis_client import AnyRedis, connect
@@ -38,6 +40,31 @@ async def check_redis(url: str, loading_wait_s: float = 120.0) -> None:
         ) from exc
     finally:
         await client.aclose()
+
+
+async def check_durability(
+    url: str, level: Durability, setting: str, key_of: Callable[[str], str]
+) -> None:
+    """Every Redis primary can confirm writes durable at `level` (WAITAOF or appendfsync
+    always for ``fsync``, a connected replica for ``replica``), or one line naming `setting`."""
+    if level is Durability.MEMORY:
+        return
+    client = connect(url, socket_connect_timeout=5, socket_timeout=5)
+    barrier = Barrier(client, level, key_of)
+    try:
+        problem = await barrier.check()
+    except (RedisError, OSError) as exc:
+        raise ConfigError(
+            f"REDIS_URL={redact_url(url)}: Redis does not answer ({redact(str(exc))})"
+        ) from exc
+    finally:
+        await barrier.close()
+        await client.aclose()
+    if problem:
+        raise ConfigError(
+            f"{setting}={level.value}: {redact(problem)}; use a server that can confirm it "
+            f"(docs/operations.md), or set {setting}=memory to accept the loss"
+        )
 
 
 async def ensure_topics(

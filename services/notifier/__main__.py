@@ -11,15 +11,18 @@ from pydantic import ValidationError
 
 from simwatch_runtime import redact
 from simwatch_runtime.errors import ConfigError as MonitorConfigError
-from simwatch_runtime.preflight import check_redis, ensure_topics
+from simwatch_runtime.preflight import check_durability, check_redis, ensure_topics
 from simwatch_runtime.process import new_event_loop, settings_error
 
+from .adapters.keys import Keys
 from .bootstrap import ConfigError, build, validate_sms
 from .settings import Settings
 
 
 async def preflight(s: Settings) -> None:
     await check_redis(s.redis_url)
+    key_of = Keys(s.redis_prefix).durability
+    await check_durability(s.redis_url, s.durability, "NOTIFIER_DURABILITY", key_of)
     await ensure_topics(
         s.kafka_bootstrap_servers,
         [s.topic_alerts, s.topic_settings, s.topic_dlq, s.topic_delivery_dlq],

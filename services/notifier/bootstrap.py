@@ -8,9 +8,11 @@ from dataclasses import dataclass
 import httpx
 from prometheus_client import CollectorRegistry
 
+from simwatch_runtime.durability import Barrier
 from simwatch_runtime.kafka_publisher import KafkaPublisher
 from simwatch_runtime.redis_client import AnyRedis, connect
 
+from .adapters.keys import Keys
 from .adapters.redis_ledger import RedisLedger
 from .channels.sms import Aliyun, HttpGateway, Twilio
 from .channels.webhook import WebhookSender
@@ -38,9 +40,11 @@ class Components:
     ledger: RedisLedger
     dispatcher: Dispatcher
     inputs: Inputs
+    barrier: Barrier
 
     async def close(self) -> None:
         await self.publisher.close()
+        await self.barrier.close()
         await self.http.aclose()
         await self.webhooks.close()
         await self.redis.aclose()
@@ -128,7 +132,23 @@ def build(settings: Settings, registry: CollectorRegistry | None = None) -> Comp
 
     dispatcher = Dispatcher(ledger, webhooks, provider, settings, metrics, publish)
     scheduler = Scheduler(ledger, metrics, sms_enabled=provider is not None)
-    inputs = Inputs(settings, scheduler, metrics, publish, dispatcher.wake)
+    barrier = Barrier(
+        redis,
+        settings.durability,
+        Keys(settings.redis_prefix).durability,
+        timeout_s=settings.durability_timeout_s,
+    )
+    inputs = Inputs(settings, scheduler, metrics, publish, dispatcher.wake, barrier)
     return Components(
-        settings, registry, metrics, redis, http, webhooks, publisher, ledger, dispatcher, inputs
+        settings,
+        registry,
+        metrics,
+        redis,
+        http,
+        webhooks,
+        publisher,
+        ledger,
+        dispatcher,
+        inputs,
+        barrier,
     )

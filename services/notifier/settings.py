@@ -9,6 +9,8 @@ from pydantic_settings import SettingsConfigDict
 
 from simwatch_runtime.settings import RuntimeSettings
 
+from simwatch_runtime.durability import Durability
+
 DEFAULT_RETRY_SCHEDULE = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0)
 
 
@@ -29,6 +31,12 @@ class Settings(RuntimeSettings):
     )
     redis_prefix: str = Field("nt", pattern=r"^[A-Za-z0-9_.-]{1,32}$")
     producer_idempotence: bool = True
+    durability: Durability = Field(
+        Durability.FSYNC,
+        description="what Redis must have done with the ledger writes of an input batch "
+        "before its offsets are committed: fsync, replica or memory (docs/operations.md)",
+    )
+    durability_timeout_s: float = Field(5.0, gt=0, le=60)
 
     allow_private_webhooks: bool = Field(
         False, description="allow http:// and loopback/private targets (local demo and tests)"

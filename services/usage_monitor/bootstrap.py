@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from prometheus_client import CollectorRegistry
 
 from simwatch_runtime.dead_letters import DeadLetters
+from simwatch_runtime.durability import Barrier
 from simwatch_runtime.kafka_publisher import KafkaPublisher
 from simwatch_runtime.redis_client import AnyRedis, connect
 
@@ -34,9 +35,11 @@ class Components:
     service: CardService
     usage_dead_letters: DeadLetters
     event_dead_letters: DeadLetters
+    barrier: Barrier
 
     async def close(self) -> None:
         await self.publisher.close()
+        await self.barrier.close()
         await self.redis.aclose()
 
 
@@ -50,9 +53,10 @@ def build(
     redis = connect(
         settings.redis_url, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30
     )
+    keys = Keys(settings.redis_prefix, settings.redis_shards)
     store = RedisStore(
         redis,
-        Keys(settings.redis_prefix, settings.redis_shards),
+        keys,
         record_ttl_s=settings.record_dedupe_ttl_s,
         dedupe_buckets=settings.dedupe_buckets,
         history_length=settings.history_length,
@@ -76,4 +80,12 @@ def build(
         service=service,
         usage_dead_letters=usage_dlq,
         event_dead_letters=event_dlq,
+        barrier=durability_barrier(redis, settings, keys),
+    )
+
+
+def durability_barrier(redis: AnyRedis, settings: Settings, keys: Keys) -> Barrier:
+    """What confirms a batch durable before its offsets are committed (issue #16)."""
+    return Barrier(
+        redis, settings.durability, keys.durability, timeout_s=settings.durability_timeout_s
     )

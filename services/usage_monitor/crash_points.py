@@ -4,8 +4,12 @@ window between two effects (the SIGKILL of a random moment hits such a window on
 Off unless ``SIMWATCH_CRASH_AT=<point>:<n>`` is set: the process SIGKILLs itself the n-th time
 it reaches ``<point>``. Points:
 
-* ``usage.before_commit``: a batch is counted in Redis and its dead letters are on Kafka; its
-  offsets are not committed (the batch is read again after the restart);
+* ``usage.before_durable``: batches are counted in Redis (in memory) and their dead letters
+  are on Kafka; the durability barrier that would cover them has not started, and their
+  offsets are not committed (see ``entrypoints/commits.py``);
+* ``usage.before_commit``: a batch is counted in Redis, confirmed durable, and its dead
+  letters are on Kafka; its offsets are not committed (the batch is read again after the
+  restart);
 * ``outbox.before_publish``: decisions are in the Redis outbox, not yet on Kafka;
 * ``outbox.before_ack``: they are on Kafka, still in the outbox (published again after the
   restart, with the same ids).
@@ -19,7 +23,9 @@ import os
 import signal
 
 ENV = "SIMWATCH_CRASH_AT"
-POINTS = frozenset({"usage.before_commit", "outbox.before_publish", "outbox.before_ack"})
+POINTS = frozenset(
+    {"usage.before_durable", "usage.before_commit", "outbox.before_publish", "outbox.before_ack"}
+)
 
 
 def _armed(spec: str | None) -> tuple[str, int] | None:

@@ -33,6 +33,9 @@ class Metrics:
     consumer_lag: Gauge
     suspended_cards: Gauge
     record_latency: Histogram
+    durability_seconds: Histogram
+    durability_failures: Counter
+    uncommitted_seconds: Gauge
 
     def count_dead_letter(self, source: str, reason: str) -> None:
         self.dead_letters.labels(source, reason).inc()
@@ -132,6 +135,26 @@ class Metrics:
                 "Kafka append of a batch's oldest record to the batch's decisions published "
                 "and offsets committed (an upper bound of record-to-command latency)",
                 buckets=LATENCY_BUCKETS,
+                registry=registry,
+            ),
+            durability_seconds=Histogram(
+                f"{p}_durability_seconds",
+                "One durability barrier: from its start to Redis confirming every batch "
+                "applied before it (USAGE_MONITOR_DURABILITY)",
+                buckets=LATENCY_BUCKETS,
+                registry=registry,
+            ),
+            durability_failures=Counter(
+                f"{p}_durability_failures",
+                "Barriers Redis did not confirm (kind: unconfirmed = timed out or refused, tried "
+                "again; reapplied = a primary died, restarted or failed over, so the batches "
+                "were applied again); their offsets are not committed meanwhile",
+                ["kind"],
+                registry=registry,
+            ),
+            uncommitted_seconds=Gauge(
+                f"{p}_uncommitted_seconds",
+                "Age of the oldest applied usage batch whose offsets wait for durability",
                 registry=registry,
             ),
             card_transitions=Counter(

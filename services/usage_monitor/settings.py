@@ -8,6 +8,7 @@ from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from simwatch_contracts.common import _check_timezone
+from simwatch_runtime.durability import Durability
 from simwatch_runtime.settings import RuntimeSettings
 
 from .domain.policy import Policy
@@ -81,6 +82,15 @@ class Settings(RuntimeSettings):
     broker_session_timeout_s: float = Field(10.0, gt=0)
     outbox_sweep_interval_s: float = Field(1.0, gt=0)
     retry_backoff_max_s: float = Field(10.0, gt=0)
+    durability: Durability = Field(
+        Durability.FSYNC,
+        description="what Redis must have done with a batch's writes before its offsets are "
+        "committed: fsync (local AOF on disk), replica (held by a replica), memory "
+        "(docs/operations.md)",
+    )
+    durability_timeout_s: float = Field(
+        5.0, gt=0, le=60, description="longest wait for one durability confirmation"
+    )
 
     @field_validator("api_token")
     @classmethod

@@ -72,7 +72,13 @@ async def test_sigkill_at_a_random_moment_then_restart(
 
 
 @pytest.mark.parametrize(
-    "point", ["usage.before_commit:12", "outbox.before_publish:8", "outbox.before_ack:8"]
+    "point",
+    [
+        "usage.before_durable:10",
+        "usage.before_commit:12",
+        "outbox.before_publish:8",
+        "outbox.before_ack:8",
+    ],
 )
 async def test_sigkill_at_a_crash_point_then_restart(
     point: str,

@@ -140,6 +140,11 @@ def test_bad_configuration_exits_with_one_line(names: dict[str, str]) -> None:
     assert no_redis.returncode == 2
     assert no_redis.stderr.startswith("usage-monitor: REDIS_URL=redis://127.0.0.1:1/0: Redis")
     assert len(no_redis.stderr.strip().splitlines()) == 1
+    no_replica = run(USAGE_MONITOR_DURABILITY="replica")  # the test servers have none
+    assert no_replica.returncode == 2
+    assert no_replica.stderr.startswith("usage-monitor: USAGE_MONITOR_DURABILITY=replica: ")
+    assert "0 connected replicas" in no_replica.stderr
+    assert len(no_replica.stderr.strip().splitlines()) == 1
     no_kafka = run(KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:1")
     assert no_kafka.returncode == 2
     assert no_kafka.stderr.startswith("usage-monitor: KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:1:")

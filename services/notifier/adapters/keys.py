@@ -9,6 +9,8 @@ Cluster slot (the notifier's load is alerts, not usage records: one slot is plen
     {<prefix>}:gone:<customer>   string a webhook URL that answered 410 (disabled)
     {<prefix>}:rl:<digest>:<h>   string SMS sent to a number in an hour (rate limit); the
                                         digest keeps phone numbers out of key names
+    <prefix>:dur:{<tag>}         string written by each durability barrier, one per Redis
+                                        primary (the tag puts it in a slot of that primary)
 """
 
 from __future__ import annotations
@@ -34,6 +36,11 @@ class Keys:
 
     def customer(self, customer_id: str) -> str:
         return f"{self.tag}:c:{customer_id}"
+
+    def durability(self, tag: str) -> str:
+        """The key a durability barrier writes on the primary that serves hash tag `tag`
+        (the ledger's own tag is on one primary, but a barrier covers every primary)."""
+        return f"{self.prefix}:dur:{{{tag}}}"
 
     def webhook_gone(self, customer_id: str) -> str:
         return f"{self.tag}:gone:{customer_id}"

@@ -1,7 +1,9 @@
 """The notifier's Kafka inputs: `customer.settings` and `card.alerts`, parsed here and handed
 to the scheduler (malformed input goes to the dead-letter topic). An alert's offset is
-committed only after each of its deliveries is durably scheduled; delivering is the
-dispatcher's job, so no endpoint can stall a partition."""
+committed only after each of its deliveries is scheduled and Redis has confirmed those
+writes durable (NOTIFIER_DURABILITY; a batch Redis cannot confirm is scheduled again, under
+the new primaries after a failover); delivering is the dispatcher's job, so no endpoint can
+stall a partition."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from pydantic import ValidationError
 
 from simwatch_contracts import CardAlert, CustomerSettings, describe_validation_error
 from simwatch_runtime.dead_letters import letter_of
+from simwatch_runtime.durability import Barrier
 from simwatch_runtime.errors import component_of, retrying
 
 from ..metrics import Metrics
@@ -38,7 +41,9 @@ class Inputs:
         metrics: Metrics,
         publish: Publisher,
         wake: asyncio.Event,
+        barrier: Barrier,
     ) -> None:
+        self.barrier = barrier
         self.s = settings
         self.scheduler = scheduler
         self.metrics = metrics
@@ -110,7 +115,9 @@ class Inputs:
 
         async def apply() -> None:
             # Idempotent: scheduling is keyed by delivery id, settings are overwritten.
+            epoch = await self.barrier.epoch()
             await handle([msg for messages in fetched.values() for msg in messages])
+            await self.barrier.confirm(epoch)  # NotDurableError: transient, the batch again
             try:
                 await consumer.commit(offsets)
             except (CommitFailedError, IllegalStateError) as exc:

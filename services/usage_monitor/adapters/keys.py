@@ -17,6 +17,8 @@ Redis Cluster slot, so a single script call applies the whole batch.
     <prefix>:pt:<fingerprint>   string a profile template (customer, plan, calendar) shared by
                                 many cards; immutable, so workers cache it for good
     <prefix>:{n}:ol             string outbox drain lock
+    <prefix>:dur:{<tag>}        string written by each durability barrier, one per Redis
+                                primary (the tag puts it in a slot of that primary)
     <prefix>:cu:{<customer>}    hash   the customer's blacklist: c:<iccid> "<version>:<owed>"
                                 of each card cancelled for debt, p:<event_id> payments made
                                 through a held card, h:<iccid> cards held for the debt
@@ -95,6 +97,10 @@ class Keys:
 
     def customer(self, customer_id: str) -> str:
         return f"{self.prefix}:cu:{{{customer_id}}}"
+
+    def durability(self, tag: str) -> str:
+        """The key a durability barrier writes on the primary that serves hash tag `tag`."""
+        return f"{self.prefix}:dur:{{{tag}}}"
 
     def outbox_lock(self, shard: int) -> str:
         return f"{self.tag(shard)}ol"

@@ -14,7 +14,7 @@ from simwatch_runtime.errors import TRANSIENT
 from ..bootstrap import Components
 from ..settings import Settings
 from .api_auth import bearer_guard
-from .card_events import handle_card_event
+from .card_events import EVENT_BATCH, EVENT_BATCH_WITHIN_S, handle_card_events
 from .pipeline import UsagePipeline
 from .usage_consumer import UsageConsumer
 from .web import add_routes
@@ -47,12 +47,14 @@ def create_app(c: Components) -> tuple[faust.App, UsageConsumer]:
 
     @app.agent(events, name="card-events")
     async def card_events(stream: Any) -> None:
-        async for event in stream.events():
-            await handle_card_event(c, event.message)
+        # In small batches: faust acks (and later commits) a batch's events only once the
+        # body is done, and the body ends with the batch confirmed durable in Redis.
+        async for batch in stream.take_events(EVENT_BATCH, within=EVENT_BATCH_WITHIN_S):
+            await handle_card_events(c, [event.message for event in batch])
 
     _add_timers(app, c)
     pipeline = UsagePipeline(c.service, c.usage_dead_letters, c.metrics)
-    consumer = UsageConsumer(pipeline, c.usage_dead_letters, s, c.metrics, loop=app.loop)
+    consumer = UsageConsumer(pipeline, c.usage_dead_letters, s, c.metrics, c.barrier, loop=app.loop)
     # App.service is typed for classes; it starts instances just the same.
     app.service(consumer)  # type: ignore[arg-type]
     app.service(_Resources(c, loop=app.loop))  # type: ignore[arg-type]

@@ -1,11 +1,12 @@
-"""Handling of one `card.events` message: parse at the edge, dead-letter the malformed,
-apply the rest exactly once (retrying transient failures in place: faust acks a message
-whose handler raised, so raising would lose it)."""
+"""Handling of `card.events` messages: parse at the edge, dead-letter the malformed, apply
+the rest exactly once (retrying transient failures in place: faust acks a message whose
+handler raised, so raising would lose it), then confirm the batch durable in Redis before
+faust may ack it (issue #16: a failover or a host crash must not lose an acked event)."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
 from pydantic import ValidationError
@@ -20,6 +21,22 @@ from .pipeline import oversized
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+EVENT_BATCH = 200
+EVENT_BATCH_WITHIN_S = 0.05
+
+
+async def handle_card_events(c: Components, messages: Sequence[RawMessage]) -> None:
+    """Apply a batch of events, then confirm it durable; if Redis cannot confirm it (a
+    failover, a restart), apply it again under the new primaries (events apply once: a
+    repeat is a duplicate by its id) and confirm again."""
+
+    async def once() -> None:
+        epoch = await c.barrier.epoch()
+        for msg in messages:
+            await handle_card_event(c, msg)
+        await c.barrier.confirm(epoch)
+
+    await _retry(c, once, "card events batch")
 
 
 async def handle_card_event(c: Components, msg: RawMessage) -> None:

@@ -1,4 +1,5 @@
-"""usage_monitor's start-up checks: its Redis and its five topics."""
+"""usage_monitor's start-up checks: its Redis (and that it can confirm the durability
+level asked for), and its five topics."""
 
 from __future__ import annotations
 
@@ -8,13 +9,16 @@ import sys
 
 from simwatch_runtime import redact
 from simwatch_runtime.errors import ConfigError
-from simwatch_runtime.preflight import check_redis, ensure_topics
+from simwatch_runtime.preflight import check_durability, check_redis, ensure_topics
 
+from ..adapters.keys import Keys
 from ..settings import Settings
 
 
 async def preflight(s: Settings) -> None:
     await check_redis(s.redis_url)
+    keys = Keys(s.redis_prefix, s.redis_shards)
+    await check_durability(s.redis_url, s.durability, "USAGE_MONITOR_DURABILITY", keys.durability)
     await ensure_topics(
         s.kafka_bootstrap_servers,
         [

@@ -1,5 +1,6 @@
 """The batched `usage.records` consumer: aiokafka `getmany`, one pipeline run per fetch,
-offsets committed only after Redis and Kafka have everything the batch produced.
+offsets committed only after Kafka has everything the batch produced and Redis has made
+its writes durable (``commits.py``).
 
 Runs as a service inside the faust app (its lifecycle, web server and timers), but on its
 own consumer group, so the hot path pays no per-event faust machinery.
@@ -15,15 +16,15 @@ import time
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import CommitFailedError, IllegalStateError
 from mode import Service
 
 from simwatch_runtime.dead_letters import DeadLetters, RawMessage
-from simwatch_runtime.errors import component_of, retrying
+from simwatch_runtime.durability import Barrier
+from simwatch_runtime.errors import component_of, is_transient, retrying
 
-from ..crash_points import crash_point
 from ..metrics import Metrics
 from ..settings import Settings
+from .commits import DurableCommits
 from .pipeline import UsagePipeline
 
 log = logging.getLogger(__name__)
@@ -37,9 +38,12 @@ class UsageConsumer(Service):
         dead_letters: DeadLetters,
         settings: Settings,
         metrics: Metrics,
+        barrier: Barrier,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.barrier = barrier
+        self.commits: DurableCommits | None = None
         self.pipeline = pipeline
         self.dead_letters = dead_letters
         self.settings = settings
@@ -69,6 +73,7 @@ class UsageConsumer(Service):
             max_poll_interval_ms=600_000,
         )
         await self.consumer.start()
+        self.commits = DurableCommits(self.consumer, self.barrier, self.metrics)
         self._loop_task = asyncio.create_task(self._run(), name="usage-consumer")
         self._loop_task.add_done_callback(self._on_loop_done)
 
@@ -90,8 +95,19 @@ class UsageConsumer(Service):
                 await asyncio.wait_for(asyncio.shield(self._loop_task), STOP_GRACE_S)
             except TimeoutError:
                 self._loop_task.cancel()
+        if self.commits is not None and not self._loop_task_failed():
+            try:  # commit what the last barrier confirms; what it cannot is read again
+                await asyncio.wait_for(self.commits.advance(wait=True), STOP_GRACE_S)
+            except Exception as exc:
+                if not (is_transient(exc) or isinstance(exc, TimeoutError)):
+                    raise
+                log.warning("last offsets left uncommitted at stop: %s", exc)
         if self.consumer is not None:
             await self.consumer.stop()
+
+    def _loop_task_failed(self) -> bool:
+        task = self._loop_task
+        return task is not None and task.done() and not task.cancelled() and bool(task.exception())
 
     @property
     def running(self) -> bool:
@@ -105,13 +121,16 @@ class UsageConsumer(Service):
                 timeout_ms=200, max_records=self.settings.batch_max_records
             )
             if not fetched:
+                assert self.commits is not None
+                await self.commits.advance()  # a barrier that finished meanwhile: commit
                 continue
             started = time.perf_counter()
             messages: list[RawMessage] = [m for batch in fetched.values() for m in batch]
             oldest_ms = min((b[0].timestamp for b in fetched.values() if b[0].timestamp), default=0)
+            first = {tp: batch[0].offset for tp, batch in fetched.items()}
             offsets = {tp: batch[-1].offset + 1 for tp, batch in fetched.items()}
             await retrying(
-                functools.partial(self._handle, messages, offsets),
+                functools.partial(self._handle, messages, first, offsets),
                 what="usage batch",
                 on_error=lambda exc: self.metrics.transient_errors.labels(component_of(exc)).inc(),
                 max_backoff_s=self.settings.retry_backoff_max_s,
@@ -137,15 +156,15 @@ class UsageConsumer(Service):
                     max(0, highwater - position)
                 )
 
-    async def _handle(self, messages: list[RawMessage], offsets: dict[TopicPartition, int]) -> None:
+    async def _handle(
+        self,
+        messages: list[RawMessage],
+        first: dict[TopicPartition, int],
+        offsets: dict[TopicPartition, int],
+    ) -> None:
+        assert self.commits is not None
+        await self.commits.begin()
         self.dead_letters.reset()
         await self.pipeline.process(messages)
         await self.dead_letters.flush()
-        crash_point("usage.before_commit")
-        assert self.consumer is not None
-        try:
-            await self.consumer.commit(offsets)
-        except (CommitFailedError, IllegalStateError) as exc:
-            # The group rebalanced and these partitions moved: their new owner re-reads
-            # the batch, which counts nothing twice (record ids) and decides nothing twice.
-            log.info("offset commit skipped after rebalance: %s", exc)
+        await self.commits.applied(first, offsets)
