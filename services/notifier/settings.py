@@ -7,9 +7,8 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
-from simwatch_runtime.settings import RuntimeSettings
-
 from simwatch_runtime.durability import Durability
+from simwatch_runtime.settings import RuntimeSettings
 
 DEFAULT_RETRY_SCHEDULE = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0)
 
