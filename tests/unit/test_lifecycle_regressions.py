@@ -256,3 +256,15 @@ def test_a_quota_taken_away_and_given_back_announces_nothing_twice() -> None:
         until=sh(2026, 11, 24),
     )
     assert len(of(effects, "alert", "quota_exhausted")) == 1
+
+
+def test_a_bill_issued_when_dst_skips_midnight_falls_due_on_the_wall_clock() -> None:
+    # Havana skips 00:00 on 2026-03-08: that cycle starts at 01:00 CDT (05:00 UTC), and its
+    # bill falls due 15 days later on the wall clock, 2026-03-23 01:00 CDT (05:00 UTC).
+    start = datetime(2026, 2, 20, 15, tzinfo=UTC)
+    effects = run(
+        upsert(start, billing="postpaid", balance=0, cycle_day=8, timezone="America/Havana"),
+        until=datetime(2026, 3, 24, tzinfo=UTC),
+    )
+    (suspend,) = of(effects, "command", "suspend")
+    assert suspend.at == datetime(2026, 3, 23, 5, tzinfo=UTC)

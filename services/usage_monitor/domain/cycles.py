@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
@@ -29,8 +29,12 @@ def next_cycle(cycle: date) -> date:
 
 
 def cycle_start(cycle: date, tz: str) -> datetime:
-    """The aware instant at which `cycle` begins (local midnight of its first day)."""
-    return datetime.combine(cycle, time(0), tzinfo=zone(tz))
+    """The aware instant at which `cycle` begins: local midnight of its first day, or, where
+    a DST change skips midnight (America/Havana, America/Santiago), the first instant that
+    exists. Returned as a real local time, so wall-clock arithmetic from it (a bill due 15
+    days later, a warning 3 days before) starts from the time the clock actually showed."""
+    z = zone(tz)
+    return datetime.combine(cycle, time(0), tzinfo=z).astimezone(UTC).astimezone(z)
 
 
 def previous_cycle(cycle: date) -> date:
