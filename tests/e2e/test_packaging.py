@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from ..conftest import KAFKA, REDIS_URL
+from ..conftest import KAFKA, REDIS_URL, durability_for
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -85,6 +85,9 @@ def test_both_services_start_from_the_installed_wheel(installed: Path, tmp_path:
         "NOTIFIER_GROUP_ID": "packaging-check",
         "USAGE_MONITOR_CREATE_TOPICS": "false",
     }
+    # The strongest level this server confirms (Debian's Redis 7.0 lacks WAITAOF).
+    level = durability_for(env["REDIS_URL"])
+    env |= {"USAGE_MONITOR_DURABILITY": level, "NOTIFIER_DURABILITY": level}
     # Outside the repo, so nothing is imported from the source tree.
     monitor = _run(installed / "usage-monitor", "check", env=env, cwd=tmp_path)
     assert monitor.returncode == 0, monitor.stdout + monitor.stderr
