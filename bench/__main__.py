@@ -28,7 +28,7 @@ PROBES = 100 if QUICK else 300
 LOAD_S = 8 if QUICK else 20
 MEMORY_CARDS = 20_000 if QUICK else 100_000
 # Sections measured after the usage path, each a module with `run(quick) -> lines`.
-SECTIONS = ("notifier", "durability")
+SECTIONS = ("boundary", "notifier", "durability")
 SAT_RATE = 100_000
 NAIVE_S = 8 if QUICK else 20
 

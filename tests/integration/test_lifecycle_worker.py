@@ -1,4 +1,4 @@
-"""The lifecycle clock through the real worker: expiry fired by the leader's timer,
+"""The lifecycle clock through the real worker: expiry fired by the owner's timer,
 renewal, and a card upserted past its grace period."""
 
 from __future__ import annotations

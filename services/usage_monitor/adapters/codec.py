@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import date, datetime
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -46,7 +47,7 @@ class Template:
 
     @property
     def fingerprint(self) -> str:
-        return hashlib.blake2b(self.encode(), digest_size=9).hexdigest()
+        return _fingerprint(self)
 
     @classmethod
     def decode(cls, raw: bytes) -> Template:
@@ -62,6 +63,25 @@ class Template:
     @classmethod
     def of(cls, p: Profile) -> Template:
         return cls(p.customer_id, p.plan, p.billing, p.cycle_day, p.timezone)
+
+
+@lru_cache(maxsize=4096)
+def _fingerprint(template: Template) -> str:
+    # Asked at every commit; a fleet has few templates (a template is hashable: all frozen).
+    return hashlib.blake2b(template.encode(), digest_size=9).hexdigest()
+
+
+@lru_cache(maxsize=1 << 16)
+def _profile(template: Template, expires_at: int) -> Profile:
+    # Immutable, so shared by every card of a template and term (a fleet has few of both).
+    return Profile(
+        customer_id=template.customer_id,
+        plan=template.plan,
+        billing=template.billing,
+        expires_at=datetime.fromtimestamp(expires_at, zone(template.timezone)),
+        cycle_day=template.cycle_day,
+        timezone=template.timezone,
+    )
 
 
 def encode_state(state: CardState) -> tuple[bytes, Template | None]:
@@ -96,7 +116,7 @@ def encode_state(state: CardState) -> tuple[bytes, Template | None]:
     return orjson.dumps(doc), template
 
 
-def template_of(raw: bytes | None) -> str | None:
+def template_of(raw: bytes | str | None) -> str | None:
     """The template fingerprint a stored state refers to, if any."""
     if not raw:
         return None
@@ -104,7 +124,7 @@ def template_of(raw: bytes | None) -> str | None:
     return str(fp) if fp is not None else None
 
 
-def decode_state(iccid: str, raw: bytes | None, templates: dict[str, Template]) -> CardState:
+def decode_state(iccid: str, raw: bytes | str | None, templates: dict[str, Template]) -> CardState:
     if not raw:
         return CardState(iccid)
     doc = orjson.loads(raw)
@@ -112,16 +132,7 @@ def decode_state(iccid: str, raw: bytes | None, templates: dict[str, Template]) 
     if "p" in doc:  # the first format embedded the whole profile in each card
         profile = _legacy_profile(doc)
     elif "t" in doc:
-        t = templates[doc["t"]]
-        tz = zone(t.timezone)
-        profile = Profile(
-            customer_id=t.customer_id,
-            plan=t.plan,
-            billing=t.billing,
-            expires_at=datetime.fromtimestamp(doc["e"], tz),
-            cycle_day=t.cycle_day,
-            timezone=t.timezone,
-        )
+        profile = _profile(templates[doc["t"]], doc["e"])
     arrears = doc.get("a")
     cycle = _cycle(doc["c"]) if "c" in doc else None
     return CardState(

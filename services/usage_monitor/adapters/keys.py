@@ -26,9 +26,11 @@ Redis Cluster slot, so a single script call applies the whole batch.
 No other module writes a key format. The Lua scripts get every key they touch in KEYS, built
 here, except where a batch script meets keys it can only know per record: ``ingest.lua``
 gets the *prefixes* `card_prefix(shard)` and `dedupe_prefix(shard)` in ARGV and appends
-the record's ICCID, or its day and bucket, to them (one call per shard and batch, no extra
-round trip). Its KEYS[1], the shard's outbox, routes the call to the shard's Redis Cluster
-slot, which every key built from those prefixes shares. (Hash *fields* inside a card, such
+the record's ICCID, or its day and bucket, to them, and ``commit.lua`` gets
+`card_prefix(shard)` and `event_prefix(shard)` and appends each commit's ICCID or event id
+(one call per shard and batch, no extra round trip). Their KEYS[1], the shard's outbox,
+routes the call to the shard's Redis Cluster slot, which every key built from those
+prefixes shares. (Hash *fields* inside a card, such
 as ``u:<cycle>``, are listed above and named by the scripts and ``redis_store.py``.)
 """
 
@@ -78,10 +80,18 @@ class Keys:
         return f"{self.dedupe_prefix(shard)}{day}:{bucket}"
 
     def history(self, iccid: str) -> str:
-        return f"{self.tag(self.shard(iccid))}h:{iccid}"
+        return self.history_prefix(self.shard(iccid)) + iccid
+
+    def history_prefix(self, shard: int) -> str:
+        """``history`` is this plus the ICCID (``commit.lua`` builds them so)."""
+        return f"{self.tag(shard)}h:"
+
+    def event_prefix(self, shard: int) -> str:
+        """``event_seen`` is this plus the event id (``commit.lua`` builds them so)."""
+        return f"{self.tag(shard)}e:"
 
     def event_seen(self, iccid: str, event_id: str) -> str:
-        return f"{self.tag(self.shard(iccid))}e:{event_id}"
+        return self.event_prefix(self.shard(iccid)) + event_id
 
     def due(self, shard: int) -> str:
         return f"{self.tag(shard)}d"

@@ -56,6 +56,7 @@ class RedisStore:
         self.event_ttl_s = event_ttl_s
         self._ingest: AsyncScript = lua.register(redis, PACKAGE, "ingest.lua")
         self._commit: AsyncScript = lua.register(redis, PACKAGE, "commit.lua")
+        self._load: AsyncScript = lua.register(redis, PACKAGE, "load.lua")
         self._release: AsyncScript = lua.register(redis, PACKAGE, "release_outbox.lua")
         self._customer: AsyncScript = lua.register(redis, PACKAGE, "customer.lua")
         # Templates are immutable (named by their content), so a cache never goes stale.
@@ -98,17 +99,24 @@ class RedisStore:
         return result
 
     async def load(self, iccids: Iterable[str]) -> dict[str, Snapshot]:
-        """Read cards (state, version and usage counters) in one round trip."""
-        ids = list(dict.fromkeys(iccids))
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for iccid in ids:
-                pipe.hgetall(self.keys.card(iccid))
-            rows = await pipe.execute()
-        await self._resolve_templates(template_of(row.get(b"s")) for row in rows)
-        return {
-            iccid: _snapshot(iccid, row, self._templates)
-            for iccid, row in zip(ids, rows, strict=True)
-        }
+        """Read cards (state, version and usage counters) in one round trip: one
+        ``lua/load.lua`` call per shard, its reply one JSON document."""
+        by_shard: dict[int, list[str]] = {}
+        for iccid in dict.fromkeys(iccids):
+            by_shard.setdefault(self.keys.shard(iccid), []).append(iccid)
+
+        def queue(pipe: Any) -> None:
+            for shard, cards in by_shard.items():
+                args = [self.keys.card_prefix(shard), *cards]
+                queue_script(pipe, self._load, [self.keys.outbox(shard)], args)
+
+        replies = await run_pipeline(self.redis, queue, [self._load])
+        rows: dict[str, dict[str, str]] = {}
+        for cards, reply in zip(by_shard.values(), replies, strict=True):
+            for iccid, flat in zip(cards, orjson.loads(reply), strict=True):
+                rows[iccid] = dict(zip(flat[::2], flat[1::2], strict=True)) if flat else {}
+        await self._resolve_templates(template_of(row.get("s")) for row in rows.values())
+        return {iccid: _snapshot(iccid, row, self._templates) for iccid, row in rows.items()}
 
     async def _resolve_templates(self, fingerprints: Iterable[str | None]) -> None:
         missing = list({fp for fp in fingerprints if fp and fp not in self._templates})
@@ -139,46 +147,38 @@ class RedisStore:
         return (await self.commit_many([request]))[0]
 
     async def commit_many(self, requests: Sequence[CommitRequest]) -> list[int]:
-        """`commit` for many cards in one round trip (each card's commit stays atomic)."""
-        encoded = [encode_state(r.state) for r in requests]
-        for _, template in encoded:
+        """`commit` for many cards in one round trip: one ``lua/commit.lua`` call per shard
+        with the shard's commits as one JSON argument (each card's commit stays atomic)."""
+        by_shard: dict[int, list[int]] = {}
+        rows: list[list[Any]] = []
+        for n, request in enumerate(requests):
+            state_json, template = encode_state(request.state)
             if template is not None:
                 await self._store_template(template)
+            rows.append(_commit_row(request, state_json))
+            by_shard.setdefault(self.keys.shard(request.state.iccid), []).append(n)
 
         def queue(pipe: Any) -> None:
-            for request, (state_json, _) in zip(requests, encoded, strict=True):
-                queue_script(pipe, self._commit, *self._commit_call(request, state_json))
+            for shard, members in by_shard.items():
+                keys = [self.keys.outbox(shard), self.keys.due(shard), self.keys.stats(shard)]
+                args = [
+                    self.keys.card_prefix(shard),
+                    self.keys.event_prefix(shard),
+                    self.event_ttl_s,
+                    self.keys.history_prefix(shard),
+                    self.history_length,
+                    orjson.dumps([rows[n] for n in members]),
+                ]
+                queue_script(pipe, self._commit, keys, args)
 
         # A retry after NOSCRIPT (cluster) returns CONFLICT or DUPLICATE_EVENT for the
         # commits that already ran: callers read those cards again and decide nothing new.
-        results = await run_pipeline(self.redis, queue, [self._commit])
-        return [int(r) for r in results]
-
-    def _commit_call(self, r: CommitRequest, state_json: bytes) -> tuple[list[str], list[Any]]:
-        iccid = r.state.iccid
-        shard = self.keys.shard(iccid)
-        keys = [
-            self.keys.card(iccid),
-            self.keys.outbox(shard),
-            self.keys.due(shard),
-            self.keys.stats(shard),
-        ]
-        if r.event_id is not None:
-            keys.append(self.keys.event_seen(iccid, r.event_id))
-        keys.append(self.keys.history(iccid))
-        known = "1" if r.state.profile is not None else "0"
-        args: list[Any] = [r.snap.version, state_json, r.calendar, known, len(r.wakes)]
-        for cycle, level in r.wakes.items():
-            args += (f"w:{cycle.isoformat()}", level)
-        args.append(len(r.messages))
-        for topic, key, value in r.messages:
-            args += (topic, key, value)
-        stale = [f"{p}:{c.isoformat()}" for c in r.drop_cycles for p in ("u", "w")]
-        args += [len(stale), *stale, self.event_ttl_s, iccid]
-        args.append("" if r.due is None else f"{r.due.timestamp():.3f}")
-        args.append(r.suspended_delta)
-        args += [self.history_length, len(r.history), *r.history]
-        return keys, args
+        replies = await run_pipeline(self.redis, queue, [self._commit])
+        results = [0] * len(requests)
+        for members, reply in zip(by_shard.values(), replies, strict=True):
+            for n, version in zip(members, reply, strict=True):
+                results[n] = int(version)
+        return results
 
     async def history(self, iccid: str) -> list[str]:
         """The card's most recent decisions, newest first (see `service_layer.history`)."""
@@ -247,13 +247,35 @@ class RedisStore:
         return dict(zip(ids, (int(n) for n in lengths), strict=True))
 
 
-def _snapshot(iccid: str, row: dict[bytes, bytes], templates: dict[str, Template]) -> Snapshot:
-    usage = {
-        date.fromisoformat(k[2:].decode()): int(v) for k, v in row.items() if k.startswith(b"u:")
-    }
+def _snapshot(iccid: str, row: dict[str, str], templates: dict[str, Template]) -> Snapshot:
+    usage = {date.fromisoformat(k[2:]): int(v) for k, v in row.items() if k.startswith("u:")}
     return Snapshot(
-        version=int(row.get(b"v", b"0")),
-        state=decode_state(iccid, row.get(b"s"), templates),
+        version=int(row.get("v", "0")),
+        state=decode_state(iccid, row.get("s"), templates),
         usage=usage,
-        calendar=row.get(b"cal", b"").decode(),
+        calendar=row.get("cal", ""),
     )
+
+
+def _commit_row(r: CommitRequest, state_json: bytes) -> list[Any]:
+    """One card's entry in ``commit.lua``'s batch (see the script for the layout)."""
+    fields: list[str] = []
+    for cycle, level in r.wakes.items():
+        fields += (f"w:{cycle.isoformat()}", str(level))
+    messages: list[str] = []
+    for topic, key, value in r.messages:
+        messages += (topic, key.decode(), value.decode())
+    return [
+        r.state.iccid,
+        r.snap.version,
+        state_json.decode(),
+        r.calendar,
+        "1" if r.state.profile is not None else "0",
+        fields,
+        messages,
+        [f"{p}:{c.isoformat()}" for c in r.drop_cycles for p in ("u", "w")],
+        r.event_id or "",
+        "" if r.due is None else f"{r.due.timestamp():.3f}",
+        r.suspended_delta,
+        list(r.history),
+    ]

@@ -8,8 +8,9 @@ it belongs to. `schedule` lists only steps not yet done, earliest first.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 from enum import StrEnum
+from functools import lru_cache
 
 from simwatch_contracts import Billing
 
@@ -85,18 +86,31 @@ def _billing_steps(state: CardState, policy: Policy) -> list[Step]:
 def _expiry_steps(state: CardState, policy: Policy) -> list[Step]:
     assert state.profile is not None
     expires = state.profile.expires_at
+    key = (expires.tzinfo, expires.fold, policy.expiry_leads_days, policy.grace_months)
+    return list(_term_steps(expires, *key))
+
+
+@lru_cache(maxsize=4096)
+def _term_steps(
+    expires: datetime, tz: tzinfo | None, fold: int, leads: tuple[int, ...], grace_months: int
+) -> tuple[Step, ...]:
+    """The steps of one plan term: the same for every card of a fleet sharing an expiry, and
+    asked for several times per evaluation, hence computed once. `tz` and `fold` are part of
+    the key because "k months after" is counted on the wall clock of `expires`, and aware
+    datetimes compare equal across zones at the same instant, and within a zone across the
+    two instants of a repeated wall-clock hour (`fold` ignored)."""
     t = term(expires)
     steps = [
         Step(expires - timedelta(days=lead), StepKind.EXPIRY_WARNING, f"w{lead}@{t}", lead)
-        for lead in sorted(policy.expiry_leads_days, reverse=True)
+        for lead in sorted(leads, reverse=True)
     ]
     steps.append(Step(expires, StepKind.EXPIRE, f"x@{t}"))
     steps += [
         Step(add_months(expires, k), StepKind.RETENTION_FEE, f"g{k}@{t}", month=k)
-        for k in range(policy.grace_months)
+        for k in range(grace_months)
     ]
-    steps.append(Step(add_months(expires, policy.grace_months), StepKind.CANCEL_EXPIRED, f"c@{t}"))
-    return steps
+    steps.append(Step(add_months(expires, grace_months), StepKind.CANCEL_EXPIRED, f"c@{t}"))
+    return tuple(steps)
 
 
 def next_due(state: CardState, policy: Policy) -> datetime | None:

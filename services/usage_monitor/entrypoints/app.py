@@ -52,9 +52,9 @@ def create_app(c: Components) -> tuple[faust.App, UsageConsumer]:
         async for batch in stream.take_events(EVENT_BATCH, within=EVENT_BATCH_WITHIN_S):
             await handle_card_events(c, [event.message for event in batch])
 
-    _add_timers(app, c)
     pipeline = UsagePipeline(c.service, c.usage_dead_letters, c.metrics)
     consumer = UsageConsumer(pipeline, c.usage_dead_letters, s, c.metrics, c.barrier, loop=app.loop)
+    _add_timers(app, c, consumer)
     # App.service is typed for classes; it starts instances just the same.
     app.service(consumer)  # type: ignore[arg-type]
     app.service(_Resources(c, loop=app.loop))  # type: ignore[arg-type]
@@ -88,7 +88,7 @@ def _faust_app(s: Settings) -> faust.App:
     )
 
 
-def _add_timers(app: faust.App, c: Components) -> None:
+def _add_timers(app: faust.App, c: Components, consumer: UsageConsumer) -> None:
     s = c.settings
 
     @app.timer(interval=s.outbox_sweep_interval_s, name="outbox-sweep")  # type: ignore[untyped-decorator]
@@ -100,10 +100,12 @@ def _add_timers(app: faust.App, c: Components) -> None:
         except Exception:  # a timer must survive any failure: the next tick sweeps again
             log.exception("outbox sweep failed; retrying next tick")
 
-    @app.timer(interval=s.scheduler_interval_s, on_leader=True, name="lifecycle-clock")  # type: ignore[untyped-decorator]
+    # On every worker, for the shards it owns (its `usage.records` partitions): the first of
+    # the month is spread over the workers like the usage stream (docs/architecture.md).
+    @app.timer(interval=s.scheduler_interval_s, name="lifecycle-clock")  # type: ignore[untyped-decorator]
     async def lifecycle_clock() -> None:
         try:
-            await c.service.tick()
+            await c.service.tick(consumer.owned_shards, s.scheduler_batch)
         except TRANSIENT as exc:  # Redis or Kafka away: due cards stay due until it is back
             log.warning("lifecycle tick: %s: %s", type(exc).__name__, exc)
         except Exception:  # the clock must keep ticking: due cards stay due until it works

@@ -109,6 +109,20 @@ class UsageConsumer(Service):
         task = self._loop_task
         return task is not None and task.done() and not task.cancelled() and bool(task.exception())
 
+    def owned_shards(self) -> frozenset[int]:
+        """The Redis shards whose due cards this worker settles: those of the `usage.records`
+        partitions assigned to it. Shard s goes with partition s modulo the partition count
+        (the identity when the two counts are equal, as deployed), so while the group is
+        settled every shard has exactly one owner; during a rebalance, none or (briefly) two,
+        which the commit's version check makes harmless."""
+        consumer = self.consumer
+        if consumer is None:
+            return frozenset()
+        topic = self.settings.topic_usage
+        assigned = {tp.partition for tp in consumer.assignment() if tp.topic == topic}
+        partitions = len(consumer.partitions_for_topic(topic) or ()) or self.settings.redis_shards
+        return frozenset(s for s in range(self.settings.redis_shards) if s % partitions in assigned)
+
     @property
     def running(self) -> bool:
         return self._loop_task is not None and not self._loop_task.done()

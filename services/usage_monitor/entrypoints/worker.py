@@ -35,6 +35,11 @@ def run(settings: Settings, loglevel: str) -> int:
     logging.basicConfig(
         level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
+    if settings.clock_offset_s:
+        logging.getLogger(__name__).warning(
+            "USAGE_MONITOR_CLOCK_OFFSET_S=%s: deciding by a shifted clock (tests only)",
+            settings.clock_offset_s,
+        )
     asyncio.set_event_loop(new_event_loop())
     app, _ = create_app(build(settings))
     tune_gc()

@@ -1,80 +1,89 @@
--- Commit one card's decision atomically, if nobody changed the card since it was read
--- (optimistic concurrency on the field `v`), together with the messages it produced.
+-- Commit the decisions about a batch of one shard's cards, each atomically and only if nobody
+-- changed the card since it was read (optimistic concurrency on the field `v`), together with
+-- the messages it produced. One call per shard and batch: the batch comes as one JSON argument
+-- (client-side packing of a dozen arguments per card cost more than the decision itself).
 --
--- KEYS[1]  the card hash;  KEYS[2]  the tag's outbox stream
--- KEYS[3]  the tag's due-time sorted set (member: iccid, score: epoch seconds)
--- KEYS[4]  the tag's statistics hash (field `suspended`: cards currently suspended)
--- KEYS[5]  optional: the card event's de-duplication key (same tag)
--- KEYS[#KEYS] (last, always): the card's history list (its most recent decisions)
--- ARGV[1]  expected version ('0' when the card did not exist)
--- ARGV[2]  new state (JSON)
--- ARGV[3]  calendar ('' = the default: field removed)
--- ARGV[4]  '1' when the card has a profile (field `k`, read by ingest.lua), else '0'
--- ARGV[5]  n: number of field/value pairs that follow (wake levels, "w:<cycle>")
--- ARGV[6 .. 5+2n] the pairs
--- then     m: number of messages, and m triples topic, key, value (appended to the outbox)
--- then     fields to delete count k, and k field names (old cycles' counters)
--- then     the event de-duplication TTL in seconds (used with KEYS[5])
--- then     the iccid, and when the card is next due ('' = never: removed from KEYS[3])
--- then     the change in the number of suspended cards (-1, 0, 1)
--- then     how many history entries to keep, h: entries that follow, and the h entries
---          (oldest first: each is pushed to the front, so the list reads newest first)
+-- KEYS[1]  the tag's outbox stream (also routes the call to the tag's Redis Cluster slot)
+-- KEYS[2]  the tag's due-time sorted set (member: iccid, score: epoch seconds)
+-- KEYS[3]  the tag's statistics hash (field `suspended`: cards currently suspended)
+-- ARGV[1]  card key prefix, e.g. "sw:{7}:c:" (a card's key is this .. iccid)
+-- ARGV[2]  card event key prefix, e.g. "sw:{7}:e:" (an event's key is this .. event id)
+-- ARGV[3]  the event de-duplication TTL in seconds
+-- ARGV[4]  card history key prefix, e.g. "sw:{7}:h:" (a card's list is this .. iccid)
+-- ARGV[5]  how many history entries a card keeps
+-- ARGV[6]  the commits as one JSON array; each commit is an array:
+--   [1] iccid   [2] expected version (0 when the card did not exist)   [3] new state (JSON)
+--   [4] calendar ('' = the default: field removed)
+--   [5] '1' when the card has a profile (field `k`, read by ingest.lua), else '0'
+--   [6] flat field/value pairs to set (wake levels, "w:<cycle>", values as strings)
+--   [7] flat topic, key, value triples appended to the outbox
+--   [8] fields to delete (old cycles' counters)
+--   [9] the card event's id ('' = none): applied at most once
+--   [10] when the card is next due ('' = never: removed from the due set)
+--   [11] the change in the number of suspended cards (-1, 0, 1)
+--   [12] entries for the card's history list, oldest first (each pushed to the front, so
+--        the list reads newest first; kept to ARGV[5])
 --
--- Returns the new version, -1 on a version conflict, or 0 when the event was already applied.
-local card, outbox, due, stats = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local seen, history = nil, KEYS[#KEYS]
-if #KEYS == 6 then
-  seen = KEYS[5]
-end
-if seen and redis.call('EXISTS', seen) == 1 then
-  return 0
-end
-local version = tonumber(redis.call('HGET', card, 'v') or '0')
-if version ~= tonumber(ARGV[1]) then
-  return -1
-end
-version = version + 1
-redis.call('HSET', card, 'v', version, 's', ARGV[2])
-if ARGV[3] == '' then
-  redis.call('HDEL', card, 'cal')
-else
-  redis.call('HSET', card, 'cal', ARGV[3])
-end
-redis.call('HSET', card, 'k', ARGV[4])
-local i = 5
-local n = tonumber(ARGV[i])
-for j = 1, n do
-  redis.call('HSET', card, ARGV[i + 2 * j - 1], ARGV[i + 2 * j])
-end
-i = i + 2 * n + 1
-local m = tonumber(ARGV[i])
-for j = 1, m do
-  local at = i + 3 * (j - 1)
-  redis.call('XADD', outbox, '*', 't', ARGV[at + 1], 'k', ARGV[at + 2], 'v', ARGV[at + 3])
-end
-i = i + 3 * m + 1
-local k = tonumber(ARGV[i])
-for j = 1, k do
-  redis.call('HDEL', card, ARGV[i + j])
-end
-i = i + k + 1
-if seen then
-  redis.call('SET', seen, '1', 'EX', tonumber(ARGV[i]))
-end
-local delta = tonumber(ARGV[i + 3])
-if delta ~= 0 then
-  redis.call('HINCRBY', stats, 'suspended', delta)
-end
-if ARGV[i + 2] == '' then
-  redis.call('ZREM', due, ARGV[i + 1])
-else
-  redis.call('ZADD', due, ARGV[i + 2], ARGV[i + 1])
-end
-local keep, h = tonumber(ARGV[i + 4]), tonumber(ARGV[i + 5])
-if h > 0 then
-  for j = 1, h do
-    redis.call('LPUSH', history, ARGV[i + 5 + j])
+-- Returns, per commit in order: the new version, -1 on a version conflict, or 0 when the
+-- event was already applied.
+local outbox, due, stats = KEYS[1], KEYS[2], KEYS[3]
+local card_prefix, event_prefix, event_ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local history_prefix, keep = ARGV[4], tonumber(ARGV[5])
+local commits = cjson.decode(ARGV[6])
+local results = {}
+local suspended = 0
+
+local function commit(c)
+  local iccid, event = c[1], c[9]
+  local card = card_prefix .. iccid
+  if event ~= '' and redis.call('EXISTS', event_prefix .. event) == 1 then
+    return 0
   end
-  redis.call('LTRIM', history, 0, keep - 1)
+  local version = tonumber(redis.call('HGET', card, 'v') or '0')
+  if version ~= c[2] then
+    return -1
+  end
+  version = version + 1
+  redis.call('HSET', card, 'v', version, 's', c[3], 'k', c[5])
+  if c[4] == '' then
+    redis.call('HDEL', card, 'cal')
+  else
+    redis.call('HSET', card, 'cal', c[4])
+  end
+  local fields = c[6]
+  if #fields > 0 then
+    redis.call('HSET', card, unpack(fields))
+  end
+  local messages = c[7]
+  for j = 1, #messages, 3 do
+    redis.call('XADD', outbox, '*', 't', messages[j], 'k', messages[j + 1], 'v', messages[j + 2])
+  end
+  local stale = c[8]
+  if #stale > 0 then
+    redis.call('HDEL', card, unpack(stale))
+  end
+  if event ~= '' then
+    redis.call('SET', event_prefix .. event, '1', 'EX', event_ttl)
+  end
+  suspended = suspended + c[11]
+  if c[10] == '' then
+    redis.call('ZREM', due, iccid)
+  else
+    redis.call('ZADD', due, c[10], iccid)
+  end
+  local history = c[12]
+  if #history > 0 then
+    local list = history_prefix .. iccid
+    redis.call('LPUSH', list, unpack(history))
+    redis.call('LTRIM', list, 0, keep - 1)
+  end
+  return version
 end
-return version
+
+for i, c in ipairs(commits) do
+  results[i] = commit(c)
+end
+if suspended ~= 0 then
+  redis.call('HINCRBY', stats, 'suspended', suspended)
+end
+return results
