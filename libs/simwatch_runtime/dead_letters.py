@@ -14,6 +14,8 @@ from simwatch_contracts import DeadLetter
 from .kafka_publisher import KafkaPublisher
 
 Count = Callable[[str, str], None]
+Letters = list[tuple[bytes | None, bytes, str, str]]
+"""Queued dead letters: (key, record, source topic, reason)."""
 """Counts a dead letter by (source topic, reason): the service's metric."""
 
 
@@ -73,7 +75,7 @@ class DeadLetters:
         self.count = count
         self.clock = clock
         self.service = service
-        self._pending: list[tuple[bytes | None, bytes, str, str]] = []
+        self._pending: Letters = []
 
     @property
     def pending(self) -> int:
@@ -93,8 +95,20 @@ class DeadLetters:
         batch = self._pending
         if not batch:
             return 0
-        await self.publisher.publish([(self.topic, key, value) for key, value, _, _ in batch])
+        await self.publish(batch)
         self._pending = []
+        return len(batch)
+
+    def take(self) -> Letters:
+        """What is queued, handed to its batch (which publishes it with `publish`): the next
+        batch can be parsed while this one is still being applied."""
+        batch, self._pending = self._pending, []
+        return batch
+
+    async def publish(self, batch: Letters) -> None:
+        """Publish a batch's letters (acks=all); safe to call again after a failure."""
+        if not batch:
+            return
+        await self.publisher.publish([(self.topic, key, value) for key, value, _, _ in batch])
         for _, _, source, reason in batch:
             self.count(source, reason)
-        return len(batch)

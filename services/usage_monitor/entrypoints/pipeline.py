@@ -16,7 +16,7 @@ from datetime import datetime
 from pydantic import ValidationError
 
 from simwatch_contracts import UsageRecord, describe_validation_error
-from simwatch_runtime.dead_letters import DeadLetters, RawMessage
+from simwatch_runtime.dead_letters import DeadLetters, Letters, RawMessage
 
 from ..adapters import dedupe
 from ..domain.cycles import cycle_of, cycle_start, next_cycle
@@ -44,6 +44,18 @@ class BatchOutcome:
     changed: int = 0
 
 
+@dataclass(slots=True)
+class Parsed:
+    """A fetched batch parsed and ready to apply: its rows, records and dead letters."""
+
+    now: datetime
+    rows: list[IngestRow]
+    records: list[UsageRecord]
+    out: BatchOutcome
+    size: int
+    letters: Letters
+
+
 class UsagePipeline:
     def __init__(self, service: CardService, dead_letters: DeadLetters, metrics: Metrics) -> None:
         self.service = service
@@ -54,10 +66,25 @@ class UsagePipeline:
         self._default = self.settings.default_calendar
 
     async def process(self, messages: Sequence[RawMessage]) -> BatchOutcome:
-        """Apply a batch. Idempotent: re-running it after a failure counts nothing twice."""
+        """Parse and apply a batch, its dead letters published."""
+        parsed = self.parse(messages)
+        out = await self.apply(parsed)
+        await self.dead_letters.publish(parsed.letters)
+        return out
+
+    def parse(self, messages: Sequence[RawMessage]) -> Parsed:
+        """The CPU part of a batch (no I/O): done for the next batch while Redis applies the
+        one before. Its dead letters travel with it."""
         now = self.service.clock()
         out = BatchOutcome()
         rows, records = self._parse(messages, now, out)
+        return Parsed(now, rows, records, out, len(messages), self.dead_letters.take())
+
+    async def apply(self, parsed: Parsed) -> BatchOutcome:
+        """Count a parsed batch and settle what it woke. Idempotent: re-running it after a
+        failure counts nothing twice."""
+        now, rows, records, out = parsed.now, parsed.rows, parsed.records, parsed.out
+        out.applied = out.duplicates = out.unknown = out.late = out.changed = 0
         by_shard: dict[int, list[int]] = defaultdict(list)
         for i, row in enumerate(rows):
             by_shard[self.store.shard(row.iccid)].append(i)
@@ -73,7 +100,7 @@ class UsagePipeline:
             due.update(dict.fromkeys(iccid for iccid, _, _ in result.due))
         if due:
             out.changed = await self.service.evaluate(due)
-        self._observe(out, len(messages))
+        self._observe(out, parsed.size)
         return out
 
     def _parse(
