@@ -14,9 +14,11 @@ from simwatch_contracts import parse_card_event
 from usage_monitor.adapters import dedupe
 from usage_monitor.adapters.keys import Keys
 from usage_monitor.adapters.redis_store import RedisStore
+from usage_monitor.domain.audit import decisions_of
 from usage_monitor.domain.card import CardState
-from usage_monitor.domain.lifecycle import apply_event
+from usage_monitor.domain.lifecycle import apply_event, evaluate
 from usage_monitor.ports import CommitRequest, IngestRow
+from usage_monitor.service_layer import history
 
 from .dataset import iccid, profile, utc_now
 from .private_redis import DEPLOYED_CONFIG, private_redis
@@ -68,3 +70,36 @@ async def per_card(
         cards_only = await _used(redis)
         ids_kept = cards * records_per_card
         return (cards_only - before) / cards, (with_records - cards_only) / ids_kept
+
+
+async def footprint(cards: int = 100_000, heavy: float = 0.02, shards: int = 12) -> float:
+    """A card's whole footprint on average (state, counter, due time, decision history), for a
+    fleet like the bench's: `heavy` of the cards crossed 80 %, 90 % and their quota and were
+    suspended (five decisions in their history), the others decided nothing yet."""
+    async with private_redis() as redis:
+        keys = Keys("sw", shards)
+        store = RedisStore(redis, keys, record_ttl_s=86400, event_ttl_s=86400)
+        before = await _used(redis)
+        now = utc_now()
+        ids = [iccid(i) for i in range(cards)]
+        every = max(1, round(1 / heavy)) if heavy else 0
+        for start in range(0, cards, 2000):
+            chunk = ids[start : start + 2000]
+            snaps = await store.load(chunk)
+            commits = []
+            for n, card in enumerate(chunk, start):
+                event = parse_card_event(json.dumps(profile(card, now)))
+                d = apply_event(CardState(card), event, {}, now)
+                lines: list[str] = []
+                if every and n % every == 0:
+                    assert d.state.cycle is not None
+                    usage = {d.state.cycle: 10 * 2**30}  # far over any quota in the mix
+                    d = evaluate(d.state, usage, now)
+                    lines = [history.entry(x) for x in decisions_of(d, usage)]
+                commits.append(
+                    CommitRequest(
+                        snaps[card], d.state, wakes=dict(d.wakes), due=d.due, history=lines
+                    )
+                )
+            await store.commit_many(commits)
+        return (await _used(redis) - before) / cards

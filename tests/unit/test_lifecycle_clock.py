@@ -222,3 +222,12 @@ def test_evaluating_again_at_the_same_time_changes_nothing() -> None:
 
 def _policy() -> Policy:
     return DEFAULT_POLICY
+
+
+def test_a_card_keeps_only_the_milestones_it_can_still_need() -> None:
+    """A year of monthly balance warnings leaves one key, not twelve."""
+    s = card(at(2026, 11, 20), balance=100_000)
+    for month in range(1, 13):
+        s = evaluate(s, {}, at(2027 + (month - 1) // 12, (month - 1) % 12 + 1, 2)).state
+    warnings = sorted(m for m in s.milestones if m.startswith("b@"))
+    assert warnings in ([], ["b@2028-01-01"])  # at most the upcoming rollover's

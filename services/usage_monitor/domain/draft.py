@@ -15,7 +15,7 @@ from .cycles import cycle_of
 from .effects import alert, command
 from .explain import lift_hints
 from .policy import Policy
-from .steps import Step, next_due
+from .steps import Step, keys_in_play, next_due
 from .usage_rules import NEVER, wake_level
 
 
@@ -139,6 +139,9 @@ class Draft:
 
     def decision(self, usage: Mapping[date, int], rejected: str | None = None) -> Decision:
         state = self.state
+        in_play = keys_in_play(state, self.policy)
+        if in_play is not None and not state.milestones <= in_play:
+            state = self.state = replace(state, milestones=state.milestones & in_play)
         cycle, profile = state.cycle, state.profile
         if profile is None or cycle is None:
             wakes = dict.fromkeys(usage, NEVER)

@@ -62,6 +62,20 @@ def schedule(state: CardState, policy: Policy) -> list[Step]:
     return sorted(pending, key=lambda s: (s.at, _RANK[s.kind]))
 
 
+def keys_in_play(state: CardState, policy: Policy) -> frozenset[str] | None:
+    """The milestone keys `schedule` can still consult (None: keep them all): the upcoming
+    rollover's balance warning, the current term's steps, the current arrears' cancellation.
+    Older keys are dropped, so a card's state does not grow by a key every month."""
+    profile = state.profile
+    if profile is None or state.cancelled or state.cycle is None:
+        return None
+    keys = {f"b@{next_cycle(state.cycle).isoformat()}"}
+    keys.update(s.key for s in _expiry_steps(state, policy))
+    if state.arrears_since is not None:
+        keys.add(f"ca@{term(state.arrears_since)}")
+    return frozenset(keys)
+
+
 def _billing_steps(state: CardState, policy: Policy) -> list[Step]:
     assert state.profile is not None, "scheduled only with a profile"
     assert state.cycle is not None, "and a cycle"
