@@ -3,7 +3,8 @@ stated as ratios measured in the same run (machines here differ about 3x in abso
 one and two workers against the counting script's own ceiling, latency at half the measured
 capacity, Redis CPU per record against a pipelined SET.
 
-BENCH_QUICK=1 keeps the run under three minutes on a slow machine (smaller fleet and windows).
+BENCH_QUICK=1 keeps the run under three minutes on a slow machine (smaller fleet and windows,
+the usage path only); BENCH_SECTIONS=boundary,notifier,durability adds those sections to it.
 """
 
 from __future__ import annotations
@@ -27,8 +28,12 @@ RECORDS = 200_000 if QUICK else 1_000_000
 PROBES = 100 if QUICK else 300
 LOAD_S = 8 if QUICK else 20
 MEMORY_CARDS = 20_000 if QUICK else 100_000
-# Sections measured after the usage path, each a module with `run(quick) -> lines`.
-SECTIONS = ("boundary", "notifier", "durability")
+# Sections measured after the usage path, each a module with `run(quick) -> lines` that also
+# runs alone (`python -m bench.boundary`). The full run has them all; the quick run keeps to
+# the usage path (about three minutes on a slow machine) unless BENCH_SECTIONS names some.
+ALL_SECTIONS = ("boundary", "notifier", "durability")
+_CHOSEN = os.environ.get("BENCH_SECTIONS")
+SECTIONS = tuple(_CHOSEN.split(",")) if _CHOSEN else (() if QUICK else ALL_SECTIONS)
 SAT_RATE = 100_000
 NAIVE_S = 8 if QUICK else 20
 
