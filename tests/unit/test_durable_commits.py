@@ -124,6 +124,7 @@ async def test_writes_that_may_be_gone_are_read_again_under_a_new_epoch() -> Non
     assert consumer.committed == []
     assert consumer.seeks == {A: 40, B: 7}, "back to each partition's first uncommitted offset"
     assert c.epoch is None
+    assert c.generation == 1, "a batch fetched before the re-read is stale (the consumer drops it)"
     await batch(c, {A: 40, B: 7}, {A: 150, B: 20})  # re-applied
     assert barrier.epochs == 2, "under an epoch taken after the failure"
     await barrier.ok()

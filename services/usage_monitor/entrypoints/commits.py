@@ -47,6 +47,8 @@ class DurableCommits:
         self._task: asyncio.Task[None] | None = None
         self._started = 0.0
         self._pause_until = 0.0  # after an unconfirmed barrier: not before this (monotonic)
+        self.generation = 0
+        """Counts the re-reads: a batch fetched before one is stale (it is read again)."""
 
     async def begin(self) -> None:
         """Before applying a batch: the epoch it is applied in (taken again after a failure)."""
@@ -157,3 +159,4 @@ class DurableCommits:
         self._covered = {}
         self._oldest = None
         self.epoch = None
+        self.generation += 1

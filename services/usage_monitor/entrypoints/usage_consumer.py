@@ -42,12 +42,15 @@ class _Batch:
     offsets: dict[TopicPartition, int]
     oldest_ms: int
     started: float
+    generation: int
+    """`DurableCommits.generation` when fetched: a re-read since makes the batch stale."""
 
     @classmethod
     def of(
         cls,
         fetched: dict[TopicPartition, list[Any]],
         parse: Callable[[list[RawMessage]], Parsed],
+        generation: int,
     ) -> _Batch:
         started = time.perf_counter()
         messages: list[RawMessage] = [m for batch in fetched.values() for m in batch]
@@ -58,6 +61,7 @@ class _Batch:
             {tp: batch[-1].offset + 1 for tp, batch in fetched.items()},
             oldest,
             started,
+            generation,
         )
 
 
@@ -176,7 +180,8 @@ class UsageConsumer(Service):
                     assert self.commits is not None
                     await self.commits.advance()  # a barrier that finished meanwhile: commit
                     continue
-                batch = _Batch.of(fetched, self.pipeline.parse)
+                assert self.commits is not None
+                batch = _Batch.of(fetched, self.pipeline.parse, self.commits.generation)
                 if in_flight is not None:
                     await in_flight
                 in_flight = asyncio.create_task(self._apply(batch))
@@ -215,6 +220,11 @@ class UsageConsumer(Service):
 
     async def _handle(self, batch: _Batch) -> None:
         assert self.commits is not None
+        if batch.generation != self.commits.generation:
+            # Fetched before a failover made the uncommitted batches be read again: its
+            # records come again after the seek, in order; applying it now could let a
+            # barrier commit past records not yet re-applied.
+            return
         await self.commits.begin()
         await self.pipeline.apply(batch.parsed)
         await self.dead_letters.publish(batch.parsed.letters)
