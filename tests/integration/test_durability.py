@@ -128,6 +128,9 @@ async def test_failover_to_a_lagging_replica_loses_no_committed_record(
                 print(f"memory: {len(lost)} cards lost counted records in the failover")
                 assert lost, "the fault lost nothing: it proves nothing about durability"
                 return
+            # Counting and decisions are exact; webhooks at least once: a delivery's outcome
+            # written to the old master just before the kill is lost with it, so that
+            # delivery goes out again, with the same webhook-id (docs/reliability.md).
             await check(
                 w,
                 redis=client,
@@ -135,6 +138,7 @@ async def test_failover_to_a_lagging_replica_loses_no_committed_record(
                 kafka=kafka,
                 shards=int(PARTITIONS),
                 receiver=receiver,
+                exactly_once=False,
                 timeout_s=150,
             )
         finally:

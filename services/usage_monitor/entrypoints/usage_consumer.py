@@ -184,6 +184,13 @@ class UsageConsumer(Service):
                 batch = _Batch.of(fetched, self.pipeline.parse, self.commits.generation)
                 if in_flight is not None:
                     await in_flight
+                    in_flight = None
+                if batch.generation != self.commits.generation:
+                    # Fetched before a failover made the uncommitted batches be read again:
+                    # read it again too, after them and in order (applying it now could let
+                    # a barrier commit past records not yet re-applied).
+                    await self._rewind(batch)
+                    continue
                 in_flight = asyncio.create_task(self._apply(batch))
         finally:
             if in_flight is not None and not in_flight.done():
@@ -218,13 +225,17 @@ class UsageConsumer(Service):
                     max(0, highwater - position)
                 )
 
+    async def _rewind(self, batch: _Batch) -> None:
+        """Fetch a dropped batch's records again: each partition goes back to the batch's
+        first offset, unless the re-read already put it further back."""
+        assert self.consumer is not None
+        assigned = self.consumer.assignment()
+        for tp, first in batch.first.items():
+            if tp in assigned and first < await self.consumer.position(tp):
+                self.consumer.seek(tp, first)
+
     async def _handle(self, batch: _Batch) -> None:
         assert self.commits is not None
-        if batch.generation != self.commits.generation:
-            # Fetched before a failover made the uncommitted batches be read again: its
-            # records come again after the seek, in order; applying it now could let a
-            # barrier commit past records not yet re-applied.
-            return
         await self.commits.begin()
         await self.pipeline.apply(batch.parsed)
         await self.dead_letters.publish(batch.parsed.letters)
