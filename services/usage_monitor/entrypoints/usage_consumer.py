@@ -13,8 +13,6 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -27,42 +25,10 @@ from simwatch_runtime.errors import component_of, is_transient, retrying
 from ..metrics import Metrics
 from ..settings import Settings
 from .commits import DurableCommits
-from .pipeline import Parsed, UsagePipeline
+from .pipeline import UsagePipeline
 
 log = logging.getLogger(__name__)
 STOP_GRACE_S = 30.0
-
-
-@dataclass(slots=True)
-class _Batch:
-    """One fetch: parsed, with the offsets it covers and when it was taken."""
-
-    parsed: Parsed
-    first: dict[TopicPartition, int]
-    offsets: dict[TopicPartition, int]
-    oldest_ms: int
-    started: float
-    generation: int
-    """`DurableCommits.generation` when fetched: a re-read since makes the batch stale."""
-
-    @classmethod
-    def of(
-        cls,
-        fetched: dict[TopicPartition, list[Any]],
-        parse: Callable[[list[RawMessage]], Parsed],
-        generation: int,
-    ) -> _Batch:
-        started = time.perf_counter()
-        messages: list[RawMessage] = [m for batch in fetched.values() for m in batch]
-        oldest = min((b[0].timestamp for b in fetched.values() if b[0].timestamp), default=0)
-        return cls(
-            parse(messages),
-            {tp: batch[0].offset for tp, batch in fetched.items()},
-            {tp: batch[-1].offset + 1 for tp, batch in fetched.items()},
-            oldest,
-            started,
-            generation,
-        )
 
 
 class UsageConsumer(Service):
@@ -162,52 +128,31 @@ class UsageConsumer(Service):
         return self._loop_task is not None and not self._loop_task.done()
 
     async def _run(self) -> None:
-        """Fetch, parse, apply, in a two-stage pipeline: the next batch is parsed (CPU, in
-        this process) while the batch before it is applied (mostly Redis's time), and batches
-        are applied, and their offsets recorded, strictly in order."""
         assert self.consumer is not None
         consumer = self.consumer
-        in_flight: asyncio.Task[None] | None = None
-        try:
-            while not self._stopping.is_set():
-                fetched = await consumer.getmany(
-                    timeout_ms=200, max_records=self.settings.batch_max_records
-                )
-                if not fetched:
-                    if in_flight is not None:
-                        await in_flight
-                        in_flight = None
-                    assert self.commits is not None
-                    await self.commits.advance()  # a barrier that finished meanwhile: commit
-                    continue
+        while not self._stopping.is_set():
+            fetched = await consumer.getmany(
+                timeout_ms=200, max_records=self.settings.batch_max_records
+            )
+            if not fetched:
                 assert self.commits is not None
-                batch = _Batch.of(fetched, self.pipeline.parse, self.commits.generation)
-                if in_flight is not None:
-                    await in_flight
-                    in_flight = None
-                if batch.generation != self.commits.generation:
-                    # Fetched before a failover made the uncommitted batches be read again:
-                    # read it again too, after them and in order (applying it now could let
-                    # a barrier commit past records not yet re-applied).
-                    await self._rewind(batch)
-                    continue
-                in_flight = asyncio.create_task(self._apply(batch))
-        finally:
-            if in_flight is not None and not in_flight.done():
-                await in_flight
-
-    async def _apply(self, batch: _Batch) -> None:
-        await retrying(
-            functools.partial(self._handle, batch),
-            what="usage batch",
-            on_error=lambda exc: self.metrics.transient_errors.labels(component_of(exc)).inc(),
-            max_backoff_s=self.settings.retry_backoff_max_s,
-        )
-        self.metrics.batch_seconds.observe(time.perf_counter() - batch.started)
-        if batch.oldest_ms:
-            self.metrics.record_latency.observe(max(0.0, time.time() - batch.oldest_ms / 1000))
-        assert self.consumer is not None
-        self._observe_lag(self.consumer, batch.offsets)
+                await self.commits.advance()  # a barrier that finished meanwhile: commit
+                continue
+            started = time.perf_counter()
+            messages: list[RawMessage] = [m for batch in fetched.values() for m in batch]
+            oldest_ms = min((b[0].timestamp for b in fetched.values() if b[0].timestamp), default=0)
+            first = {tp: batch[0].offset for tp, batch in fetched.items()}
+            offsets = {tp: batch[-1].offset + 1 for tp, batch in fetched.items()}
+            await retrying(
+                functools.partial(self._handle, messages, first, offsets),
+                what="usage batch",
+                on_error=lambda exc: self.metrics.transient_errors.labels(component_of(exc)).inc(),
+                max_backoff_s=self.settings.retry_backoff_max_s,
+            )
+            self.metrics.batch_seconds.observe(time.perf_counter() - started)
+            if oldest_ms:
+                self.metrics.record_latency.observe(max(0.0, time.time() - oldest_ms / 1000))
+            self._observe_lag(consumer, offsets)
 
     def _observe_lag(self, consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:
         """Lag from the highwater mark the fetch responses carried (no extra request), for the
@@ -225,18 +170,15 @@ class UsageConsumer(Service):
                     max(0, highwater - position)
                 )
 
-    async def _rewind(self, batch: _Batch) -> None:
-        """Fetch a dropped batch's records again: each partition goes back to the batch's
-        first offset, unless the re-read already put it further back."""
-        assert self.consumer is not None
-        assigned = self.consumer.assignment()
-        for tp, first in batch.first.items():
-            if tp in assigned and first < await self.consumer.position(tp):
-                self.consumer.seek(tp, first)
-
-    async def _handle(self, batch: _Batch) -> None:
+    async def _handle(
+        self,
+        messages: list[RawMessage],
+        first: dict[TopicPartition, int],
+        offsets: dict[TopicPartition, int],
+    ) -> None:
         assert self.commits is not None
         await self.commits.begin()
-        await self.pipeline.apply(batch.parsed)
-        await self.dead_letters.publish(batch.parsed.letters)
-        await self.commits.applied(batch.first, batch.offsets)
+        self.dead_letters.reset()
+        await self.pipeline.process(messages)
+        await self.dead_letters.flush()
+        await self.commits.applied(first, offsets)
