@@ -13,7 +13,7 @@ import contextlib
 import functools
 import logging
 import time
-from typing import Any
+from typing import Any, cast
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from mode import Service
@@ -29,6 +29,15 @@ from .pipeline import UsagePipeline
 
 log = logging.getLogger(__name__)
 STOP_GRACE_S = 30.0
+
+
+def fetcher_failure(consumer: Any) -> BaseException | None:
+    """Why aiokafka's background fetch task ended, if it did (it must run for ever). Read
+    from aiokafka's private fetcher: the consumer exposes no health of its own."""
+    task = getattr(getattr(consumer, "_fetcher", None), "_fetch_task", None)
+    if task is None or not task.done() or task.cancelled():
+        return None
+    return cast(BaseException | None, task.exception())
 
 
 class UsageConsumer(Service):
@@ -135,6 +144,12 @@ class UsageConsumer(Service):
                 timeout_ms=200, max_records=self.settings.batch_max_records
             )
             if not fetched:
+                failure = fetcher_failure(consumer)
+                if failure is not None:
+                    # aiokafka's fetch routine died (uvloop's closed-transport error after a
+                    # broken broker link): getmany then returns nothing, for ever. End the
+                    # loop, so the worker stops and its supervisor restarts it.
+                    raise RuntimeError("Kafka fetcher stopped") from failure
                 assert self.commits is not None
                 await self.commits.advance()  # a barrier that finished meanwhile: commit
                 continue
