@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from prometheus_client import CollectorRegistry
+
 from simwatch_runtime.redis_client import AnyRedis
 from usage_monitor.adapters.keys import Keys
+from usage_monitor.bootstrap import Components, build
 from usage_monitor.domain.cycles import cycle_of
+from usage_monitor.settings import Settings
 
 _seq = iter(range(1, 10**12))
 
@@ -88,3 +93,31 @@ async def wait_for_totals(
         if got == expected or time.monotonic() > deadline:
             return got
         await asyncio.sleep(0.5)
+
+
+class Clock:
+    """An injected clock the test moves by hand."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def in_process(names: dict[str, str], clock: Clock, shards: int = 4) -> Components:
+    """usage_monitor's components in the test's process, on the real Kafka and Redis, on the
+    test's own topics and Redis prefix, with `clock` for time."""
+    from ..conftest import KAFKA, REDIS_URL
+
+    settings = Settings(
+        kafka_bootstrap_servers=KAFKA,
+        redis_url=REDIS_URL,
+        redis_shards=shards,
+        producer_idempotence=os.environ.get("KAFKA_IMPL") != "tansu",  # Tansu lacks it
+        redis_prefix=names["USAGE_MONITOR_REDIS_PREFIX"],
+        topic_commands=names["USAGE_MONITOR_TOPIC_COMMANDS"],
+        topic_alerts=names["USAGE_MONITOR_TOPIC_ALERTS"],
+        topic_decisions=names["USAGE_MONITOR_TOPIC_DECISIONS"],
+    )
+    return build(settings, clock=clock, registry=CollectorRegistry())

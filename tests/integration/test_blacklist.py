@@ -5,37 +5,19 @@ the customer's record is visible and every step is idempotent (the drain runs tw
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from prometheus_client import CollectorRegistry
 
 from simwatch_runtime.redis_client import AnyRedis
-from usage_monitor.bootstrap import Components, build
+from usage_monitor.bootstrap import Components
 from usage_monitor.service_layer.status import customer_status
-from usage_monitor.settings import Settings
 
-from ..conftest import KAFKA, REDIS_URL
 from ..unit.factories import event, upsert
-from .helpers import iccid
-from .test_scheduler import Clock
+from .helpers import Clock, iccid, in_process
 
 pytestmark = pytest.mark.integration
-
-
-def _build(names: dict[str, str], clock: Clock) -> Components:
-    settings = Settings(
-        kafka_bootstrap_servers=KAFKA,
-        redis_url=REDIS_URL,
-        redis_shards=4,
-        producer_idempotence=os.environ.get("KAFKA_IMPL") != "tansu",  # Tansu lacks it
-        redis_prefix=names["USAGE_MONITOR_REDIS_PREFIX"],
-        topic_commands=names["USAGE_MONITOR_TOPIC_COMMANDS"],
-        topic_alerts=names["USAGE_MONITOR_TOPIC_ALERTS"],
-    )
-    return build(settings, clock=clock, registry=CollectorRegistry())
 
 
 async def _cancel_for_debt(c: Components, clock: Clock, card: str, customer: str) -> None:
@@ -55,7 +37,7 @@ async def test_a_new_card_of_a_blacklisted_customer_is_held_until_the_debt_is_pa
     names: dict[str, str], redis: AnyRedis, kafka: Any
 ) -> None:
     clock = Clock(datetime(2026, 11, 20, 4, tzinfo=UTC))
-    c = _build(names, clock)
+    c = in_process(names, clock)
     old, new, other = iccid(7001), iccid(7002), iccid(7003)
     try:
         await _cancel_for_debt(c, clock, old, "deadbeat")

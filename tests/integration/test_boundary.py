@@ -10,7 +10,6 @@ it, through the same `CardService` the workers run.
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import time
 from collections import Counter
@@ -21,17 +20,15 @@ from zoneinfo import ZoneInfo
 import httpx
 import orjson
 import pytest
-from prometheus_client import CollectorRegistry
 
 from simwatch_contracts import parse_card_event
 from simwatch_runtime.redis_client import AnyRedis
 from usage_monitor.adapters.keys import Keys
-from usage_monitor.bootstrap import Components, build
+from usage_monitor.bootstrap import Components
 from usage_monitor.ports import IngestRow
-from usage_monitor.settings import Settings
 
-from ..conftest import KAFKA, REDIS_URL, KafkaIO
-from .helpers import iccid, record, upsert, wait_for
+from ..conftest import KafkaIO
+from .helpers import Clock, iccid, in_process, record, upsert, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -39,14 +36,6 @@ SHANGHAI = ZoneInfo("Asia/Shanghai")
 SHARDS = 4
 BALANCE, FEE = 10_000, 1000  # helpers.upsert's balance and monthly fee
 QUOTA = 1000
-
-
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 def next_boundary() -> datetime:
@@ -73,16 +62,7 @@ def offset_to(target: datetime, in_s: float) -> str:
 
 
 def components(names: dict[str, str], clock: Clock) -> Components:
-    settings = Settings(
-        kafka_bootstrap_servers=KAFKA,
-        redis_url=REDIS_URL,
-        redis_shards=SHARDS,
-        producer_idempotence=os.environ.get("KAFKA_IMPL") != "tansu",  # Tansu lacks it
-        redis_prefix=names["USAGE_MONITOR_REDIS_PREFIX"],
-        topic_commands=names["USAGE_MONITOR_TOPIC_COMMANDS"],
-        topic_alerts=names["USAGE_MONITOR_TOPIC_ALERTS"],
-    )
-    return build(settings, clock=clock, registry=CollectorRegistry())
+    return in_process(names, clock, SHARDS)
 
 
 async def fleet(names: dict[str, str], n: int, boundary: datetime) -> list[str]:

@@ -3,46 +3,24 @@ in slices, and a worker that was down catches up."""
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from prometheus_client import CollectorRegistry
 
 from simwatch_runtime.redis_client import AnyRedis
-from usage_monitor.bootstrap import build
-from usage_monitor.settings import Settings
 
-from ..conftest import KAFKA, REDIS_URL
 from ..unit.factories import upsert
-from .helpers import iccid
+from .helpers import Clock, iccid, in_process
 
 pytestmark = pytest.mark.integration
-
-
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 async def test_rollover_of_many_cards_through_the_sorted_sets(
     names: dict[str, str], redis: AnyRedis, kafka: Any
 ) -> None:
     clock = Clock(datetime(2026, 11, 20, 4, tzinfo=UTC))
-    settings = Settings(
-        kafka_bootstrap_servers=KAFKA,
-        redis_url=REDIS_URL,
-        redis_shards=4,
-        producer_idempotence=os.environ.get("KAFKA_IMPL") != "tansu",  # Tansu lacks it
-        redis_prefix=names["USAGE_MONITOR_REDIS_PREFIX"],
-        topic_commands=names["USAGE_MONITOR_TOPIC_COMMANDS"],
-        topic_alerts=names["USAGE_MONITOR_TOPIC_ALERTS"],
-    )
-    c = build(settings, clock=clock, registry=CollectorRegistry())
+    c = in_process(names, clock)
     try:
         cards = [iccid(5000 + i) for i in range(120)]
         for i, card in enumerate(cards):
