@@ -11,6 +11,7 @@ from .card_events import (
     CardRecharged,
     CardRenewed,
     CardUpserted,
+    NetworkObserved,
     Plan,
     ResumeRequested,
     SuspendRequested,
@@ -18,8 +19,8 @@ from .card_events import (
     ViolationReported,
     parse_card_event,
 )
-from .commands import CardCommand, CommandType
-from .common import MAX_RECORD_BYTES, Billing, Reason
+from .commands import CardCommand, CommandResult, CommandType, ResultStatus, parse_command_result
+from .common import MAX_RECORD_BYTES, Billing, NetworkState, Reason
 from .customer_settings import CustomerSettings, QuietHours, Sms, Webhook
 from .dead_letter import DeadLetter
 from .decisions import CardDecision, DecisionFacts, DecisionKind
@@ -38,15 +39,19 @@ __all__ = [
     "CardRecharged",
     "CardRenewed",
     "CardUpserted",
+    "CommandResult",
     "CommandType",
     "CustomerSettings",
     "DeadLetter",
     "DecisionFacts",
     "DecisionKind",
     "LiftHint",
+    "NetworkObserved",
+    "NetworkState",
     "Plan",
     "QuietHours",
     "Reason",
+    "ResultStatus",
     "ResumeRequested",
     "Sms",
     "SuspendRequested",
@@ -56,4 +61,5 @@ __all__ = [
     "Webhook",
     "describe_validation_error",
     "parse_card_event",
+    "parse_command_result",
 ]

@@ -12,6 +12,7 @@ from .common import (
     Iccid,
     MessageId,
     Money,
+    NetworkState,
     QuotaBytes,
     Timezone,
 )
@@ -91,6 +92,13 @@ class ViolationCleared(_CardEventBase):
     detail: str | None = Field(default=None, max_length=1024)
 
 
+class NetworkObserved(_CardEventBase):
+    """The network's own view of the card (a periodic HLR / CMP sync)."""
+
+    type: Literal["card.network_observed"]
+    network_state: NetworkState
+
+
 CardEvent = Annotated[
     CardUpserted
     | CardRecharged
@@ -98,7 +106,8 @@ CardEvent = Annotated[
     | SuspendRequested
     | ResumeRequested
     | ViolationReported
-    | ViolationCleared,
+    | ViolationCleared
+    | NetworkObserved,
     Field(discriminator="type"),
 ]
 

@@ -70,6 +70,18 @@ class Reason(StrEnum):
     VIOLATION = "violation"
     BLACKLISTED = "blacklisted"
     """A new card of a customer who still owes a cancelled card's debt (held until paid)."""
+    RECONCILE = "reconcile"
+    """Only ever a command's `trigger`, never held: simwatch correcting a network whose own
+    view of the card (`card.network_observed`, a result's `network_state`) disagrees."""
+
+
+class NetworkState(StrEnum):
+    """The network's own view of a card (HLR / CMP)."""
+
+    ACTIVE = "active"
+    SUSPENDED = "suspended"
+    CANCELLED = "cancelled"
+    UNKNOWN = "unknown"
 
 
 class Billing(StrEnum):

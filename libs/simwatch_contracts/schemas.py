@@ -11,7 +11,7 @@ from pydantic import BaseModel
 
 from .alerts import CardAlert
 from .card_events import CARD_EVENT_ADAPTER
-from .commands import CardCommand
+from .commands import CardCommand, CommandResult
 from .customer_settings import CustomerSettings
 from .dead_letter import DeadLetter
 from .decisions import CardDecision
@@ -22,6 +22,7 @@ SCHEMA_DIR = Path(__file__).parent / "schemas"
 _MODELS: dict[str, type[BaseModel]] = {
     "usage.records": UsageRecord,
     "card.commands": CardCommand,
+    "card.command_results": CommandResult,
     "card.alerts": CardAlert,
     "card.decisions": CardDecision,
     "customer.settings": CustomerSettings,

@@ -37,6 +37,9 @@ class Settings(RuntimeSettings):
     topic_commands: str = "card.commands"
     topic_alerts: str = "card.alerts"
     topic_decisions: str = Field("card.decisions", description="output: the audit trail")
+    topic_command_results: str = Field(
+        "card.command_results", description="input: the provisioning adapter's results"
+    )
     topic_dlq: str = "usage.records.dlq"
     topic_partitions: int = Field(12, ge=1, description="partitions of topics it creates")
     create_topics: bool = True
@@ -72,6 +75,17 @@ class Settings(RuntimeSettings):
     postpaid_cancel_months: int = Field(3, ge=1, le=24)
     postpaid_due_days: int = Field(
         15, ge=0, le=27, description="payment period: a postpaid bill falls due this much later"
+    )
+    command_ack_timeout_s: int = Field(
+        300,
+        ge=0,
+        le=7 * DAY,
+        description="a command without a result this long is published again (attempt + 1, "
+        "the wait doubling each time up to an hour); 0: commands are not tracked (no "
+        "provisioning adapter answers on card.command_results)",
+    )
+    command_max_attempts: int = Field(
+        5, ge=1, le=100, description="publications of a command before it is unconfirmed"
     )
     scheduler_interval_s: float = Field(
         1.0, gt=0, description="each worker's due-time scan period (over the shards it owns)"
@@ -141,6 +155,8 @@ class Settings(RuntimeSettings):
             postpaid_due_days=self.postpaid_due_days,
             default_timezone=self.default_timezone,
             default_cycle_day=self.default_cycle_day,
+            ack_timeout_s=self.command_ack_timeout_s,
+            ack_max_attempts=self.command_max_attempts,
         )
 
     @property

@@ -22,6 +22,12 @@ class Policy:
     default_timezone: str = "Asia/Shanghai"
     """The calendar of a card we hold no profile of (its commands still name a cycle)."""
     default_cycle_day: int = 1
+    ack_timeout_s: int = 300
+    """A command without a result this long is published again; 0: commands not tracked."""
+    ack_max_attempts: int = 5
+    """Publications of a command before it is marked unconfirmed."""
+    ack_backoff_max_s: int = 3600
+    """The longest wait between two publications (the wait doubles from `ack_timeout_s`)."""
 
 
 DEFAULT_POLICY = Policy()
