@@ -44,6 +44,7 @@ class Components:
     service: CardService
     usage_dead_letters: DeadLetters
     event_dead_letters: DeadLetters
+    result_dead_letters: DeadLetters
     barrier: Barrier
 
     async def close(self) -> None:
@@ -80,6 +81,7 @@ def build(
     service = CardService(store, publisher, settings, metrics, clock)
     usage_dlq = DeadLetters(publisher, settings.topic_dlq, metrics.count_dead_letter, clock)
     event_dlq = DeadLetters(publisher, settings.topic_dlq, metrics.count_dead_letter, clock)
+    result_dlq = DeadLetters(publisher, settings.topic_dlq, metrics.count_dead_letter, clock)
     return Components(
         settings=settings,
         registry=registry,
@@ -90,6 +92,7 @@ def build(
         service=service,
         usage_dead_letters=usage_dlq,
         event_dead_letters=event_dlq,
+        result_dead_letters=result_dlq,
         barrier=durability_barrier(redis, settings, keys),
     )
 

@@ -12,6 +12,10 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 LAG_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 86400)
 BATCH_BUCKETS = (1, 10, 50, 100, 250, 500, 1000, 2000, 5000)
+ENFORCEMENT_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 900, 1800, 3600, 21600, 86400)
+OVERSHOOT_BUCKETS = tuple(float(1024 * 4**i) for i in range(12))  # 1 KiB .. 4 GiB
+ACK_COUNTS = ("pending", "unconfirmed", "rejected")
+"""The fleet's tracked commands by status (kept in Redis with the cards; see `enforcement`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +40,28 @@ class Metrics:
     durability_seconds: Histogram
     durability_failures: Counter
     uncommitted_seconds: Gauge
+    commands_tracked: dict[str, Gauge]
+    command_results: Counter
+    command_retries: Counter
+    commands_gave_up: Counter
+    commands_reconciled: Counter
+    network_divergent: Counter
+    enforcement_seconds: Histogram
+    overshoot_bytes: Histogram
+
+    def __post_init__(self) -> None:
+        # Series that alert rules take `increase()` of must exist from the start at 0:
+        # a labelled counter appears only at its first increment, already at 1.
+        for status, outcome in (
+            ("rejected", "rejected"),
+            ("applied", "confirmed"),
+            ("failed", "retry"),
+            ("failed", "unconfirmed"),
+        ):
+            self.command_results.labels(status, outcome)
+        for kind in ("suspend", "resume", "cancel"):
+            self.command_retries.labels(kind)
+            self.commands_gave_up.labels(kind)
 
     def count_dead_letter(self, source: str, reason: str) -> None:
         self.dead_letters.labels(source, reason).inc()
@@ -161,6 +187,65 @@ class Metrics:
                 f"{p}_suspensions",
                 "Reasons added to cards, by reason",
                 ["reason"],
+                registry=registry,
+            ),
+            commands_tracked={
+                status: Gauge(
+                    f"{p}_commands_{status}",
+                    f"Cards whose latest command is {status} (no result yet / every attempt "
+                    "unanswered / refused by the network), whole fleet: use max",
+                    registry=registry,
+                )
+                for status in ACK_COUNTS
+            },
+            command_results=Counter(
+                f"{p}_command_results",
+                "card.command_results by status and what they did (confirmed, retry, "
+                "rejected, unconfirmed, superseded, stale, dead_lettered)",
+                ["status", "outcome"],
+                registry=registry,
+            ),
+            command_retries=Counter(
+                f"{p}_command_retries",
+                "Commands published again (the same command_id, the next attempt)",
+                ["type"],
+                registry=registry,
+            ),
+            commands_gave_up=Counter(
+                f"{p}_commands_gave_up",
+                "Commands marked unconfirmed: no result after every attempt",
+                ["type"],
+                registry=registry,
+            ),
+            commands_reconciled=Counter(
+                f"{p}_commands_reconciled",
+                "Corrective commands: the network's own view differed from simwatch's "
+                "(source: observation = card.network_observed, result = a result's state)",
+                ["type", "source"],
+                registry=registry,
+            ),
+            network_divergent=Counter(
+                f"{p}_network_divergent",
+                "Differences with the network no command may correct (it cancelled a card "
+                "simwatch holds)",
+                ["network_state"],
+                registry=registry,
+            ),
+            enforcement_seconds=Histogram(
+                f"{p}_enforcement_seconds",
+                "From the arrival of the input that caused a command (the usage batch that "
+                "crossed the quota, the event) to the network's applied result",
+                ["type"],
+                buckets=ENFORCEMENT_BUCKETS,
+                registry=registry,
+            ),
+            overshoot_bytes=Histogram(
+                f"{p}_overshoot_bytes",
+                "Bytes counted for a card after its over-quota suspension was decided (at: "
+                "enforced = when the network confirmed the suspension, cycle_end = final, "
+                "when the over-quota reason ends)",
+                ["at"],
+                buckets=OVERSHOOT_BUCKETS,
                 registry=registry,
             ),
         )

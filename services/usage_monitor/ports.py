@@ -5,7 +5,7 @@ in memory for tests); the service layer and the entry points see only these."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Protocol
@@ -67,6 +67,9 @@ class CommitRequest:
     suspended_delta: int = 0
     history: Sequence[str] = ()
     """Entries for the card's history list (oldest first), kept to the store's length."""
+    counts: Mapping[str, int] = field(default_factory=dict)
+    """Changes of the fleet's counts kept with the cards (commands pending, unconfirmed,
+    rejected), added atomically with the commit (see `CardStore.counts`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +134,10 @@ class CardStore(Protocol):
 
     async def suspended_cards(self) -> int:
         """Cards suspended right now, over every shard."""
+        ...
+
+    async def counts(self, names: Sequence[str]) -> dict[str, int]:
+        """The fleet's counts `names` (as `CommitRequest.counts` changed them), all shards."""
         ...
 
     async def outbox_take(self, shard: int, token: str, lock_ms: int) -> bool:

@@ -17,10 +17,11 @@ from typing import Any
 
 import orjson
 
-from simwatch_contracts import Billing, Plan, Reason
+from simwatch_contracts import Billing, CardCommand, CommandType, Plan, Reason
 
 from ..domain.card import CardState, Profile
 from ..domain.cycles import zone
+from ..domain.enforcement import AckStatus, Pending
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,8 +110,9 @@ def encode_state(state: CardState) -> tuple[bytes, Template | None]:
         "an": state.announce.value if state.announce is not None else None,
         "hd": state.held_debt,
         "rs": [[r.value, t] for r, t in state.since],
+        "os": state.overshoot_from,
     }
-    doc.update((k, v) for k, v in fields.items() if v or (k == "a" and v is not None))
+    doc.update((k, v) for k, v in fields.items() if v or (k in ("a", "os") and v is not None))
     if state.fee_month != _month(state.cycle):  # the usual case, the cycle's own month: left out
         doc["fm"] = state.fee_month
     return orjson.dumps(doc), template
@@ -124,7 +126,17 @@ def template_of(raw: bytes | str | None) -> str | None:
     return str(fp) if fp is not None else None
 
 
-def decode_state(iccid: str, raw: bytes | str | None, templates: dict[str, Template]) -> CardState:
+def encode_pending(state: CardState) -> bytes | None:
+    """The card's tracked command, stored apart from its state (see `Keys.pending`)."""
+    return orjson.dumps(_encode_pending(state.pending)) if state.pending is not None else None
+
+
+def decode_state(
+    iccid: str,
+    raw: bytes | str | None,
+    templates: dict[str, Template],
+    pending: bytes | str | None = None,
+) -> CardState:
     if not raw:
         return CardState(iccid)
     doc = orjson.loads(raw)
@@ -158,7 +170,42 @@ def decode_state(iccid: str, raw: bytes | str | None, templates: dict[str, Templ
         announce=Reason(doc["an"]) if "an" in doc else None,
         held_debt=doc.get("hd", 0),
         since=tuple((Reason(r), int(t)) for r, t in doc.get("rs", ())),
+        pending=_decode_pending(iccid, orjson.loads(pending)) if pending else None,
+        overshoot_from=doc.get("os"),
     )
+
+
+def _encode_pending(p: Pending) -> list[Any]:
+    """Only cards whose latest command is unconfirmed carry this (a few percent at most)."""
+    c = p.command
+    return [
+        c.command_id,
+        c.type.value,
+        c.trigger.value,
+        [r.value for r in c.reasons],
+        c.cycle.strftime("%Y%m%d"),
+        c.issued_at.isoformat(),
+        p.attempt,
+        p.sent,
+        p.retry_at,
+        p.origin_ms,
+        p.status.value,
+        p.detail,
+    ]
+
+
+def _decode_pending(iccid: str, raw: list[Any]) -> Pending:
+    cid, kind, trigger, reasons, cycle, issued, attempt, sent, retry, origin, status, why = raw
+    command = CardCommand(
+        command_id=cid,
+        type=CommandType(kind),
+        iccid=iccid,
+        trigger=Reason(trigger),
+        reasons=tuple(Reason(r) for r in reasons),
+        cycle=_cycle(cycle),
+        issued_at=datetime.fromisoformat(issued),
+    )
+    return Pending(command, attempt, sent, retry, origin, AckStatus(status), why)
 
 
 def _month(cycle: date | None) -> int:

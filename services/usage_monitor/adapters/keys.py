@@ -86,6 +86,14 @@ class Keys:
         """``history`` is this plus the ICCID (``commit.lua`` builds them so)."""
         return f"{self.tag(shard)}h:"
 
+    def pending_prefix(self, shard: int) -> str:
+        """A card's unconfirmed command is this plus the ICCID: apart from the card's hash,
+        whose values must stay small for Redis's compact encoding (``codec``)."""
+        return f"{self.tag(shard)}p:"
+
+    def pending(self, iccid: str) -> str:
+        return self.pending_prefix(self.shard(iccid)) + iccid
+
     def event_prefix(self, shard: int) -> str:
         """``event_seen`` is this plus the event id (``commit.lua`` builds them so)."""
         return f"{self.tag(shard)}e:"

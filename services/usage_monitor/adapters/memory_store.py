@@ -47,6 +47,7 @@ class _Shard:
     outbox: dict[bytes, tuple[str, bytes, bytes]] = field(default_factory=dict)
     due: dict[str, float] = field(default_factory=dict)
     suspended: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
     lock: tuple[str, float] | None = None  # holder token, expiry (monotonic seconds)
     records: set[tuple[str, str]] = field(default_factory=set)  # (event day, record id)
     events: set[str] = field(default_factory=set)
@@ -139,6 +140,8 @@ class MemoryStore:
         if request.event_id is not None:
             shard.events.add(request.event_id)
         shard.suspended += request.suspended_delta
+        for name, delta in request.counts.items():
+            shard.counts[name] = shard.counts.get(name, 0) + delta
         if request.history:
             kept = [*reversed(request.history), *card.history]
             card.history = kept[: self.history_length]
@@ -162,6 +165,9 @@ class MemoryStore:
 
     async def suspended_cards(self) -> int:
         return sum(s.suspended for s in self._shards)
+
+    async def counts(self, names: Sequence[str]) -> dict[str, int]:
+        return {n: sum(s.counts.get(n, 0) for s in self._shards) for n in names}
 
     async def outbox_take(self, shard: int, token: str, lock_ms: int) -> bool:
         s = self._shards[shard]

@@ -26,7 +26,7 @@ from ..ports import (
     Snapshot,
 )
 from . import dedupe
-from .codec import Template, decode_state, encode_state, template_of
+from .codec import Template, decode_state, encode_pending, encode_state, template_of
 from .keys import Keys
 
 PACKAGE = "usage_monitor.adapters"
@@ -107,7 +107,7 @@ class RedisStore:
 
         def queue(pipe: Any) -> None:
             for shard, cards in by_shard.items():
-                args = [self.keys.card_prefix(shard), *cards]
+                args = [self.keys.card_prefix(shard), self.keys.pending_prefix(shard), *cards]
                 queue_script(pipe, self._load, [self.keys.outbox(shard)], args)
 
         replies = await run_pipeline(self.redis, queue, [self._load])
@@ -167,6 +167,7 @@ class RedisStore:
                     self.event_ttl_s,
                     self.keys.history_prefix(shard),
                     self.history_length,
+                    self.keys.pending_prefix(shard),
                     orjson.dumps([rows[n] for n in members]),
                 ]
                 queue_script(pipe, self._commit, keys, args)
@@ -192,6 +193,14 @@ class RedisStore:
                 pipe.hget(self.keys.stats(shard), "suspended")
             values = await pipe.execute()
         return sum(int(v or 0) for v in values)
+
+    async def counts(self, names: Sequence[str]) -> dict[str, int]:
+        """The fleet's counts kept per shard in the statistics hashes, summed."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for shard in range(self.keys.shards):
+                pipe.hmget(self.keys.stats(shard), list(names))
+            rows = await pipe.execute()
+        return {n: sum(int(row[i] or 0) for row in rows) for i, n in enumerate(names)}
 
     async def due_cards(self, shard: int, until: datetime, limit: int) -> list[str]:
         """Cards of `shard` due at or before `until`, earliest first (O(log N + limit))."""
@@ -251,7 +260,7 @@ def _snapshot(iccid: str, row: dict[str, str], templates: dict[str, Template]) -
     usage = {date.fromisoformat(k[2:]): int(v) for k, v in row.items() if k.startswith("u:")}
     return Snapshot(
         version=int(row.get("v", "0")),
-        state=decode_state(iccid, row.get("s"), templates),
+        state=decode_state(iccid, row.get("s"), templates, row.get("pd")),
         usage=usage,
         calendar=row.get("cal", ""),
     )
@@ -278,4 +287,14 @@ def _commit_row(r: CommitRequest, state_json: bytes) -> list[Any]:
         "" if r.due is None else f"{r.due.timestamp():.3f}",
         r.suspended_delta,
         list(r.history),
+        _pending_op(r),
+        [x for name, delta in r.counts.items() if delta for x in (name, delta)],
     ]
+
+
+def _pending_op(r: CommitRequest) -> str | int:
+    """The tracked command's write: unchanged (0), deleted (''), or its new value."""
+    if r.state.pending == r.snap.state.pending:
+        return 0
+    raw = encode_pending(r.state)
+    return "" if raw is None else raw.decode()

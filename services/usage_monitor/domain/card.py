@@ -6,10 +6,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from simwatch_contracts import Billing, CardUpserted, Plan, Reason
 
 from .cycles import zone
+
+if TYPE_CHECKING:
+    from .enforcement import Pending
 
 # Canonical order of reasons in messages, and priority when several change at once.
 REASON_ORDER: tuple[Reason, ...] = (
@@ -100,6 +104,11 @@ class CardState:
     held_debt: int = 0
     since: tuple[tuple[Reason, int], ...] = ()
     """When each held reason began (POSIX seconds), for explain."""
+    pending: Pending | None = None
+    """The latest command while the network has not confirmed it (``enforcement``)."""
+    overshoot_from: int | None = None
+    """The cycle's used bytes when its over-quota suspension was decided: what is counted
+    beyond it is the overshoot (usage the network let through before it stopped the card)."""
 
     @property
     def status(self) -> CardStatus:

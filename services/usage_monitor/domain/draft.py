@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 
-from simwatch_contracts import AlertType, CardAlert, CardCommand, CommandType, Reason
+from simwatch_contracts import AlertType, CardAlert, CardCommand, CommandType, NetworkState, Reason
 
+from . import enforcement
 from .billing import Charge
 from .card import REASON_ORDER, CardState, ordered
-from .cycles import cycle_of
+from .cycles import cycle_of, zone
 from .effects import alert, command
 from .explain import lift_hints
 from .policy import Policy
@@ -32,6 +33,12 @@ class Decision:
     rejected: str | None = None
     due: datetime | None = None
     charges: tuple[Charge, ...] = ()
+    resent: tuple[CardCommand, ...] = ()
+    """Commands published again (the same id, the next attempt): not new decisions."""
+    notes: tuple[enforcement.Note, ...] = ()
+    """What the loop with the network did (retries, results, giving up): for the history."""
+    diverged: NetworkState | None = None
+    """The network's view differs in a way no command may correct (it cancelled the card)."""
 
     @property
     def changed(self) -> bool:
@@ -48,6 +55,13 @@ class Draft:
     since: frozenset[Reason] | None = None
     """The reasons before an event whose transition is not decided yet: the event and the
     steps it makes due at once are one change (see `clock.advance`)."""
+    now: datetime | None = None
+    """When the decision is made (its commands are published then, whatever their `at`)."""
+    origin: datetime | None = None
+    """When the input that caused it arrived (enforcement latency starts there)."""
+    resent: list[CardCommand] = field(default_factory=list)
+    notes: list[enforcement.Note] = field(default_factory=list)
+    diverged: NetworkState | None = None
 
     def before(self) -> frozenset[Reason]:
         """The reason set a transition compares with (and the pending one is used up)."""
@@ -87,8 +101,7 @@ class Draft:
     ) -> None:
         seq = self.state.transitions + 1
         self.state = replace(self.state, transitions=seq)
-        cycle, tz = self._calendar(at)
-        self.commands.append(command(self.state, kind, trigger, at, cycle, tz))
+        self._command(kind, trigger, at)
         if self.state.profile is None:
             # No customer to tell yet: a suspension is announced when the profile arrives.
             pending = trigger if kind is CommandType.SUSPEND else None
@@ -106,6 +119,38 @@ class Draft:
                 lifts=hints,
             )
         )
+
+    def _command(self, kind: CommandType, trigger: Reason, at: datetime) -> None:
+        """Publish a command and track it until the network confirms it (it supersedes the
+        one tracked before)."""
+        cycle, tz = self._calendar(at)
+        cmd = command(self.state, kind, trigger, at, cycle, tz)
+        self.commands.append(cmd)
+        if enforcement.tracking(self.policy):
+            now = self.now or at
+            pending = enforcement.issued(cmd, now, self.origin or now, self.policy)
+            self.state = replace(self.state, pending=pending)
+
+    def retry(self, now: datetime) -> None:
+        """Publish the tracked command again if no result came in time (or give up)."""
+        self.state, note = enforcement.retry(self.state, now, self.policy)
+        if note is None:
+            return
+        self.notes.append(note)
+        if note.kind == "retry":
+            assert self.state.pending is not None
+            self.resent.append(self.state.pending.republished())
+
+    def reconcile(self, observed: NetworkState, at: datetime) -> None:
+        """Correct a network whose own view of the card differs from ours (trigger
+        `reconcile`; the id is the card's next transition's, so it is decided once)."""
+        kind = enforcement.needs_correction(self.state, observed)
+        if kind is None:
+            if enforcement.diverged(self.state, observed):
+                self.diverged = observed
+            return
+        self.state = replace(self.state, transitions=self.state.transitions + 1)
+        self._command(kind, Reason.RECONCILE, at)
 
     def announce_pending(self, at: datetime) -> None:
         """The `suspended` alert of a suspension decided before the card had a profile."""
@@ -148,16 +193,30 @@ class Draft:
         else:
             wakes = {c: NEVER for c in usage if c < cycle}
             wakes[cycle] = wake_level(state, profile)
+        if state.overshoot_from is not None and Reason.OVER_QUOTA not in state.reasons:
+            state = self.state = replace(state, overshoot_from=None)
         return Decision(
             state,
             tuple(self.alerts),
             tuple(self.commands),
             wakes,
             rejected,
-            next_due(state, self.policy),
+            _earliest(next_due(state, self.policy), enforcement.due(state), state),
             tuple(self.charges),
+            tuple(self.resent),
+            tuple(self.notes),
+            self.diverged,
         )
 
 
 def first(reasons: frozenset[Reason]) -> Reason:
     return next(r for r in REASON_ORDER if r in reasons)
+
+
+def _earliest(step: datetime | None, retry: int | None, state: CardState) -> datetime | None:
+    """The card's next due time: its next lifecycle step or its command's next attempt."""
+    if retry is None:
+        return step
+    tz = zone(state.profile.timezone) if state.profile is not None else UTC
+    at = datetime.fromtimestamp(retry, tz)
+    return at if step is None or at < step else step

@@ -15,9 +15,17 @@ from collections.abc import Mapping
 from dataclasses import replace
 from datetime import date, datetime
 
-from simwatch_contracts import AlertType, CardEvent, CardRecharged
+from simwatch_contracts import (
+    AlertType,
+    CardEvent,
+    CardRecharged,
+    CommandResult,
+    NetworkObserved,
+    Reason,
+    ResultStatus,
+)
 
-from . import billing, events
+from . import billing, enforcement, events
 from .card import CardState, Profile
 from .clock import advance
 from .cycles import cycle_of
@@ -33,7 +41,9 @@ from .usage_rules import (
     with_over_quota,
 )
 
-__all__ = ["NEVER", "Decision", "apply_event", "current_cycle", "evaluate"]
+__all__ = ["NEVER", "Decision", "apply_event", "apply_result", "current_cycle", "evaluate"]
+
+UNKNOWN_COMMAND = "unknown command: not one of this card's recent commands"
 
 
 def current_cycle(profile: Profile, now: datetime) -> date:
@@ -46,10 +56,13 @@ def evaluate(
     now: datetime,
     policy: Policy = DEFAULT_POLICY,
     customer_debt: int | None = None,
+    origin: datetime | None = None,
 ) -> Decision:
-    """Bring the card up to `now`: due steps in order, then its usage. With `customer_debt`
-    (the blacklist changed), a card held for its customer's debt is settled against it."""
-    draft = Draft(state, policy)
+    """Bring the card up to `now`: its command's next attempt, due steps in order, then its
+    usage. With `customer_debt` (the blacklist changed), a card held for its customer's
+    debt is settled against it. `origin`: when the input that woke the card arrived."""
+    draft = Draft(state, policy, now=now, origin=origin)
+    draft.retry(now)
     advance(draft, usage, now)
     if customer_debt is not None and not draft.state.cancelled:
         before = draft.state.reasons
@@ -70,7 +83,15 @@ def apply_event(
     """Apply one `card.events` message to a card brought up to `now`. `customer_debt` is
     what the card's customer still owes from cancelled cards (the blacklist); it holds a
     new card of that customer."""
-    draft = Draft(state, policy)
+    draft = Draft(state, policy, now=now, origin=now)
+    if isinstance(event, NetworkObserved):
+        # The network's own view: nothing about the card changes, unless the network needs
+        # correcting (brought up to `now` first, so it is compared with the current state).
+        if not state.cancelled:
+            advance(draft, usage, now)
+            _settle_usage(draft, usage, now)
+        draft.reconcile(event.network_state, now)
+        return draft.decision(usage)
     if state.cancelled:
         if isinstance(event, CardRecharged) and state.blacklisted:
             # A payment of a cancelled card's debt: it clears the customer's blacklist.
@@ -88,6 +109,27 @@ def apply_event(
     draft.transition(draft.before(), now)
     draft.announce_pending(now)
     return draft.decision(usage, rejected)
+
+
+def apply_result(
+    state: CardState,
+    result: CommandResult,
+    usage: Mapping[date, int],
+    now: datetime,
+    policy: Policy = DEFAULT_POLICY,
+) -> Decision:
+    """Apply the network's result for one of the card's commands. A result for the tracked
+    command settles it; one that confirms it also shows the network's state, which is
+    corrected if it differs from ours. Any other result is recorded, never acted on; one
+    for a command the card never had is refused (`rejected`: dead-lettered by the caller)."""
+    draft = Draft(state, policy, now=now, origin=now)
+    draft.state, note = enforcement.on_result(state, result, now, policy)
+    draft.notes.append(note)
+    if note.outcome is enforcement.Outcome.UNKNOWN:
+        return draft.decision(usage, UNKNOWN_COMMAND)
+    if note.outcome is enforcement.Outcome.CONFIRMED and result.status is ResultStatus.APPLIED:
+        draft.reconcile(result.network_state, now)
+    return draft.decision(usage)
 
 
 def _settle_usage(d: Draft, usage: Mapping[date, int], now: datetime) -> None:
@@ -120,5 +162,7 @@ def _settle_usage(d: Draft, usage: Mapping[date, int], now: datetime) -> None:
         )
     before = d.state.reasons
     d.state = replace(d.state, reasons=with_over_quota(before, profile, used))
+    if Reason.OVER_QUOTA in d.state.reasons and Reason.OVER_QUOTA not in before:
+        d.state = replace(d.state, overshoot_from=used)
     if d.since is None:  # else the event's own transition covers the usage too
         d.transition(before, now)

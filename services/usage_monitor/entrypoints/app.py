@@ -1,5 +1,5 @@
-"""The faust app: lifecycle, timers, the `card.events` agent, the batched usage consumer as a
-service inside it, and the web views (``web.py``)."""
+"""The faust app: lifecycle, timers, the `card.events` and `card.command_results` agents,
+the batched usage consumer as a service inside it, and the web views (``web.py``)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from ..bootstrap import Components
 from ..settings import Settings
 from .api_auth import bearer_guard
 from .card_events import EVENT_BATCH, EVENT_BATCH_WITHIN_S, handle_card_events
+from .command_results import RESULT_BATCH, RESULT_BATCH_WITHIN_S, handle_command_results
 from .pipeline import UsagePipeline
 from .usage_consumer import UsageConsumer
 from .web import add_routes
@@ -51,6 +52,20 @@ def create_app(c: Components) -> tuple[faust.App, UsageConsumer]:
         # body is done, and the body ends with the batch confirmed durable in Redis.
         async for batch in stream.take_events(EVENT_BATCH, within=EVENT_BATCH_WITHIN_S):
             await handle_card_events(c, [event.message for event in batch])
+
+    results = app.topic(
+        s.topic_command_results,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+
+    @app.agent(results, name="command-results")
+    async def command_results(stream: Any) -> None:
+        # As card events: acked once the batch is confirmed durable in Redis.
+        async for batch in stream.take_events(RESULT_BATCH, within=RESULT_BATCH_WITHIN_S):
+            await handle_command_results(c, [event.message for event in batch])
 
     pipeline = UsagePipeline(c.service, c.usage_dead_letters, c.metrics)
     consumer = UsageConsumer(pipeline, c.usage_dead_letters, s, c.metrics, c.barrier, loop=app.loop)

@@ -36,7 +36,7 @@ async def handle_card_events(c: Components, messages: Sequence[RawMessage]) -> N
             await handle_card_event(c, msg)
         await c.barrier.confirm(epoch)
 
-    await _retry(c, once, "card events batch")
+    await retry_op(c, once, "card events batch")
 
 
 async def handle_card_event(c: Components, msg: RawMessage) -> None:
@@ -49,7 +49,7 @@ async def handle_card_event(c: Components, msg: RawMessage) -> None:
     except ValidationError as exc:
         await _dead_letter(c, msg, describe_validation_error(exc), "malformed")
         return
-    outcome = await _retry(c, lambda: c.service.apply_event(event), f"{event.type}")
+    outcome = await retry_op(c, lambda: c.service.apply_event(event), f"{event.type}")
     if outcome.duplicate:
         result = "duplicate"
     elif outcome.decision is not None and outcome.decision.rejected:
@@ -62,11 +62,12 @@ async def handle_card_event(c: Components, msg: RawMessage) -> None:
 
 async def _dead_letter(c: Components, msg: RawMessage, error: str, reason: str) -> None:
     c.event_dead_letters.add(msg, error, reason)
-    await _retry(c, c.event_dead_letters.flush, "dead-letter publish")
+    await retry_op(c, c.event_dead_letters.flush, "dead-letter publish")
     c.metrics.card_events.labels("unknown", "dead_lettered").inc()
 
 
-async def _retry(c: Components, op: Callable[[], Awaitable[T]], what: str) -> T:
+async def retry_op(c: Components, op: Callable[[], Awaitable[T]], what: str) -> T:
+    """Retry a transient failure in place (faust acks a message whose handler raised)."""
     return await retrying(
         op,
         what=what,

@@ -99,7 +99,7 @@ class UsagePipeline:
             out.late += result.late
             due.update(dict.fromkeys(iccid for iccid, _, _ in result.due))
         if due:
-            out.changed = await self.service.evaluate(due)
+            out.changed = await self.service.evaluate(due, origin=now)
         self._observe(out, parsed.size)
         return out
 

@@ -1,5 +1,5 @@
 """usage_monitor's start-up checks: its Redis (and that it can confirm the durability
-level asked for), and its five topics."""
+level asked for), and its topics."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ async def preflight(s: Settings) -> None:
         [
             s.topic_usage,
             s.topic_events,
+            s.topic_command_results,
             s.topic_commands,
             s.topic_alerts,
             s.topic_decisions,

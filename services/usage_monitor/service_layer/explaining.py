@@ -13,6 +13,7 @@ from ..domain.lifecycle import evaluate
 from ..domain.policy import Policy
 from ..ports import CardStore
 from . import history
+from .status import command_view, overshoot
 
 DEFAULT_LANGUAGE = "zh-CN"
 
@@ -34,6 +35,9 @@ async def explain_card(
     state = evaluate(snap.state, snap.usage, now, policy).state  # as of now, not written
     tz = state.profile.timezone if state.profile else policy.default_timezone
     body = render(explain(state, snap.usage, now, policy), language, tz)
+    body["overshoot_bytes"] = overshoot(state, snap.usage)
+    if state.pending is not None:
+        body["command"] = command_view(state)
     lines = await store.history(iccid)
     body["history"] = [history.item(line, zone(tz)) for line in lines]
     return body

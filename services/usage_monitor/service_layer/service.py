@@ -10,14 +10,24 @@ from datetime import date, datetime
 
 import orjson
 
-from simwatch_contracts import CardDecision, CardEvent, CardUpserted
+from simwatch_contracts import (
+    CardDecision,
+    CardEvent,
+    CardUpserted,
+    CommandResult,
+    CommandType,
+    NetworkObserved,
+    Reason,
+)
+from simwatch_contracts.ids import stable_id
 from simwatch_runtime.errors import component_of, is_transient
 
 from ..crash_points import crash_point
 from ..domain.audit import decisions_of
 from ..domain.card import CardState, CardStatus
 from ..domain.cycles import previous_cycle
-from ..domain.lifecycle import Decision, apply_event, evaluate
+from ..domain.enforcement import Outcome
+from ..domain.lifecycle import Decision, apply_event, apply_result, evaluate
 from ..metrics import Metrics
 from ..ports import (
     CONFLICT,
@@ -46,6 +56,22 @@ TICK_SLICE = 2000  # due cards read, decided and committed per round trip (a set
 class EventOutcome:
     decision: Decision | None
     duplicate: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ResultOutcome:
+    """What a command result did: `outcome` (see `enforcement.Outcome`), or `duplicate`
+    when this very result was applied before, or `unknown` (the caller dead-letters it)."""
+
+    outcome: str
+    error: str | None = None
+
+
+def result_id(result: CommandResult) -> str:
+    """The de-duplication id of a result: the same answer delivered twice applies once."""
+    return stable_id(
+        "res", result.command_id, result.status.value, result.network_state.value, result.at
+    )
 
 
 class CardService:
@@ -77,18 +103,50 @@ class CardService:
             if version == DUPLICATE_EVENT:
                 return EventOutcome(None, duplicate=True)
             if version != CONFLICT:
-                self._count(decision)
+                source = "observation" if isinstance(event, NetworkObserved) else ""
+                self._count(decision, snap, source)
                 if request.messages:
                     await self.drain_soon(self.store.shard(event.iccid))
                 return EventOutcome(decision)
             self.metrics.evaluations.labels("conflict").inc()
         raise RuntimeError(f"card {event.iccid[-4:]}: too many concurrent writers")
 
-    async def evaluate(self, iccids: Iterable[str], customer_debt: int | None = None) -> int:
-        """Settle cards (usage reached a wake level, or a step fell due); returns how many
-        decisions changed something. Reads and commits the whole slice in one round trip
-        each; conflicting cards are read and decided again. `customer_debt`: the cards are
-        held for a customer's debt that is now this (see `blacklist`)."""
+    async def apply_result(self, result: CommandResult) -> ResultOutcome:
+        """Apply the network's result for a command exactly once (de-duplicated by
+        `result_id`). A result for a card or command we never had is `unknown`: nothing is
+        written, and the caller dead-letters it."""
+        event_id = result_id(result)
+        for _ in range(MAX_CAS_ATTEMPTS):
+            snap = (await self.store.load([result.iccid]))[result.iccid]
+            if snap.version == 0:
+                return ResultOutcome(Outcome.UNKNOWN.value, "unknown card")
+            decision = apply_result(snap.state, result, snap.usage, self.clock(), self.policy)
+            if decision.rejected:
+                return ResultOutcome(Outcome.UNKNOWN.value, decision.rejected)
+            request = self._request(snap, decision, event_id)
+            version = await self.store.commit(request)
+            if version == DUPLICATE_EVENT:
+                return ResultOutcome("duplicate")
+            if version != CONFLICT:
+                self._count(decision, snap, "result")
+                if request.messages:
+                    await self.drain_soon(self.store.shard(result.iccid))
+                note = decision.notes[0]
+                return ResultOutcome((note.outcome or Outcome.STALE).value)
+            self.metrics.evaluations.labels("conflict").inc()
+        raise RuntimeError(f"card {result.iccid[-4:]}: too many concurrent writers")
+
+    async def evaluate(
+        self,
+        iccids: Iterable[str],
+        customer_debt: int | None = None,
+        origin: datetime | None = None,
+    ) -> int:
+        """Settle cards (usage reached a wake level, or a step fell due, or a command's
+        next attempt); returns how many decisions changed something. Reads and commits the
+        whole slice in one round trip each; conflicting cards are read and decided again.
+        `customer_debt`: the cards are held for a customer's debt that is now this (see
+        `blacklist`). `origin`: when the input that woke them arrived."""
         pending = list(dict.fromkeys(iccids))
         changed, attempts = 0, 0
         shards: set[int] = set()
@@ -97,7 +155,7 @@ class CardService:
             snaps = await self.store.load(pending)
             now = self.clock()
             decisions = [
-                evaluate(snaps[i].state, snaps[i].usage, now, self.policy, customer_debt)
+                evaluate(snaps[i].state, snaps[i].usage, now, self.policy, customer_debt, origin)
                 for i in pending
             ]
             requests = [self._request(snaps[i], d) for i, d in zip(pending, decisions, strict=True)]
@@ -110,7 +168,7 @@ class CardService:
                     self.metrics.evaluations.labels("conflict").inc()
                     retry.append(iccid)
                     continue
-                self._count(decision)
+                self._count(decision, snaps[iccid])
                 changed += decision.changed
                 if request.messages:
                     shards.add(self.store.shard(iccid))
@@ -136,7 +194,8 @@ class CardService:
             event_id=event_id,
             due=decision.due,
             suspended_delta=_suspended_delta(snap.state, state),
-            history=[history.entry(d) for d in sorted(audit, key=lambda d: d.at)],
+            history=_history(audit, decision),
+            counts=_ack_counts(snap.state, state),
         )
 
     def _calendar(self, state: CardState) -> str:
@@ -157,7 +216,7 @@ class CardService:
         entry = ledger_entry(snap.state, decision.state, snap.version + 1, event_id)
         if entry is not None:
             out.append((LEDGER, *entry))
-        for command in decision.commands:
+        for command in (*decision.resent, *decision.commands):
             out.append(
                 (s.topic_commands, command.iccid.encode(), command.model_dump_json().encode())
             )
@@ -169,8 +228,9 @@ class CardService:
             out.append((s.topic_decisions, record.iccid.encode(), value))
         return out
 
-    def _count(self, decision: Decision) -> None:
+    def _count(self, decision: Decision, snap: Snapshot, source: str = "") -> None:
         m = self.metrics
+        self._count_loop(decision, snap, source)
         if decision.state.profile is None:
             m.evaluations.labels("unknown_card").inc()
             return
@@ -179,8 +239,38 @@ class CardService:
             m.alerts.labels(alert.type.value).inc()
         for command in decision.commands:
             m.commands.labels(command.type.value, command.trigger.value).inc()
-            if command.type.value == "suspend":
+            if command.trigger is Reason.RECONCILE:
+                m.commands_reconciled.labels(command.type.value, source or "result").inc()
+            elif command.type is CommandType.SUSPEND:
                 m.card_transitions.labels(command.trigger.value).inc()
+
+    def _count_loop(self, decision: Decision, snap: Snapshot, source: str) -> None:
+        """The loop with the network: results, retries, enforcement latency, overshoot."""
+        m, before, after = self.metrics, snap.state, decision.state
+        for note in decision.notes:
+            kind = note.type.value if note.type else "unknown"
+            if note.kind == "retry":
+                m.command_retries.labels(kind).inc()
+            elif note.kind == "unconfirmed":
+                m.commands_gave_up.labels(kind).inc()
+            elif note.kind == "result" and note.status is not None and note.outcome:
+                m.command_results.labels(note.status.value, note.outcome.value).inc()
+                if note.outcome is Outcome.UNCONFIRMED:
+                    m.commands_gave_up.labels(kind).inc()
+                if note.latency_s is not None:
+                    m.enforcement_seconds.labels(kind).observe(note.latency_s)
+                    if note.type is CommandType.SUSPEND and after.overshoot_from is not None:
+                        used = snap.usage.get(after.cycle, 0) if after.cycle else 0
+                        m.overshoot_bytes.labels("enforced").observe(used - after.overshoot_from)
+        if decision.diverged is not None:
+            m.network_divergent.labels(decision.diverged.value).inc()
+        if (
+            before.overshoot_from is not None
+            and before.cycle is not None
+            and (after.overshoot_from is None or after.cycle != before.cycle)
+        ):
+            used = snap.usage.get(before.cycle, 0)
+            m.overshoot_bytes.labels("cycle_end").observe(max(0, used - before.overshoot_from))
 
     async def drain_soon(self, shard: int) -> None:
         """Publish now if Kafka takes it; otherwise the sweeper will. The decision is already
@@ -258,11 +348,35 @@ class CardService:
         depth = await self.store.outbox_depth(range(self.store.shards))
         self.metrics.outbox_depth.set(sum(depth.values()))
         self.metrics.suspended_cards.set(await self.store.suspended_cards())
+        tracked = self.metrics.commands_tracked
+        for name, value in (await self.store.counts(list(tracked))).items():
+            tracked[name].set(value)
         total = 0
         for shard, n in depth.items():
             if n:
                 total += await self.drain(shard)
         return total
+
+
+def _history(audit: Sequence[CardDecision], decision: Decision) -> list[str]:
+    """The card's history lines of a decision, oldest first."""
+    lines = [(d.at.timestamp(), history.entry(d)) for d in audit]
+    lines += [(n.at.timestamp(), history.note_entry(n)) for n in decision.notes]
+    return [line for _, line in sorted(lines, key=lambda x: x[0])]
+
+
+def _ack_counts(before: CardState, after: CardState) -> dict[str, int]:
+    """How the fleet's counts of tracked commands by status change with this commit."""
+    was = before.pending.status.value if before.pending is not None else None
+    now = after.pending.status.value if after.pending is not None else None
+    if was == now:
+        return {}
+    out = {}
+    if was is not None:
+        out[was] = -1
+    if now is not None:
+        out[now] = 1
+    return out
 
 
 def _suspended_delta(before: CardState, after: CardState) -> int:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Mapping
+from datetime import date, datetime
 from typing import Any
 
-from ..domain.card import ordered
+from ..domain.card import CardState, ordered
 from ..domain.lifecycle import current_cycle
 from ..domain.policy import Policy
 from ..domain.steps import schedule
@@ -46,7 +47,41 @@ def card_status(snap: Snapshot, now: datetime, policy: Policy) -> dict[str, Any]
         "billing": profile.billing.value,
         "timezone": profile.timezone,
         "cycle_day": profile.cycle_day,
+        "command": command_view(state),
+        "overshoot_bytes": overshoot(state, snap.usage),
     }
+
+
+def command_view(state: CardState) -> dict[str, Any] | None:
+    """The card's latest command while the network has not confirmed it: pending (with
+    its next attempt), unconfirmed (every attempt unanswered) or rejected."""
+    p = state.pending
+    if p is None:
+        return None
+    c = p.command
+    return {
+        "command_id": c.command_id,
+        "type": c.type.value,
+        "trigger": c.trigger.value,
+        "status": p.status.value,
+        "attempt": p.attempt,
+        "issued_at": c.issued_at.isoformat(),
+        "last_sent_at": datetime.fromtimestamp(p.sent, c.issued_at.tzinfo).isoformat(),
+        "next_attempt_at": (
+            datetime.fromtimestamp(p.retry_at, c.issued_at.tzinfo).isoformat()
+            if p.retry_at is not None
+            else None
+        ),
+        "detail": p.detail or None,
+    }
+
+
+def overshoot(state: CardState, usage: Mapping[date, int]) -> int | None:
+    """Bytes counted in the cycle after its over-quota suspension was decided (None: the
+    card is not suspended over quota)."""
+    if state.overshoot_from is None or state.cycle is None:
+        return None
+    return max(0, usage.get(state.cycle, 0) - state.overshoot_from)
 
 
 def customer_status(customer_id: str, fields: dict[bytes, bytes]) -> dict[str, Any]:

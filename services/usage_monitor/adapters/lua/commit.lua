@@ -11,7 +11,8 @@
 -- ARGV[3]  the event de-duplication TTL in seconds
 -- ARGV[4]  card history key prefix, e.g. "sw:{7}:h:" (a card's list is this .. iccid)
 -- ARGV[5]  how many history entries a card keeps
--- ARGV[6]  the commits as one JSON array; each commit is an array:
+-- ARGV[6]  pending command key prefix, e.g. "sw:{7}:p:" (a card's key is this .. iccid)
+-- ARGV[7]  the commits as one JSON array; each commit is an array:
 --   [1] iccid   [2] expected version (0 when the card did not exist)   [3] new state (JSON)
 --   [4] calendar ('' = the default: field removed)
 --   [5] '1' when the card has a profile (field `k`, read by ingest.lua), else '0'
@@ -23,15 +24,19 @@
 --   [11] the change in the number of suspended cards (-1, 0, 1)
 --   [12] entries for the card's history list, oldest first (each pushed to the front, so
 --        the list reads newest first; kept to ARGV[5])
+--   [13] the card's tracked command: a string to store, '' to delete, 0 unchanged
+--   [14] flat field, delta pairs added to the statistics hash (commands pending, ...)
 --
 -- Returns, per commit in order: the new version, -1 on a version conflict, or 0 when the
 -- event was already applied.
 local outbox, due, stats = KEYS[1], KEYS[2], KEYS[3]
 local card_prefix, event_prefix, event_ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local history_prefix, keep = ARGV[4], tonumber(ARGV[5])
-local commits = cjson.decode(ARGV[6])
+local pending_prefix = ARGV[6]
+local commits = cjson.decode(ARGV[7])
 local results = {}
 local suspended = 0
+local totals = {}
 
 local function commit(c)
   local iccid, event = c[1], c[9]
@@ -71,6 +76,16 @@ local function commit(c)
   else
     redis.call('ZADD', due, c[10], iccid)
   end
+  local pending = c[13]
+  if pending == '' then
+    redis.call('DEL', pending_prefix .. iccid)
+  elseif type(pending) == 'string' then
+    redis.call('SET', pending_prefix .. iccid, pending)
+  end
+  local deltas = c[14]
+  for j = 1, #deltas, 2 do
+    totals[deltas[j]] = (totals[deltas[j]] or 0) + deltas[j + 1]
+  end
   local history = c[12]
   if #history > 0 then
     local list = history_prefix .. iccid
@@ -85,5 +100,10 @@ for i, c in ipairs(commits) do
 end
 if suspended ~= 0 then
   redis.call('HINCRBY', stats, 'suspended', suspended)
+end
+for field, delta in pairs(totals) do
+  if delta ~= 0 then
+    redis.call('HINCRBY', stats, field, delta)
+  end
 end
 return results
