@@ -46,6 +46,7 @@ def names() -> dict[str, str]:
         "USAGE_MONITOR_TOPIC_COMMANDS": f"t{tag}.card.commands",
         "USAGE_MONITOR_TOPIC_ALERTS": f"t{tag}.card.alerts",
         "USAGE_MONITOR_TOPIC_DECISIONS": f"t{tag}.card.decisions",
+        "USAGE_MONITOR_TOPIC_COMMAND_RESULTS": f"t{tag}.card.command_results",
         "USAGE_MONITOR_TOPIC_DLQ": f"t{tag}.usage.records.dlq",
         "USAGE_MONITOR_REDIS_PREFIX": f"t{tag}",
     }
