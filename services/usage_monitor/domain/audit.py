@@ -14,6 +14,7 @@ from datetime import date, datetime
 from simwatch_contracts import (
     CardDecision,
     CardEvent,
+    CommandResult,
     DecisionFacts,
     DecisionKind,
     UsageRecord,
@@ -23,7 +24,7 @@ from simwatch_contracts.ids import stable_id
 from .card import CardState, ordered
 from .cycles import cycle_of
 from .draft import Decision
-from .lifecycle import apply_event, evaluate
+from .lifecycle import apply_event, apply_result, evaluate
 from .policy import Policy
 
 MAX_TICKS = 100_000
@@ -108,9 +109,15 @@ class Replay:
     def start(cls, iccid: str, policy: Policy) -> Replay:
         return cls(CardState(iccid), policy, {}, set())
 
-    def feed(self, at: datetime, item: CardEvent | UsageRecord) -> list[CardDecision]:
-        """Everything due before `at`, then the input (a redelivered record counts once)."""
+    def feed(
+        self, at: datetime, item: CardEvent | UsageRecord | CommandResult
+    ) -> list[CardDecision]:
+        """Everything due before `at`, then the input (a redelivered record counts once).
+        The network's results take part: whether a command was still on its way decides
+        whether an observation of the network is corrected."""
         out = self.until(at)
+        if isinstance(item, CommandResult):
+            return out + self._take(apply_result(self.state, item, self.usage, at, self.policy))
         if isinstance(item, UsageRecord):
             if item.record_id in self.seen:
                 return out
@@ -140,7 +147,7 @@ class Replay:
 
 def replay(
     iccid: str,
-    inputs: Iterable[tuple[datetime, CardEvent | UsageRecord]],
+    inputs: Iterable[tuple[datetime, CardEvent | UsageRecord | CommandResult]],
     until: datetime,
     policy: Policy,
 ) -> list[CardDecision]:

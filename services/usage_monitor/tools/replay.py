@@ -21,7 +21,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.partitioner import murmur2
 from pydantic import TypeAdapter, ValidationError
 
-from simwatch_contracts import CardDecision, UsageRecord, parse_card_event
+from simwatch_contracts import CardDecision, UsageRecord, parse_card_event, parse_command_result
 from simwatch_contracts.common import Iccid
 
 from ..domain.audit import compare, replay
@@ -100,6 +100,11 @@ async def _collect(
         try:
             inputs.append((at, UsageRecord.model_validate_json(raw)))
         except ValidationError:  # dead-lettered by the worker too: no decision came of it
+            continue
+    for at, raw in await _read(s, s.topic_command_results, iccid, None):
+        try:
+            inputs.append((at, parse_command_result(raw)))
+        except ValidationError:  # dead-lettered by the worker too
             continue
     inputs.sort(key=lambda pair: pair[0])
     replayed = replay(iccid, inputs, now, s.policy)
