@@ -238,8 +238,8 @@ async def run(settings: Settings) -> Counters:
         finally:
             await sim.drain(settings.delay_max_s + DRAIN_GRACE_S)
     finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
+        # The handlers stay until the loop closes: removed here, a signal still being
+        # delivered would meet Python's default handler (KeyboardInterrupt mid-cleanup).
         await consumer.stop()
         await publisher.close()
         print(sim.counts.line(sim.pending), flush=True)
