@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # `make demo`: local Kafka and Redis, usage_monitor, the notifier, a local webhook receiver,
-# and a synthetic fleet, with a live view. Ctrl-C stops everything this script started
-# (a stack that was already up stays up).
+# a simulated provisioning adapter (HLR / CMP) and a synthetic fleet, with a live view.
+# Ctrl-C stops everything this script started (a stack that was already up stays up).
 #
 # DEMO_CARDS (2000), DEMO_RATE (1000 records/s), DEMO_RECORDS (0: endless),
-# DEMO_SECONDS (0: until Ctrl-C), KAFKA_IMPL (apache | tansu).
+# DEMO_SECONDS (0: until Ctrl-C), KAFKA_IMPL (apache | tansu), and the provisioning
+# simulator's PROVISIONING_SIM_* (its demo values below; docs/operations.md).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -15,8 +16,19 @@ export USAGE_MONITOR_TOPIC_PARTITIONS=${USAGE_MONITOR_TOPIC_PARTITIONS:-4}
 export USAGE_MONITOR_REDIS_SHARDS=${USAGE_MONITOR_REDIS_SHARDS:-4}
 export NOTIFIER_ALLOW_PRIVATE_WEBHOOKS=true  # the receiver listens on 127.0.0.1
 export NOTIFIER_REDIS_PREFIX=${NOTIFIER_REDIS_PREFIX:-nt-demo}
+# The simulated network: answers 0.5-5 s late; 10 % failed, 5 % lost, 1 % rejected, 5 %
+# answered twice; observed every 20 s, 2 % of the suspended cards drifting back to active.
+export PROVISIONING_SIM_DELAY_MIN_S=${PROVISIONING_SIM_DELAY_MIN_S:-0.5}
+export PROVISIONING_SIM_DELAY_MAX_S=${PROVISIONING_SIM_DELAY_MAX_S:-5}
+export PROVISIONING_SIM_FAIL_RATE=${PROVISIONING_SIM_FAIL_RATE:-0.1}
+export PROVISIONING_SIM_DROP_RATE=${PROVISIONING_SIM_DROP_RATE:-0.05}
+export PROVISIONING_SIM_REJECT_RATE=${PROVISIONING_SIM_REJECT_RATE:-0.01}
+export PROVISIONING_SIM_DUPLICATE_RATE=${PROVISIONING_SIM_DUPLICATE_RATE:-0.05}
+export PROVISIONING_SIM_OBSERVE_INTERVAL_S=${PROVISIONING_SIM_OBSERVE_INTERVAL_S:-20}
+export PROVISIONING_SIM_DRIFT_RATE=${PROVISIONING_SIM_DRIFT_RATE:-0.02}
 if [[ $KAFKA_IMPL == tansu ]]; then
   export USAGE_MONITOR_PRODUCER_IDEMPOTENCE=false NOTIFIER_PRODUCER_IDEMPOTENCE=false
+  export PROVISIONING_SIM_PRODUCER_IDEMPOTENCE=false
 fi
 # Every run starts clean: its own topics and consumer groups, and Redis DB 3 emptied.
 RUN=demo$(date +%s)
@@ -24,6 +36,7 @@ export REDIS_URL=redis://127.0.0.1:${REDIS_PORT:-6379}/3
 export USAGE_MONITOR_APP_ID=$RUN-usage-monitor NOTIFIER_GROUP_ID=$RUN-notifier
 export USAGE_MONITOR_TOPIC_USAGE=$RUN.usage.records USAGE_MONITOR_TOPIC_EVENTS=$RUN.card.events
 export USAGE_MONITOR_TOPIC_COMMANDS=$RUN.card.commands USAGE_MONITOR_TOPIC_ALERTS=$RUN.card.alerts
+export USAGE_MONITOR_TOPIC_COMMAND_RESULTS=$RUN.card.command_results
 export USAGE_MONITOR_TOPIC_DLQ=$RUN.usage.records.dlq NOTIFIER_TOPIC_DLQ=$RUN.usage.records.dlq
 export NOTIFIER_TOPIC_ALERTS=$RUN.card.alerts NOTIFIER_TOPIC_SETTINGS=$RUN.customer.settings
 export NOTIFIER_TOPIC_DELIVERY_DLQ=$RUN.notifier.deliveries.dlq
@@ -77,12 +90,20 @@ pids+=($!)
 pids+=($!)
 .venv/bin/notifier --loglevel warning >"$DEMO/notifier.log" 2>&1 &
 pids+=($!)
+# The network (its rates above): answers the commands and reports its own view of the cards.
+.venv/bin/provisioning-sim --loglevel warning --group-id "$RUN-provisioning-sim" \
+  --topic-commands "$USAGE_MONITOR_TOPIC_COMMANDS" \
+  --topic-results "$USAGE_MONITOR_TOPIC_COMMAND_RESULTS" \
+  --topic-events "$USAGE_MONITOR_TOPIC_EVENTS" >"$DEMO/provisioning-sim.log" 2>&1 &
+pids+=($!)
 wait_http "http://127.0.0.1:$RECEIVER_PORT/stats" "the webhook receiver"
 wait_http http://127.0.0.1:6066/health usage_monitor
 wait_http http://127.0.0.1:6067/health notifier
 
 echo "demo: run $RUN; usage_monitor http://127.0.0.1:6066/cards/89860400000000000001 and /metrics"
 echo "demo: notifier http://127.0.0.1:6067/metrics; webhook receiver http://127.0.0.1:$RECEIVER_PORT/stats"
+echo "demo: simulated provisioning answers on $USAGE_MONITOR_TOPIC_COMMAND_RESULTS;" \
+  "its counts in $DEMO/provisioning-sim.log"
 .venv/bin/usage-monitor simulate --quiet --cards "${DEMO_CARDS:-2000}" --rate "${DEMO_RATE:-1000}" \
   --records "${DEMO_RECORDS:-0}" --webhook-url "http://127.0.0.1:$RECEIVER_PORT/hook" \
   --topic-usage "$USAGE_MONITOR_TOPIC_USAGE" --topic-events "$USAGE_MONITOR_TOPIC_EVENTS" \
