@@ -197,7 +197,7 @@ def test_a_network_that_cancelled_a_card_we_hold_is_reported_not_corrected() -> 
 
 
 def test_overshoot_is_what_is_counted_after_the_suspension_was_decided() -> None:
-    state, usage = suspended(used=1200)
+    state, _ = suspended(used=1200)
     assert state.overshoot_from == 1200
     later = evaluate(state, {CYCLE: 1900}, NOW + timedelta(minutes=3)).state
     assert later.overshoot_from == 1200
