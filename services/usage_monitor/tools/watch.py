@@ -74,7 +74,55 @@ def render(
             "duplicates / bad signatures",
             f"{receiver.get('duplicates', 0)} / {receiver.get('bad_signature', 0)}",
         )
-    return Group(records, decisions, deliveries)
+    return Group(records, decisions, network(now), deliveries)
+
+
+def network(now: dict[str, dict[str, float]]) -> Table:
+    """The loop with the network: what it has not confirmed, retries, corrections, and how
+    long enforcement takes and how much usage gets through meanwhile."""
+    table = Table(title="network (provisioning results)", expand=True)
+    table.add_column("what")
+    table.add_column("now / total", justify="right")
+    for status in ("pending", "unconfirmed", "rejected"):
+        value = now.get(f"usage_monitor_commands_{status}", {}).get("", 0)
+        table.add_row(f"commands {status}", f"{value:,.0f}")
+    for labels, value in sorted(now.get("usage_monitor_command_results_total", {}).items()):
+        if value:
+            what = f"results {_label(labels, 'status')} → {_label(labels, 'outcome')}"
+            table.add_row(what, f"{value:,.0f}")
+    for name, what in (
+        ("usage_monitor_command_retries_total", "published again"),
+        ("usage_monitor_commands_reconciled_total", "reconciled (network corrected)"),
+    ):
+        table.add_row(what, f"{sum(now.get(name, {}).values()):,.0f}")
+    latency = now.get("usage_monitor_enforcement_seconds_bucket", {})
+    table.add_row(
+        "enforcement p50 / p99 (record → applied)",
+        f"{_quantile(latency, 0.5)} / {_quantile(latency, 0.99)} s",
+    )
+    overshoot = now.get("usage_monitor_overshoot_bytes_bucket", {})
+    enforced = {k: v for k, v in overshoot.items() if 'at="enforced"' in k}
+    table.add_row(
+        "overshoot p50 / p99 at enforcement",
+        f"{_quantile(enforced, 0.5)} / {_quantile(enforced, 0.99)} B",
+    )
+    return table
+
+
+def _quantile(buckets: dict[str, float], q: float) -> str:
+    """The bucket bound holding quantile `q` of a histogram (all label sets summed): an
+    upper bound, as Prometheus's histogram_quantile would interpolate within it."""
+    cumulative: dict[float, float] = defaultdict(float)
+    for labels, value in buckets.items():
+        le = _label(labels, "le")
+        cumulative[float("inf") if le == "+Inf" else float(le)] += value
+    if not cumulative or not cumulative[float("inf")]:
+        return "-"
+    total = cumulative[float("inf")]
+    for bound in sorted(cumulative):
+        if cumulative[bound] >= q * total:
+            return "> max" if bound == float("inf") else f"≤ {bound:,.0f}"
+    return "-"
 
 
 def run(args: argparse.Namespace) -> None:
