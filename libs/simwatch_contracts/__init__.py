@@ -4,7 +4,7 @@ Parsing is strict (no type coercion) and forgiving of unknown fields. Every mode
 published as a JSON Schema under ``schemas/`` (``python -m simwatch_contracts.schemas``).
 """
 
-from .alerts import AlertType, CardAlert, LiftHint
+from .alerts import POOL_ALERTS, AlertType, CardAlert, LiftHint
 from .card_events import (
     CARD_EVENT_ADAPTER,
     CardEvent,
@@ -25,11 +25,14 @@ from .customer_settings import CustomerSettings, QuietHours, Sms, Webhook
 from .dead_letter import DeadLetter
 from .decisions import CardDecision, DecisionFacts, DecisionKind
 from .errors import describe_validation_error
+from .pools import MAX_POOL_QUOTA_BYTES, PoolEvent, PoolMember, PoolUpserted, parse_pool_event
 from .usage import UsageRecord
 
 __all__ = [
     "CARD_EVENT_ADAPTER",
+    "MAX_POOL_QUOTA_BYTES",
     "MAX_RECORD_BYTES",
+    "POOL_ALERTS",
     "AlertType",
     "Billing",
     "CardAlert",
@@ -49,6 +52,9 @@ __all__ = [
     "NetworkObserved",
     "NetworkState",
     "Plan",
+    "PoolEvent",
+    "PoolMember",
+    "PoolUpserted",
     "QuietHours",
     "Reason",
     "ResultStatus",
@@ -62,4 +68,5 @@ __all__ = [
     "describe_validation_error",
     "parse_card_event",
     "parse_command_result",
+    "parse_pool_event",
 ]

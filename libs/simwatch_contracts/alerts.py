@@ -8,6 +8,7 @@ from typing import Annotated
 from pydantic import AwareDatetime, BaseModel, Field, model_validator
 
 from .common import MESSAGE_CONFIG, Cycle, Iccid, MessageId, Money, QuotaBytes, Reason
+from .pools import PoolMember
 
 
 class AlertType(StrEnum):
@@ -18,6 +19,12 @@ class AlertType(StrEnum):
     CANCELLED = "cancelled"
     EXPIRY_UPCOMING = "expiry_upcoming"
     BALANCE_INSUFFICIENT = "balance_insufficient"
+    POOL_THRESHOLD = "pool_threshold"
+    POOL_EXHAUSTED = "pool_exhausted"
+
+
+POOL_ALERTS = frozenset({AlertType.POOL_THRESHOLD, AlertType.POOL_EXHAUSTED})
+"""Alerts about a pool, not a card: keyed by the pool id, without an ICCID."""
 
 
 _REQUIRED: dict[AlertType, tuple[str, ...]] = {
@@ -28,6 +35,8 @@ _REQUIRED: dict[AlertType, tuple[str, ...]] = {
     AlertType.CANCELLED: ("trigger",),
     AlertType.EXPIRY_UPCOMING: ("expires_at", "days_left"),
     AlertType.BALANCE_INSUFFICIENT: ("balance", "amount_due"),
+    AlertType.POOL_THRESHOLD: ("pool_id", "percent", "used_bytes", "quota_bytes", "top_members"),
+    AlertType.POOL_EXHAUSTED: ("pool_id", "percent", "used_bytes", "quota_bytes", "top_members"),
 }
 
 
@@ -54,7 +63,7 @@ class CardAlert(BaseModel):
 
     alert_id: MessageId = Field(description="deterministic: stable across re-publication")
     type: AlertType
-    iccid: Iccid
+    iccid: Iccid | None = Field(default=None, description="every alert but a pool's carries it")
     customer_id: str = Field(min_length=1, max_length=128)
     cycle: Cycle
     occurred_at: AwareDatetime
@@ -70,10 +79,21 @@ class CardAlert(BaseModel):
     lifts: tuple[LiftHint, ...] | None = Field(
         default=None, description="suspended: what lifts each held reason (optional)"
     )
+    pool_id: MessageId | None = None
+    top_members: tuple[PoolMember, ...] | None = Field(
+        default=None, description="pool alerts: up to 5 members that used the most"
+    )
 
     @model_validator(mode="after")
     def _fields_for_type(self) -> CardAlert:
         missing = [name for name in _REQUIRED[self.type] if getattr(self, name) is None]
+        if self.type not in POOL_ALERTS and self.iccid is None:
+            missing.insert(0, "iccid")
         if missing:
             raise ValueError(f"alert type {self.type.value} requires {', '.join(missing)}")
         return self
+
+    @property
+    def key(self) -> str:
+        """Its Kafka key: the card's ICCID, or the pool's id for a pool alert."""
+        return self.iccid or self.pool_id or ""

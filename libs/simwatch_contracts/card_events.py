@@ -30,6 +30,12 @@ class Plan(BaseModel):
     warn_percents: tuple[Annotated[int, Field(ge=1, le=100)], ...] = DEFAULT_WARN_PERCENTS
     credit_limit: Annotated[int, Field(ge=0, le=2**53)] | None = None
     auto_restore_on_recharge: bool = False
+    pool_id: MessageId | None = Field(
+        default=None, description="the pool (流量池) whose shared quota the card draws on"
+    )
+    member_cap_bytes: QuotaBytes | None = Field(
+        default=None, description="the member's own cap inside its pool, per cycle"
+    )
 
     @field_validator("warn_percents")
     @classmethod

@@ -70,6 +70,12 @@ class Reason(StrEnum):
     VIOLATION = "violation"
     BLACKLISTED = "blacklisted"
     """A new card of a customer who still owes a cancelled card's debt (held until paid)."""
+    POOL_OVER_QUOTA = "pool_over_quota"
+    """The card's pool (流量池) is exhausted and stops its members: lifted at the pool's next
+    cycle."""
+    MEMBER_CAP = "member_cap"
+    """The member used its own cap inside its pool (`plan.member_cap_bytes`): lifted at its
+    next cycle."""
     RECONCILE = "reconcile"
     """Only ever a command's `trigger`, never held: simwatch correcting a network whose own
     view of the card (`card.network_observed`, a result's `network_state`) disagrees."""

@@ -15,6 +15,7 @@ from .commands import CardCommand, CommandResult
 from .customer_settings import CustomerSettings
 from .dead_letter import DeadLetter
 from .decisions import CardDecision
+from .pools import PoolUpserted
 from .usage import UsageRecord
 
 SCHEMA_DIR = Path(__file__).parent / "schemas"
@@ -26,6 +27,7 @@ _MODELS: dict[str, type[BaseModel]] = {
     "card.alerts": CardAlert,
     "card.decisions": CardDecision,
     "customer.settings": CustomerSettings,
+    "pool.events": PoolUpserted,
     "usage.records.dlq": DeadLetter,
 }
 

@@ -122,7 +122,7 @@ class Recorder:
         log.warning(
             "delivery of %s %s to %s: %s (%s)",
             alert.type.value,
-            mask_iccid(alert.iccid),
+            mask_iccid(alert.key),
             channel,
             state.value,
             got.detail,
@@ -147,7 +147,7 @@ class Recorder:
         )
         await self.publish(
             self.settings.topic_delivery_dlq,
-            alert.iccid.encode(),
+            alert.key.encode(),
             letter.model_dump_json().encode(),
         )
         self.metrics.dead_letters.labels("delivery", state.value).inc()

@@ -83,5 +83,5 @@ class Sender:
         if await self.ledger.count_sms(number, hour) > self.settings.sms_rate_per_hour:
             return Defer(datetime.fromtimestamp((hour + 1) * 3600, UTC), "rate limit")
         text = render(alert, customer.language)
-        params = {"iccid": alert.iccid, "type": alert.type.value}
+        params = {"iccid": alert.key, "type": alert.type.value}
         return await self.sms.send(number, text, sms_key(alert.alert_id, number), params)

@@ -222,7 +222,7 @@ class CardService:
             )
         for alert in decision.alerts:
             value = alert.model_dump_json(exclude_none=True).encode()
-            out.append((s.topic_alerts, alert.iccid.encode(), value))
+            out.append((s.topic_alerts, alert.key.encode(), value))
         for record in audit:  # the audit trail: every decision with its facts
             value = record.model_dump_json(exclude_none=True).encode()
             out.append((s.topic_decisions, record.iccid.encode(), value))
