@@ -111,6 +111,11 @@ def encode_state(state: CardState) -> tuple[bytes, Template | None]:
         "hd": state.held_debt,
         "rs": [[r.value, t] for r, t in state.since],
         "os": state.overshoot_from,
+        "ps": (
+            [state.pool_stop[0], state.pool_stop[1].strftime("%Y%m%d")]
+            if state.pool_stop is not None
+            else None
+        ),
     }
     doc.update((k, v) for k, v in fields.items() if v or (k in ("a", "os") and v is not None))
     if state.fee_month != _month(state.cycle):  # the usual case, the cycle's own month: left out
@@ -172,6 +177,7 @@ def decode_state(
         since=tuple((Reason(r), int(t)) for r, t in doc.get("rs", ())),
         pending=_decode_pending(iccid, orjson.loads(pending)) if pending else None,
         overshoot_from=doc.get("os"),
+        pool_stop=(doc["ps"][0], _cycle(doc["ps"][1])) if "ps" in doc else None,
     )
 
 

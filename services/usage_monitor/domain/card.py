@@ -22,6 +22,8 @@ REASON_ORDER: tuple[Reason, ...] = (
     Reason.ARREARS,
     Reason.BLACKLISTED,
     Reason.OVER_QUOTA,
+    Reason.POOL_OVER_QUOTA,
+    Reason.MEMBER_CAP,
     Reason.MANUAL,
 )
 
@@ -106,6 +108,8 @@ class CardState:
     """When each held reason began (POSIX seconds), for explain."""
     pending: Pending | None = None
     """The latest command while the network has not confirmed it (``enforcement``)."""
+    pool_stop: tuple[str, date] | None = None
+    """(pool, cycle): the card's pool was exhausted in that cycle and stops its members."""
     overshoot_from: int | None = None
     """The cycle's used bytes when its over-quota suspension was decided: what is counted
     beyond it is the overshoot (usage the network let through before it stopped the card)."""

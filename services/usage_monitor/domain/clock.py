@@ -14,7 +14,7 @@ from .cycles import days_left, next_cycle
 from .draft import Draft
 from .effects import alert
 from .steps import Step, StepKind, schedule
-from .usage_rules import with_over_quota
+from .usage_rules import with_usage_reasons
 
 MAX_STEPS = 10_000  # a card years behind still catches up; a bug cannot loop forever
 
@@ -78,7 +78,7 @@ def _rollover(d: Draft, step: Step, usage: Mapping[date, int]) -> None:
     s = replace(s, cycle=cycle, fired=frozenset())
     s, charge = billing.charge_rollover(s, profile, step.at, cycle.isoformat(), d.policy)
     d.charges.extend([charge] if charge else [])
-    d.state = replace(s, reasons=with_over_quota(s.reasons, profile, usage.get(cycle, 0)))
+    d.state = replace(s, reasons=with_usage_reasons(s, profile, usage.get(cycle, 0)))
 
 
 def _end_of_term(d: Draft, step: Step, at: datetime) -> None:

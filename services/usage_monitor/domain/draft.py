@@ -193,6 +193,8 @@ class Draft:
         else:
             wakes = {c: NEVER for c in usage if c < cycle}
             wakes[cycle] = wake_level(state, profile)
+        if state.pool_stop is not None and (cycle is None or state.pool_stop[1] < cycle):
+            state = self.state = replace(state, pool_stop=None)  # its cycle has passed
         if state.overshoot_from is not None and Reason.OVER_QUOTA not in state.reasons:
             state = self.state = replace(state, overshoot_from=None)
         return Decision(

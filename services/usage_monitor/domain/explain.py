@@ -30,6 +30,7 @@ class Lifts:
     CUSTOMER_RESUME = "customer_resume"
     VIOLATION_CLEARED = "violation_cleared"
     RAISE_QUOTA = "raise_quota"
+    POOL_NEXT_CYCLE = "pool_next_cycle"
     NONE = "none"
 
 
@@ -119,6 +120,14 @@ def _facts(
         }
     if reason is Reason.BLACKLISTED:
         return {"customer_debt": state.held_debt}
+    if reason is Reason.MEMBER_CAP and state.cycle is not None:
+        return {
+            "cycle": state.cycle.isoformat(),
+            "used_bytes": usage.get(state.cycle, 0),
+            "member_cap_bytes": p.plan.member_cap_bytes,
+        }
+    if reason is Reason.POOL_OVER_QUOTA and state.cycle is not None:
+        return {"pool_id": p.plan.pool_id, "cycle": state.cycle.isoformat()}
     return {}
 
 
@@ -132,6 +141,10 @@ def _lift(reason: Reason, state: CardState, policy: Policy) -> Lift:
         return Lift(Lifts.RAISE_QUOTA)  # a zero quota is over at every cycle's start
     if reason is Reason.OVER_QUOTA and state.cycle is not None:
         return Lift(Lifts.NEXT_CYCLE, at=cycle_start(next_cycle(state.cycle), p.timezone))
+    if reason in (Reason.POOL_OVER_QUOTA, Reason.MEMBER_CAP) and state.cycle is not None:
+        # A member's cycle is its pool's: both are lifted when that cycle ends.
+        how = Lifts.POOL_NEXT_CYCLE if reason is Reason.POOL_OVER_QUOTA else Lifts.NEXT_CYCLE
+        return Lift(how, at=cycle_start(next_cycle(state.cycle), p.timezone))
     if reason is Reason.EXPIRED:
         return Lift(Lifts.RENEW, deadline=add_months(p.expires_at, policy.grace_months))
     if reason is Reason.BLACKLISTED:

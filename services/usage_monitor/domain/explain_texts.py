@@ -24,6 +24,8 @@ NAMES = {
         Reason.EXPIRED: "过期停机",
         Reason.VIOLATION: "违规停机",
         Reason.BLACKLISTED: "历史欠费未结清",
+        Reason.POOL_OVER_QUOTA: "流量池用尽停机",
+        Reason.MEMBER_CAP: "池内单卡限额停机",
     },
     "en": {
         Reason.OVER_QUOTA: "over-quota stop",
@@ -32,6 +34,8 @@ NAMES = {
         Reason.EXPIRED: "expiry stop",
         Reason.VIOLATION: "violation",
         Reason.BLACKLISTED: "unpaid debt of an earlier card",
+        Reason.POOL_OVER_QUOTA: "pool used up",
+        Reason.MEMBER_CAP: "member cap reached",
     },
 }
 
@@ -77,6 +81,14 @@ TEXTS: dict[str, dict[tuple[Reason | None, str], str]] = {
         (Reason.BLACKLISTED, Lifts.PAY_DEBT): (
             "该客户此前注销的号码尚有欠费 $amount 未结清，结清后本卡立即开通。"
         ),
+        (Reason.POOL_OVER_QUOTA, Lifts.POOL_NEXT_CYCLE): (
+            "该卡所属流量池 $pool_id 本周期（$cycle 起）的共享流量已用完，池内所有卡已停机。"
+            "流量池下个计费周期开始时（$at）将自动恢复；如需立即使用，请为流量池增加流量。"
+        ),
+        (Reason.MEMBER_CAP, Lifts.NEXT_CYCLE): (
+            "该卡本周期（$cycle 起）已用 $used_bytes，达到流量池内单卡限额 $member_cap_bytes，"
+            "已停机。下个计费周期开始时（$at）将自动恢复。"
+        ),
         (None, Lifts.NONE): "该卡已注销（$name），号码已释放，无法恢复。",
     },
     "en": {
@@ -119,6 +131,16 @@ TEXTS: dict[str, dict[tuple[Reason | None, str], str]] = {
             "An earlier card of this customer was cancelled with $amount unpaid. Pay that debt "
             "and this card starts at once."
         ),
+        (Reason.POOL_OVER_QUOTA, Lifts.POOL_NEXT_CYCLE): (
+            "The shared data of the card's pool $pool_id for the cycle that began on $cycle is "
+            "used up, so every card of the pool is stopped. Service resumes by itself when the "
+            "pool's next cycle begins, at $at; to continue sooner, add data to the pool."
+        ),
+        (Reason.MEMBER_CAP, Lifts.NEXT_CYCLE): (
+            "The card used $used_bytes in the cycle that began on $cycle, its own cap of "
+            "$member_cap_bytes inside its pool, so it is stopped. Service resumes by itself "
+            "when the next cycle begins, at $at."
+        ),
         (None, Lifts.NONE): "The card was cancelled ($name); its number is released for good.",
     },
 }
@@ -158,6 +180,8 @@ def text(held: HeldReason, lang: str, tz: str, cancelled: bool = False) -> str:
         "cycle": f.get("cycle", "—"),
         "used_bytes": volume(f.get("used_bytes")),
         "quota_bytes": volume(f.get("quota_bytes")),
+        "member_cap_bytes": volume(f.get("member_cap_bytes")),
+        "pool_id": f.get("pool_id", "—"),
         "balance": money(f.get("balance"), lang),
         "owed": money(f.get("owed"), lang),
         "past_due": money(f.get("past_due"), lang),

@@ -32,13 +32,14 @@ from .cycles import cycle_of
 from .draft import Decision, Draft
 from .effects import alert
 from .policy import DEFAULT_POLICY, Policy
+from .pools import PoolView, apply_view
 from .usage_rules import (
     EXHAUSTED,
     NEVER,
     alert_step,
     crossed_steps,
     unreached,
-    with_over_quota,
+    with_usage_reasons,
 )
 
 __all__ = ["NEVER", "Decision", "apply_event", "apply_result", "current_cycle", "evaluate"]
@@ -57,13 +58,17 @@ def evaluate(
     policy: Policy = DEFAULT_POLICY,
     customer_debt: int | None = None,
     origin: datetime | None = None,
+    pool: PoolView | None = None,
 ) -> Decision:
     """Bring the card up to `now`: its command's next attempt, due steps in order, then its
     usage. With `customer_debt` (the blacklist changed), a card held for its customer's
-    debt is settled against it. `origin`: when the input that woke the card arrived."""
+    debt is settled against it. `origin`: when the input that woke the card arrived.
+    `pool`: the card's pool began or ended stopping its members."""
     draft = Draft(state, policy, now=now, origin=origin)
     draft.retry(now)
     advance(draft, usage, now)
+    if pool is not None:
+        draft.state = apply_view(draft.state, pool)
     if customer_debt is not None and not draft.state.cancelled:
         before = draft.state.reasons
         draft.state = billing.settle_held(draft.state, customer_debt)
@@ -79,10 +84,12 @@ def apply_event(
     now: datetime,
     policy: Policy = DEFAULT_POLICY,
     customer_debt: int = 0,
+    pool: PoolView | None = None,
 ) -> Decision:
     """Apply one `card.events` message to a card brought up to `now`. `customer_debt` is
     what the card's customer still owes from cancelled cards (the blacklist); it holds a
-    new card of that customer."""
+    new card of that customer. `pool`: the view of the pool a profile names (a card that
+    joins an exhausted pool is stopped with its members)."""
     draft = Draft(state, policy, now=now, origin=now)
     if isinstance(event, NetworkObserved):
         # The network's own view: nothing about the card changes, unless the network needs
@@ -101,6 +108,8 @@ def apply_event(
     advance(draft, usage, now)
     draft.since = draft.state.reasons
     rejected = events.apply(draft, event, now, customer_debt)
+    if pool is not None:
+        draft.state = apply_view(draft.state, pool)
     # A new profile or term may have usage levels already reached and steps already due:
     # with the event, they are one change of the reason set.
     _settle_usage(draft, usage, now)
@@ -161,7 +170,7 @@ def _settle_usage(d: Draft, usage: Mapping[date, int], now: datetime) -> None:
             )
         )
     before = d.state.reasons
-    d.state = replace(d.state, reasons=with_over_quota(before, profile, used))
+    d.state = replace(d.state, reasons=with_usage_reasons(d.state, profile, used))
     if Reason.OVER_QUOTA in d.state.reasons and Reason.OVER_QUOTA not in before:
         d.state = replace(d.state, overshoot_from=used)
     if d.since is None:  # else the event's own transition covers the usage too

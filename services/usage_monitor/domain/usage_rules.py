@@ -56,12 +56,33 @@ def with_over_quota(reasons: frozenset[Reason], profile: Profile, used: int) -> 
     return reasons | {Reason.OVER_QUOTA} if over else reasons - {Reason.OVER_QUOTA}
 
 
+def with_usage_reasons(state: CardState, profile: Profile, used: int) -> frozenset[Reason]:
+    """The reasons the cycle's usage decides: over quota, and for a pool member its own cap
+    (`member_cap`) and its pool's stop (`pool_over_quota`, held for the cycle the pool
+    was exhausted in; members are counted in their pool's cycles)."""
+    reasons = with_over_quota(state.reasons, profile, used)
+    plan = profile.plan
+    capped = plan.pool_id is not None and plan.member_cap_bytes is not None
+    if capped and used >= (plan.member_cap_bytes or 0):
+        reasons |= {Reason.MEMBER_CAP}
+    else:
+        reasons -= {Reason.MEMBER_CAP}
+    stopped = plan.pool_id is not None and state.pool_stop == (plan.pool_id, state.cycle)
+    return reasons | {Reason.POOL_OVER_QUOTA} if stopped else reasons - {Reason.POOL_OVER_QUOTA}
+
+
 def wake_level(state: CardState, profile: Profile) -> int:
     """The next usage level at which evaluating this card can change anything."""
-    quota = profile.plan.quota_bytes
-    if quota is None or state.cancelled:
+    plan = profile.plan
+    quota = plan.quota_bytes
+    if state.cancelled:
         return NEVER
-    wake = [at for s, _, at in levels(profile) if s not in state.fired]
-    if profile.plan.auto_suspend and Reason.OVER_QUOTA not in state.reasons:
-        wake.append(quota)
+    wake = []
+    if quota is not None:
+        wake = [at for s, _, at in levels(profile) if s not in state.fired]
+        if plan.auto_suspend and Reason.OVER_QUOTA not in state.reasons:
+            wake.append(quota)
+    cap = plan.member_cap_bytes
+    if plan.pool_id is not None and cap is not None and Reason.MEMBER_CAP not in state.reasons:
+        wake.append(cap)
     return min(wake, default=NEVER)
