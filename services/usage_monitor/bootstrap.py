@@ -16,6 +16,7 @@ from simwatch_runtime.redis_client import AnyRedis, connect
 from .adapters.keys import Keys
 from .adapters.redis_store import RedisStore
 from .metrics import Metrics
+from .service_layer.pooling import PoolService
 from .service_layer.service import CardService
 from .settings import Settings
 
@@ -42,6 +43,7 @@ class Components:
     store: RedisStore
     publisher: KafkaPublisher
     service: CardService
+    pools: PoolService
     usage_dead_letters: DeadLetters
     event_dead_letters: DeadLetters
     result_dead_letters: DeadLetters
@@ -90,6 +92,7 @@ def build(
         store=store,
         publisher=publisher,
         service=service,
+        pools=PoolService(service),
         usage_dead_letters=usage_dlq,
         event_dead_letters=event_dlq,
         result_dead_letters=result_dlq,

@@ -48,6 +48,8 @@ class Metrics:
     network_divergent: Counter
     enforcement_seconds: Histogram
     overshoot_bytes: Histogram
+    pool_fanouts: Counter
+    pool_fanout_seconds: Histogram
 
     def __post_init__(self) -> None:
         # Series that alert rules take `increase()` of must exist from the start at 0:
@@ -246,6 +248,18 @@ class Metrics:
                 "when the over-quota reason ends)",
                 ["at"],
                 buckets=OVERSHOOT_BUCKETS,
+                registry=registry,
+            ),
+            pool_fanouts=Counter(
+                f"{p}_pool_fanouts",
+                "Pools whose members were all evaluated again (a pool's stop began or ended)",
+                registry=registry,
+            ),
+            pool_fanout_seconds=Histogram(
+                f"{p}_pool_fanout_seconds",
+                "From a pool's exhaustion (or its end) committed to every member's decision "
+                "committed (their commands are in the outbox)",
+                buckets=LATENCY_BUCKETS,
                 registry=registry,
             ),
         )

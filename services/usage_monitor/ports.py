@@ -11,6 +11,7 @@ from datetime import date, datetime
 from typing import Protocol
 
 from .domain.card import CardState
+from .domain.pools import Pool, PoolState
 
 CONFLICT = -1
 DUPLICATE_EVENT = 0
@@ -39,6 +40,8 @@ class IngestResult:
     recalendar: list[tuple[int, str]] = field(default_factory=list)
     unknown: int = 0
     late: int = 0
+    pools: list[tuple[str, date]] = field(default_factory=list)
+    """(pool, cycle) whose usage this batch added to."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +73,17 @@ class CommitRequest:
     counts: Mapping[str, int] = field(default_factory=dict)
     """Changes of the fleet's counts kept with the cards (commands pending, unconfirmed,
     rejected), added atomically with the commit (see `CardStore.counts`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PoolRecord:
+    """A pool as stored: its definition (None until `pool.upserted` arrives: its members'
+    usage is counted meanwhile), what it announced, and the version guarding commits."""
+
+    pool_id: str
+    definition: Pool | None
+    state: PoolState
+    version: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +172,51 @@ class CardStore(Protocol):
 
     async def outbox_depth(self, shards: Iterable[int]) -> dict[int, int]:
         """Entries waiting in each shard's outbox."""
+        ...
+
+    async def pool_load(self, pool_ids: Iterable[str]) -> dict[str, PoolRecord]:
+        """Pools as stored (an unknown pool: no definition, version 0)."""
+        ...
+
+    async def pool_define(self, pool: Pool) -> None:
+        """Store a pool's definition (`pool.upserted`; the latest holds)."""
+        ...
+
+    async def pool_used(self, pools: Sequence[tuple[str, date]]) -> dict[tuple[str, date], int]:
+        """Each pool's usage in a cycle: the sum of its per-shard counts."""
+        ...
+
+    async def pool_top(self, pool_id: str, cycle: date, n: int) -> list[tuple[str, int]]:
+        """The pool's `n` biggest members in `cycle`, biggest first."""
+        ...
+
+    async def pool_commit(
+        self,
+        record: PoolRecord,
+        state: PoolState,
+        messages: Sequence[tuple[str, bytes, bytes]],
+        fan_out: bool,
+    ) -> int:
+        """Write a pool's decision if it is still at `record.version`, with its messages
+        (outbox) and, with `fan_out`, a request to evaluate its members again: the new
+        version, or `CONFLICT`."""
+        ...
+
+    async def pool_members(self, pool_id: str, shard: int) -> list[str]:
+        """The pool's members in `shard`."""
+        ...
+
+    async def pool_member_count(self, pool_id: str) -> int:
+        """How many cards the pool has, over every shard."""
+        ...
+
+    async def pool_fanouts(self, shard: int) -> list[tuple[str, int]]:
+        """Pools of `shard` whose members wait to be evaluated again, with the version."""
+        ...
+
+    async def pool_fanout_done(self, pool_id: str, version: int) -> None:
+        """The members were evaluated for `version`: forget the request (unless a newer
+        decision asked again)."""
         ...
 
     async def customer_apply(self, customer_id: str, entries: Sequence[object]) -> CustomerDebt:

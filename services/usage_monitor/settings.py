@@ -37,6 +37,7 @@ class Settings(RuntimeSettings):
     topic_commands: str = "card.commands"
     topic_alerts: str = "card.alerts"
     topic_decisions: str = Field("card.decisions", description="output: the audit trail")
+    topic_pools: str = Field("pool.events", description="input: pool definitions (流量池)")
     topic_command_results: str = Field(
         "card.command_results", description="input: the provisioning adapter's results"
     )

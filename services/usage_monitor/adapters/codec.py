@@ -22,6 +22,7 @@ from simwatch_contracts import Billing, CardCommand, CommandType, Plan, Reason
 from ..domain.card import CardState, Profile
 from ..domain.cycles import zone
 from ..domain.enforcement import AckStatus, Pending
+from ..domain.pools import Pool, PoolState
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,4 +236,50 @@ def _legacy_profile(doc: dict[str, Any]) -> Profile:
         expires_at=datetime.fromisoformat(p["ex"]),
         cycle_day=p["cd"],
         timezone=p["tz"],
+    )
+
+
+def pool_of(state: CardState) -> str | None:
+    """The pool a card counts into: its plan's, unless the card is cancelled."""
+    if state.profile is None or state.cancelled:
+        return None
+    return state.profile.plan.pool_id
+
+
+def encode_pool(pool: Pool) -> bytes:
+    return orjson.dumps(
+        {
+            "cu": pool.customer_id,
+            "q": pool.quota_bytes,
+            "w": list(pool.warn_percents),
+            "sa": pool.suspend_all,
+            "cd": pool.cycle_day,
+            "tz": pool.timezone,
+            "id": pool.pool_id,
+        }
+    )
+
+
+def decode_pool(raw: bytes | str) -> Pool:
+    d = orjson.loads(raw)
+    return Pool(d["id"], d["cu"], d["q"], tuple(d["w"]), d["sa"], d["cd"], d["tz"])
+
+
+def encode_pool_state(state: PoolState) -> bytes:
+    return orjson.dumps(
+        {
+            "c": state.cycle.strftime("%Y%m%d") if state.cycle else None,
+            "f": sorted(state.fired),
+            "x": state.exhausted,
+            "ra": state.rearm,
+        }
+    )
+
+
+def decode_pool_state(raw: bytes | str | None) -> PoolState:
+    if not raw:
+        return PoolState()
+    d = orjson.loads(raw)
+    return PoolState(
+        _cycle(d["c"]) if d.get("c") else None, frozenset(d["f"]), bool(d["x"]), d.get("ra", 0)
     )

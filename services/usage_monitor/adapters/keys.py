@@ -94,6 +94,27 @@ class Keys:
     def pending(self, iccid: str) -> str:
         return self.pending_prefix(self.shard(iccid)) + iccid
 
+    def pool_usage(self, shard: int, pool_id: str) -> str:
+        """The pool's usage counted in this shard, per cycle (a hash: cycle -> bytes)."""
+        return f"{self.tag(shard)}pu:{pool_id}"
+
+    def pool_top(self, shard: int, pool_id: str, cycle: str) -> str:
+        """This shard's biggest members of the pool in a cycle (a bounded sorted set)."""
+        return f"{self.tag(shard)}pt:{pool_id}:{cycle}"
+
+    def pool_members(self, shard: int, pool_id: str) -> str:
+        """The pool's members that live in this shard (a set of ICCIDs)."""
+        return f"{self.tag(shard)}pm:{pool_id}"
+
+    def pool(self, pool_id: str) -> str:
+        """The pool's definition, state and version, in the pool's own shard."""
+        return f"{self.tag(self.shard(pool_id))}P:{pool_id}"
+
+    def pool_fanout(self, shard: int) -> str:
+        """Pools of this shard whose members must be evaluated again (score: the pool's
+        version that asked for it)."""
+        return f"{self.tag(shard)}pf"
+
     def event_prefix(self, shard: int) -> str:
         """``event_seen`` is this plus the event id (``commit.lua`` builds them so)."""
         return f"{self.tag(shard)}e:"

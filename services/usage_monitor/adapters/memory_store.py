@@ -11,11 +11,12 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from typing import Any, cast
 
 from ..domain.card import CardState
+from ..domain.pools import Pool, PoolState
 from ..ports import (
     CONFLICT,
     DUPLICATE_EVENT,
@@ -24,8 +25,10 @@ from ..ports import (
     IngestResult,
     IngestRow,
     OutboxEntry,
+    PoolRecord,
     Snapshot,
 )
+from .codec import pool_of
 from .keys import Keys
 
 
@@ -69,6 +72,10 @@ class MemoryStore:
         self._shards = [_Shard() for _ in range(keys.shards)]
         self._customers: dict[str, dict[str, str]] = {}
         self._entry_ids = itertools.count(1)
+        self._pools: dict[str, PoolRecord] = {}
+        self._pool_used: dict[tuple[str, date], int] = {}
+        self._pool_top: dict[tuple[str, date], dict[str, int]] = {}
+        self._pool_fanout: dict[str, int] = {}
 
     @property
     def shards(self) -> int:
@@ -95,6 +102,13 @@ class MemoryStore:
                 seen.add((row.day, row.record_id))
                 card = self._cards.setdefault(row.iccid, _Card())
                 card.usage[row.cycle] = card.usage.get(row.cycle, 0) + row.nbytes
+                pool = pool_of(card.state) if card.state is not None else None
+                if pool is not None:
+                    key = (pool, row.cycle)
+                    self._pool_used[key] = self._pool_used.get(key, 0) + row.nbytes
+                    self._pool_top.setdefault(key, {})[row.iccid] = card.usage[row.cycle]
+                    if key not in result.pools:
+                        result.pools.append(key)
                 if not card.known:
                     result.unknown += 1
                 elif row.late:
@@ -158,6 +172,58 @@ class MemoryStore:
         due = self._shards[shard].due
         ready = sorted((at, iccid) for iccid, at in due.items() if at <= until.timestamp())
         return [iccid for _, iccid in ready[:limit]]
+
+    async def pool_load(self, pool_ids: Iterable[str]) -> dict[str, PoolRecord]:
+        return {p: self._pools.get(p, PoolRecord(p, None, PoolState())) for p in pool_ids}
+
+    async def pool_define(self, pool: Pool) -> None:
+        old = self._pools.get(pool.pool_id, PoolRecord(pool.pool_id, None, PoolState()))
+        self._pools[pool.pool_id] = replace(old, definition=pool)
+
+    async def pool_used(self, pools: Sequence[tuple[str, date]]) -> dict[tuple[str, date], int]:
+        return {key: self._pool_used.get(key, 0) for key in pools}
+
+    async def pool_top(self, pool_id: str, cycle: date, n: int) -> list[tuple[str, int]]:
+        members = self._pool_top.get((pool_id, cycle), {})
+        return sorted(members.items(), key=lambda x: (-x[1], x[0]))[:n]
+
+    async def pool_commit(
+        self,
+        record: PoolRecord,
+        state: PoolState,
+        messages: Sequence[tuple[str, bytes, bytes]],
+        fan_out: bool,
+    ) -> int:
+        old = self._pools.get(record.pool_id, PoolRecord(record.pool_id, None, PoolState()))
+        if old.version != record.version:
+            return CONFLICT
+        version = old.version + 1
+        self._pools[record.pool_id] = replace(old, state=state, version=version)
+        shard = self._shards[self.shard(record.pool_id)]
+        for topic, key, value in messages:
+            shard.outbox[self._entry_id()] = (topic, key, value)
+        if fan_out:
+            self._pool_fanout[record.pool_id] = version
+        return version
+
+    async def pool_members(self, pool_id: str, shard: int) -> list[str]:
+        return sorted(
+            iccid
+            for iccid, card in self._cards.items()
+            if card.state is not None
+            and pool_of(card.state) == pool_id
+            and self.shard(iccid) == shard
+        )
+
+    async def pool_member_count(self, pool_id: str) -> int:
+        return sum([len(await self.pool_members(pool_id, s)) for s in range(self.keys.shards)])
+
+    async def pool_fanouts(self, shard: int) -> list[tuple[str, int]]:
+        return [(p, v) for p, v in self._pool_fanout.items() if self.shard(p) == shard]
+
+    async def pool_fanout_done(self, pool_id: str, version: int) -> None:
+        if self._pool_fanout.get(pool_id, version + 1) <= version:
+            del self._pool_fanout[pool_id]
 
     async def history(self, iccid: str) -> list[str]:
         card = self._cards.get(iccid)

@@ -17,21 +17,37 @@ from redis.commands.core import AsyncScript
 from simwatch_runtime import lua
 from simwatch_runtime.redis_client import AnyRedis, queue_script, run_pipeline
 
+from ..domain.pools import TOP_MEMBERS, Pool, PoolState
 from ..ports import (
     CommitRequest,
     CustomerDebt,
     IngestResult,
     IngestRow,
     OutboxEntry,
+    PoolRecord,
     Snapshot,
 )
 from . import dedupe
-from .codec import Template, decode_state, encode_pending, encode_state, template_of
+from .codec import (
+    Template,
+    decode_pool,
+    decode_pool_state,
+    decode_state,
+    encode_pending,
+    encode_pool,
+    encode_pool_state,
+    encode_state,
+    pool_of,
+    template_of,
+)
 from .keys import Keys
 
 PACKAGE = "usage_monitor.adapters"
 DEFAULT_DEDUPE_BUCKETS = 256
 DEFAULT_HISTORY_LENGTH = 20
+POOL_TOP_KEPT = TOP_MEMBERS
+"""A pool's biggest members each shard keeps per cycle: the pool's top five are among the
+union of every shard's top five (a member's score is its whole usage in the cycle)."""
 """Where the Lua scripts of this adapter live (``lua/*.lua``)."""
 
 
@@ -59,6 +75,8 @@ class RedisStore:
         self._load: AsyncScript = lua.register(redis, PACKAGE, "load.lua")
         self._release: AsyncScript = lua.register(redis, PACKAGE, "release_outbox.lua")
         self._customer: AsyncScript = lua.register(redis, PACKAGE, "customer.lua")
+        self._pool_commit: AsyncScript = lua.register(redis, PACKAGE, "pool_commit.lua")
+        self._pool_done: AsyncScript = lua.register(redis, PACKAGE, "pool_fanout_done.lua")
         # Templates are immutable (named by their content), so a cache never goes stale.
         self._templates: dict[str, Template] = {}
 
@@ -85,8 +103,10 @@ class RedisStore:
             self.keys.dedupe_prefix(shard),
             orjson.dumps(expiry),
             orjson.dumps(flat),
+            self.keys.tag(shard),
+            POOL_TOP_KEPT,
         ]
-        applied, dups, due, recal, unknown, late = await self._ingest(
+        applied, dups, due, recal, unknown, late, pools = await self._ingest(
             keys=[self.keys.outbox(shard)], args=args
         )
         result = IngestResult(int(applied), int(dups), unknown=int(unknown), late=int(late))
@@ -96,6 +116,8 @@ class RedisStore:
             )
         for i in range(0, len(recal), 2):
             result.recalendar.append((int(recal[i]) - 1, recal[i + 1].decode()))
+        for i in range(0, len(pools), 2):
+            result.pools.append((pools[i].decode(), date.fromisoformat(pools[i + 1].decode())))
         return result
 
     async def load(self, iccids: Iterable[str]) -> dict[str, Snapshot]:
@@ -169,6 +191,7 @@ class RedisStore:
                     self.history_length,
                     self.keys.pending_prefix(shard),
                     orjson.dumps([rows[n] for n in members]),
+                    self.keys.tag(shard),
                 ]
                 queue_script(pipe, self._commit, keys, args)
 
@@ -201,6 +224,98 @@ class RedisStore:
                 pipe.hmget(self.keys.stats(shard), list(names))
             rows = await pipe.execute()
         return {n: sum(int(row[i] or 0) for row in rows) for i, n in enumerate(names)}
+
+    async def pool_load(self, pool_ids: Iterable[str]) -> dict[str, PoolRecord]:
+        ids = list(dict.fromkeys(pool_ids))
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for pool_id in ids:
+                pipe.hmget(self.keys.pool(pool_id), ["d", "s", "v"])
+            rows = await pipe.execute()
+        return {
+            pool_id: PoolRecord(
+                pool_id,
+                decode_pool(d) if d else None,
+                decode_pool_state(st),
+                int(v or 0),
+            )
+            for pool_id, (d, st, v) in zip(ids, rows, strict=True)
+        }
+
+    async def pool_define(self, pool: Pool) -> None:
+        await self.redis.hset(self.keys.pool(pool.pool_id), "d", encode_pool(pool))
+
+    async def pool_used(self, pools: Sequence[tuple[str, date]]) -> dict[tuple[str, date], int]:
+        wanted = list(dict.fromkeys(pools))
+        shards = range(self.keys.shards)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for pool_id, cycle in wanted:
+                for shard in shards:
+                    pipe.hget(self.keys.pool_usage(shard, pool_id), cycle.isoformat())
+            counts = await pipe.execute()
+        n = self.keys.shards
+        return {
+            key: sum(int(c or 0) for c in counts[i * n : (i + 1) * n])
+            for i, key in enumerate(wanted)
+        }
+
+    async def pool_top(self, pool_id: str, cycle: date, n: int) -> list[tuple[str, int]]:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for shard in range(self.keys.shards):
+                key = self.keys.pool_top(shard, pool_id, cycle.isoformat())
+                pipe.zrevrange(key, 0, n - 1, withscores=True)
+            replies = await pipe.execute()
+        merged = [(m.decode(), int(score)) for reply in replies for m, score in reply]
+        return sorted(merged, key=lambda x: (-x[1], x[0]))[:n]
+
+    async def pool_commit(
+        self,
+        record: PoolRecord,
+        state: PoolState,
+        messages: Sequence[tuple[str, bytes, bytes]],
+        fan_out: bool,
+    ) -> int:
+        shard = self.keys.shard(record.pool_id)
+        flat: list[str] = []
+        for topic, key, value in messages:
+            flat += (topic, key.decode(), value.decode())
+        return int(
+            await self._pool_commit(
+                keys=[
+                    self.keys.outbox(shard),
+                    self.keys.pool(record.pool_id),
+                    self.keys.pool_fanout(shard),
+                ],
+                args=[
+                    record.pool_id,
+                    record.version,
+                    encode_pool_state(state),
+                    "1" if fan_out else "0",
+                    orjson.dumps(flat),
+                ],
+            )
+        )
+
+    async def pool_members(self, pool_id: str, shard: int) -> list[str]:
+        raw = cast(set[bytes], await self.redis.smembers(self.keys.pool_members(shard, pool_id)))
+        return sorted(m.decode() for m in raw)
+
+    async def pool_member_count(self, pool_id: str) -> int:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for shard in range(self.keys.shards):
+                pipe.scard(self.keys.pool_members(shard, pool_id))
+            counts = await pipe.execute()
+        return sum(int(n) for n in counts)
+
+    async def pool_fanouts(self, shard: int) -> list[tuple[str, int]]:
+        raw = cast(
+            list[tuple[bytes, float]],
+            await self.redis.zrange(self.keys.pool_fanout(shard), 0, 999, withscores=True),
+        )
+        return [(m.decode(), int(score)) for m, score in raw]
+
+    async def pool_fanout_done(self, pool_id: str, version: int) -> None:
+        shard = self.keys.shard(pool_id)
+        await self._pool_done(keys=[self.keys.pool_fanout(shard)], args=[pool_id, version])
 
     async def due_cards(self, shard: int, until: datetime, limit: int) -> list[str]:
         """Cards of `shard` due at or before `until`, earliest first (O(log N + limit))."""
@@ -289,7 +404,14 @@ def _commit_row(r: CommitRequest, state_json: bytes) -> list[Any]:
         list(r.history),
         _pending_op(r),
         [x for name, delta in r.counts.items() if delta for x in (name, delta)],
+        _membership_op(r),
     ]
+
+
+def _membership_op(r: CommitRequest) -> list[str] | int:
+    """The card's pool membership change: 0 (none) or [old pool, new pool] ('' = none)."""
+    old, new = pool_of(r.snap.state), pool_of(r.state)
+    return 0 if old == new else [old or "", new or ""]
 
 
 def _pending_op(r: CommitRequest) -> str | int:

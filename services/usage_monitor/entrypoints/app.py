@@ -1,4 +1,5 @@
-"""The faust app: lifecycle, timers, the `card.events` and `card.command_results` agents,
+"""The faust app: lifecycle, timers, the `card.events`, `card.command_results` and
+`pool.events` agents,
 the batched usage consumer as a service inside it, and the web views (``web.py``)."""
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from .api_auth import bearer_guard
 from .card_events import EVENT_BATCH, EVENT_BATCH_WITHIN_S, handle_card_events
 from .command_results import RESULT_BATCH, RESULT_BATCH_WITHIN_S, handle_command_results
 from .pipeline import UsagePipeline
+from .pool_events import POOL_BATCH, POOL_BATCH_WITHIN_S, handle_pool_events
 from .usage_consumer import UsageConsumer
 from .web import add_routes
 
@@ -67,7 +69,20 @@ def create_app(c: Components) -> tuple[faust.App, UsageConsumer]:
         async for batch in stream.take_events(RESULT_BATCH, within=RESULT_BATCH_WITHIN_S):
             await handle_command_results(c, [event.message for event in batch])
 
-    pipeline = UsagePipeline(c.service, c.usage_dead_letters, c.metrics)
+    pool_topic = app.topic(
+        s.topic_pools,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+
+    @app.agent(pool_topic, name="pool-events")
+    async def pool_events(stream: Any) -> None:
+        async for batch in stream.take_events(POOL_BATCH, within=POOL_BATCH_WITHIN_S):
+            await handle_pool_events(c, [event.message for event in batch])
+
+    pipeline = UsagePipeline(c.service, c.usage_dead_letters, c.metrics, c.pools)
     consumer = UsageConsumer(pipeline, c.usage_dead_letters, s, c.metrics, c.barrier, loop=app.loop)
     _add_timers(app, c, consumer)
     # App.service is typed for classes; it starts instances just the same.
@@ -121,6 +136,7 @@ def _add_timers(app: faust.App, c: Components, consumer: UsageConsumer) -> None:
     async def lifecycle_clock() -> None:
         try:
             await c.service.tick(consumer.owned_shards, s.scheduler_batch)
+            await c.pools.resume(consumer.owned_shards)  # fan-outs a dead worker left
         except TRANSIENT as exc:  # Redis or Kafka away: due cards stay due until it is back
             log.warning("lifecycle tick: %s: %s", type(exc).__name__, exc)
         except Exception:  # the clock must keep ticking: due cards stay due until it works

@@ -11,7 +11,7 @@ import asyncio
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 
 from pydantic import ValidationError
 
@@ -22,6 +22,7 @@ from ..adapters import dedupe
 from ..domain.cycles import cycle_of, cycle_start, next_cycle
 from ..metrics import Metrics
 from ..ports import IngestResult, IngestRow
+from ..service_layer.pooling import PoolService
 from ..service_layer.service import CardService
 
 MAX_RECALENDAR_ROUNDS = 3
@@ -57,8 +58,15 @@ class Parsed:
 
 
 class UsagePipeline:
-    def __init__(self, service: CardService, dead_letters: DeadLetters, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        service: CardService,
+        dead_letters: DeadLetters,
+        metrics: Metrics,
+        pools: PoolService | None = None,
+    ) -> None:
         self.service = service
+        self.pools = pools
         self.store = service.store
         self.settings = service.settings
         self.dead_letters = dead_letters
@@ -92,7 +100,9 @@ class UsagePipeline:
             *(self._ingest_shard(idx, rows, records, now) for idx in by_shard.values())
         )
         due: dict[str, None] = {}
+        touched: dict[tuple[str, date], None] = {}
         for result in results:
+            touched.update(dict.fromkeys(result.pools))
             out.applied += result.applied
             out.duplicates += result.duplicates
             out.unknown += result.unknown
@@ -100,6 +110,9 @@ class UsagePipeline:
             due.update(dict.fromkeys(iccid for iccid, _, _ in result.due))
         if due:
             out.changed = await self.service.evaluate(due, origin=now)
+        if touched and self.pools is not None:
+            # After the cards: a pool's crossing stops members whose own decisions are done.
+            await self.pools.settle(touched)
         self._observe(out, parsed.size)
         return out
 

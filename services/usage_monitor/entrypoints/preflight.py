@@ -25,6 +25,7 @@ async def preflight(s: Settings) -> None:
             s.topic_usage,
             s.topic_events,
             s.topic_command_results,
+            s.topic_pools,
             s.topic_commands,
             s.topic_alerts,
             s.topic_decisions,

@@ -13,7 +13,7 @@ from simwatch_runtime.preflight import redis_status
 
 from ..bootstrap import Components
 from ..service_layer.explaining import UnknownLanguageError, explain_card
-from ..service_layer.status import card_status, customer_status
+from ..service_layer.status import card_status, customer_status, pool_status
 from .usage_consumer import UsageConsumer
 
 _ICCID: TypeAdapter[str] = TypeAdapter(Iccid)
@@ -21,6 +21,8 @@ PROMETHEUS_TEXT = "text/plain; version=0.0.4"
 
 
 def add_routes(app: faust.App, c: Components, consumer: UsageConsumer) -> None:
+    _add_pool_routes(app, c)
+
     @app.page("/cards/{iccid}")
     async def card(self: Any, request: Any, iccid: str) -> Any:
         try:
@@ -67,3 +69,14 @@ def add_routes(app: faust.App, c: Components, consumer: UsageConsumer) -> None:
     async def metrics(self: Any, request: Any) -> Any:
         # aiohttp refuses a charset inside content_type; Prometheus reads the text format as UTF-8.
         return self.bytes(generate_latest(c.registry), content_type=PROMETHEUS_TEXT)
+
+
+def _add_pool_routes(app: faust.App, c: Components) -> None:
+    @app.page("/pools/{pool_id}")
+    async def pool(self: Any, request: Any, pool_id: str) -> Any:
+        if not 1 <= len(pool_id) <= 128 or not pool_id.isprintable() or " " in pool_id:
+            return self.json({"error": "malformed pool id"}, status=400)
+        view = await pool_status(c.store, pool_id, c.service.clock())
+        if view is None:
+            return self.json({"error": "unknown pool", "pool_id": pool_id}, status=404)
+        return self.json(view)

@@ -23,11 +23,13 @@ from simwatch_contracts.ids import stable_id
 from simwatch_runtime.errors import component_of, is_transient
 
 from ..crash_points import crash_point
+from ..domain import pools
 from ..domain.audit import decisions_of
 from ..domain.card import CardState, CardStatus
 from ..domain.cycles import previous_cycle
 from ..domain.enforcement import Outcome
 from ..domain.lifecycle import Decision, apply_event, apply_result, evaluate
+from ..domain.pools import PoolView
 from ..metrics import Metrics
 from ..ports import (
     CONFLICT,
@@ -92,12 +94,16 @@ class CardService:
 
     async def apply_event(self, event: CardEvent) -> EventOutcome:
         """Apply one card event exactly once (de-duplicated by `event_id`), then publish."""
+        pool = None
+        if isinstance(event, CardUpserted) and event.plan.pool_id is not None:
+            event, pool = await self._in_pool(event, event.plan.pool_id)
         for _ in range(MAX_CAS_ATTEMPTS):
             snap = (await self.store.load([event.iccid]))[event.iccid]
             debt = 0
             if isinstance(event, CardUpserted) and snap.state.profile is None:
                 debt = (await self.store.customer_debt(event.customer_id)).debt
-            decision = apply_event(snap.state, event, snap.usage, self.clock(), self.policy, debt)
+            now = self.clock()
+            decision = apply_event(snap.state, event, snap.usage, now, self.policy, debt, pool)
             request = self._request(snap, decision, event.event_id)
             version = await self.store.commit(request)
             if version == DUPLICATE_EVENT:
@@ -110,6 +116,19 @@ class CardService:
                 return EventOutcome(decision)
             self.metrics.evaluations.labels("conflict").inc()
         raise RuntimeError(f"card {event.iccid[-4:]}: too many concurrent writers")
+
+    async def _in_pool(
+        self, event: CardUpserted, pool_id: str
+    ) -> tuple[CardUpserted, PoolView | None]:
+        """A member's profile takes its pool's calendar (members are counted in their pool's
+        cycles), and the card is evaluated with the pool's view (joining an exhausted pool
+        stops it with the others). A pool not defined yet: the card keeps its own calendar."""
+        record = (await self.store.pool_load([pool_id]))[pool_id]
+        pool = record.definition
+        if pool is None:
+            return event, None
+        event = event.model_copy(update={"cycle_day": pool.cycle_day, "timezone": pool.timezone})
+        return event, pools.view(pool, record.state, self.clock())
 
     async def apply_result(self, result: CommandResult) -> ResultOutcome:
         """Apply the network's result for a command exactly once (de-duplicated by
@@ -141,12 +160,14 @@ class CardService:
         iccids: Iterable[str],
         customer_debt: int | None = None,
         origin: datetime | None = None,
+        pool: PoolView | None = None,
     ) -> int:
         """Settle cards (usage reached a wake level, or a step fell due, or a command's
         next attempt); returns how many decisions changed something. Reads and commits the
         whole slice in one round trip each; conflicting cards are read and decided again.
         `customer_debt`: the cards are held for a customer's debt that is now this (see
-        `blacklist`). `origin`: when the input that woke them arrived."""
+        `blacklist`). `origin`: when the input that woke them arrived. `pool`: their pool's
+        stop began or ended (``pooling``)."""
         pending = list(dict.fromkeys(iccids))
         changed, attempts = 0, 0
         shards: set[int] = set()
@@ -155,7 +176,9 @@ class CardService:
             snaps = await self.store.load(pending)
             now = self.clock()
             decisions = [
-                evaluate(snaps[i].state, snaps[i].usage, now, self.policy, customer_debt, origin)
+                evaluate(
+                    snaps[i].state, snaps[i].usage, now, self.policy, customer_debt, origin, pool
+                )
                 for i in pending
             ]
             requests = [self._request(snaps[i], d) for i, d in zip(pending, decisions, strict=True)]

@@ -9,8 +9,9 @@ from typing import Any
 from ..domain.card import CardState, ordered
 from ..domain.lifecycle import current_cycle
 from ..domain.policy import Policy
+from ..domain.pools import TOP_MEMBERS
 from ..domain.steps import schedule
-from ..ports import Snapshot
+from ..ports import CardStore, Snapshot
 
 
 def card_status(snap: Snapshot, now: datetime, policy: Policy) -> dict[str, Any] | None:
@@ -106,4 +107,29 @@ def customer_status(customer_id: str, fields: dict[bytes, bytes]) -> dict[str, A
         "cancelled_cards": {k: v for k, v in sorted(owed.items()) if v},
         "paid_through_held_cards": paid,
         "held_cards": sorted(held),
+    }
+
+
+async def pool_status(store: CardStore, pool_id: str, now: datetime) -> dict[str, Any] | None:
+    """`GET /pools/{pool_id}`: the pool's usage in its current cycle, its members and its
+    biggest ones, and whether it is exhausted (None: no definition received)."""
+    record = (await store.pool_load([pool_id]))[pool_id]
+    pool = record.definition
+    if pool is None:
+        return None
+    cycle = pool.cycle(now)
+    used = (await store.pool_used([(pool_id, cycle)]))[(pool_id, cycle)]
+    top = await store.pool_top(pool_id, cycle, TOP_MEMBERS)
+    exhausted = record.state.cycle == cycle and record.state.exhausted
+    return {
+        "pool_id": pool_id,
+        "customer_id": pool.customer_id,
+        "cycle": cycle.isoformat(),
+        "used_bytes": used,
+        "quota_bytes": pool.quota_bytes,
+        "percent": round(used * 100 / pool.quota_bytes, 2) if pool.quota_bytes else None,
+        "members": await store.pool_member_count(pool_id),
+        "state": "exhausted" if exhausted else "active",
+        "on_exhausted": "suspend_all" if pool.suspend_all else "alert_only",
+        "top_members": [{"iccid": i, "used_bytes": b} for i, b in top],
     }

@@ -26,6 +26,10 @@
 --        the list reads newest first; kept to ARGV[5])
 --   [13] the card's tracked command: a string to store, '' to delete, 0 unchanged
 --   [14] flat field, delta pairs added to the statistics hash (commands pending, ...)
+--   [15] the card's pool membership: 0 unchanged, or {old pool, new pool} ('' = none): the
+--        card leaves the old pool's member set of this shard, joins the new one's, and its
+--        field `pl` (read by ingest.lua) names the new one
+-- ARGV[8]  the tag, e.g. "sw:{7}:" (a pool's member set here is tag .. 'pm:' .. pool)
 --
 -- Returns, per commit in order: the new version, -1 on a version conflict, or 0 when the
 -- event was already applied.
@@ -34,6 +38,7 @@ local card_prefix, event_prefix, event_ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local history_prefix, keep = ARGV[4], tonumber(ARGV[5])
 local pending_prefix = ARGV[6]
 local commits = cjson.decode(ARGV[7])
+local tag = ARGV[8]
 local results = {}
 local suspended = 0
 local totals = {}
@@ -81,6 +86,18 @@ local function commit(c)
     redis.call('DEL', pending_prefix .. iccid)
   elseif type(pending) == 'string' then
     redis.call('SET', pending_prefix .. iccid, pending)
+  end
+  local membership = c[15]
+  if type(membership) == 'table' then
+    if membership[1] ~= '' then
+      redis.call('SREM', tag .. 'pm:' .. membership[1], iccid)
+    end
+    if membership[2] ~= '' then
+      redis.call('SADD', tag .. 'pm:' .. membership[2], iccid)
+      redis.call('HSET', card, 'pl', membership[2])
+    else
+      redis.call('HDEL', card, 'pl')
+    end
   end
   local deltas = c[14]
   for j = 1, #deltas, 2 do

@@ -12,19 +12,29 @@
 -- ARGV[2]  id-set prefix, e.g. "sw:{7}:rd:" (a set's key is this .. day .. ':' .. bucket)
 -- ARGV[3]  the days of this batch as one JSON array, two values per day (flat):
 --          day (yyyymmdd), when its sets expire (POSIX seconds)
+-- ARGV[5]  the tag, e.g. "sw:{7}:": a pooled card's bytes are also added to its pool's count
+--          in this shard (tag .. 'pu:' .. pool, field cycle) and its place among the pool's
+--          biggest members here (tag .. 'pt:' .. pool .. ':' .. cycle, kept to ARGV[6])
+-- ARGV[6]  how many of a pool's biggest members each shard keeps
 -- ARGV[4]  the records as one JSON array, seven values per record (flat):
 --          day index (1-based, into ARGV[3]), bucket, digest (decimal string: Lua numbers
 --          cannot hold 64 bits), iccid, calendar ('' = default), cycle, bytes; and late
 --          (1 = closed cycle) as an eighth
 --          (one argument instead of many per record: client-side packing was the hot spot)
 --
--- Returns {applied, duplicates, due, recalendar, unknown, late}; every record given is
+-- A pool's count moves with the record's de-duplication, in this one script: a record is
+-- added to the pool its card belongs to (field `pl`) exactly when it is added to the card.
+--
+-- Returns {applied, duplicates, due, recalendar, unknown, late, pools}; every record given is
 -- exactly one of: applied (on time, known card), duplicate, unknown (counted for a card
 -- without a profile yet), late (counted in a closed cycle), or handed back in recalendar.
 --   due:        flat list of iccid, cycle, used for every (card, cycle) touched whose usage
 --               reached its wake level, or which has none yet: the caller evaluates those.
 --   recalendar: flat list of record index (1-based), calendar for records not applied.
+--   pools:      flat list of pool, cycle for every pool count this batch added to.
 local card_prefix, set_prefix = ARGV[1], ARGV[2]
+local tag, keep_top = ARGV[5], tonumber(ARGV[6])
+local pool_of, touched, pools = {}, {}, {}
 local days, rows = cjson.decode(ARGV[3]), cjson.decode(ARGV[4])
 local applied, dups, unknown, late = 0, 0, 0, 0
 local calendars, known, added, order, recal, expiring = {}, {}, {}, {}, {}, {}
@@ -33,10 +43,11 @@ for i = 1, #rows, 8 do
   local iccid, cal, cycle = rows[i + 3], rows[i + 4], rows[i + 5]
   local actual = calendars[iccid]
   if actual == nil then
-    local v = redis.call('HMGET', card_prefix .. iccid, 'cal', 'k')
+    local v = redis.call('HMGET', card_prefix .. iccid, 'cal', 'k', 'pl')
     actual = v[1] or ''
     calendars[iccid] = actual
     known[iccid] = v[2] == '1'
+    pool_of[iccid] = v[3]
   end
   if actual ~= cal then
     recal[#recal + 1] = (i - 1) / 8 + 1
@@ -74,6 +85,20 @@ for _, entry in ipairs(order) do
   if added[entry[3]] then
     used = redis.call('HINCRBY', card, field, added[entry[3]])
     wake = tonumber(redis.call('HGET', card, 'w:' .. entry[2]))
+    local pool = pool_of[entry[1]]
+    if pool then
+      redis.call('HINCRBY', tag .. 'pu:' .. pool, entry[2], added[entry[3]])
+      local top = tag .. 'pt:' .. pool .. ':' .. entry[2]
+      redis.call('ZADD', top, used, entry[1])
+      redis.call('ZREMRANGEBYRANK', top, 0, -keep_top - 1)
+      local t = pool .. ' ' .. entry[2]
+      if not touched[t] then
+        touched[t] = true
+        redis.call('EXPIRE', top, 8640000)  -- 100 days: read while its cycle is recent
+        pools[#pools + 1] = pool
+        pools[#pools + 1] = entry[2]
+      end
+    end
   else
     local v = redis.call('HMGET', card, field, 'w:' .. entry[2])
     used, wake = tonumber(v[1]) or 0, tonumber(v[2])
@@ -84,4 +109,4 @@ for _, entry in ipairs(order) do
     due[#due + 1] = used
   end
 end
-return {applied, dups, due, recal, unknown, late}
+return {applied, dups, due, recal, unknown, late, pools}

@@ -1,0 +1,54 @@
+"""Handling of `pool.events`: pool definitions (流量池). Parse at the edge; dead-letter the
+malformed (a negative quota, one beyond an exbibyte, an unknown timezone…); store the rest
+and decide the pool's levels anew; confirm the batch durable before faust may ack it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from pydantic import ValidationError
+
+from simwatch_contracts import describe_validation_error, parse_pool_event
+from simwatch_runtime.dead_letters import RawMessage
+
+from ..bootstrap import Components
+from .card_events import retry_op
+from .pipeline import oversized
+
+POOL_BATCH = 200
+POOL_BATCH_WITHIN_S = 0.05
+
+
+async def handle_pool_events(c: Components, messages: Sequence[RawMessage]) -> None:
+    async def once() -> None:
+        epoch = await c.barrier.epoch()
+        for msg in messages:
+            await handle_pool_event(c, msg)
+        await c.barrier.confirm(epoch)
+
+    await retry_op(c, once, "pool events batch")
+
+
+async def handle_pool_event(c: Components, msg: RawMessage) -> None:
+    limit = c.settings.max_message_bytes
+    if msg.value is not None and len(msg.value) > limit:
+        await _dead_letter(c, msg, oversized(len(msg.value), limit), "too_large")
+        return
+    try:
+        event = parse_pool_event(msg.value or b"")
+    except ValidationError as exc:
+        await _dead_letter(c, msg, describe_validation_error(exc), "malformed")
+        return
+    key = (msg.key or b"").decode("utf-8", "replace")
+    if key != event.pool_id:
+        error = f"key {key!r} is not the event's pool_id (pool.events is keyed by pool id)"
+        await _dead_letter(c, msg, error, "wrong_key")
+        return
+    await retry_op(c, lambda: c.pools.define(event), "pool.upserted")
+    c.metrics.card_events.labels(event.type, "applied").inc()
+
+
+async def _dead_letter(c: Components, msg: RawMessage, error: str, reason: str) -> None:
+    c.result_dead_letters.add(msg, error, reason)
+    await retry_op(c, c.result_dead_letters.flush, "dead-letter publish")
+    c.metrics.card_events.labels("pool.upserted", "dead_lettered").inc()

@@ -1,0 +1,139 @@
+"""Pooled quotas (流量池) in the service layer: a pool's usage is the sum of per-shard counts
+that `ingest.lua` adds atomically with each record's de-duplication; any worker that counted
+usage of a pool decides its levels (`domain.pools`), and exactly one commits each decision
+(optimistic concurrency on the pool's version); when the pool's stop begins or ends, every
+member is evaluated again with the pool's view ("fan-out"), in slices, from a request kept
+with the pool's decision so that a worker that dies half-way leaves it to the next tick."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Collection, Iterable
+from datetime import date
+
+from simwatch_contracts import PoolUpserted
+
+from ..domain import pools
+from ..domain.pools import Pool, PoolView
+from ..ports import CONFLICT, PoolRecord
+from .service import MAX_CAS_ATTEMPTS, CardService
+
+log = logging.getLogger(__name__)
+FAN_OUT_SLICE = 2000
+"""Members evaluated (read, decided, committed) per round trip of a fan-out."""
+
+
+class PoolService:
+    def __init__(self, cards: CardService) -> None:
+        self.cards = cards
+        self.store = cards.store
+        self.metrics = cards.metrics
+        self.settings = cards.settings
+
+    async def define(self, event: PoolUpserted) -> None:
+        """A pool's definition (the latest holds), then its levels decided anew: a quota
+        raised or lowered may end or begin its stop at once."""
+        pool = Pool.from_event(event)
+        await self.store.pool_define(pool)
+        await self.settle([(pool.pool_id, pool.cycle(self.cards.clock()))], force=True)
+
+    async def settle(self, touched: Iterable[tuple[str, date]], force: bool = False) -> int:
+        """Decide the levels of every pool whose usage a batch added to; returns how many
+        decisions were committed. A pool without a definition yet is left alone: its
+        members' usage is counted, and decided on when the pool arrives."""
+        ids = list(dict.fromkeys(pool_id for pool_id, _ in touched))
+        committed = 0
+        for _ in range(MAX_CAS_ATTEMPTS):
+            if not ids:
+                return committed
+            now = self.cards.clock()
+            records = await self.store.pool_load(ids)
+            defined = {p: r for p, r in records.items() if r.definition is not None}
+            used = await self.store.pool_used(
+                [(p, r.definition.cycle(now)) for p, r in defined.items() if r.definition]
+            )
+            retry = []
+            for pool_id, record in defined.items():
+                pool = record.definition
+                assert pool is not None
+                cycle = pool.cycle(now)
+                total = used[(pool_id, cycle)]
+                if not force and record.state.cycle == cycle:
+                    level = pools.wake(pool, record.state)
+                    if level < 0 or total < level:
+                        continue  # nothing new can be decided (the common case)
+                result = await self._decide(record, pool, total, cycle)
+                if result == CONFLICT:
+                    retry.append(pool_id)
+                elif result > 0:
+                    committed += 1
+            ids = retry
+        raise RuntimeError(f"{len(ids)} pools: too many concurrent writers")
+
+    async def _decide(self, record: PoolRecord, pool: Pool, used: int, cycle: date) -> int:
+        """One pool's decision: 0 when nothing changed, the new version, or CONFLICT."""
+        now = self.cards.clock()
+        decision = pools.decide(pool, record.state, used, now)
+        if decision.state == record.state:
+            return 0
+        if decision.alerts:  # only at a crossing: the members that used the most
+            top = await self.store.pool_top(pool.pool_id, cycle, pools.TOP_MEMBERS)
+            decision = pools.decide(pool, record.state, used, now, top)
+        topic = self.settings.topic_alerts
+        messages = [
+            (topic, pool.pool_id.encode(), a.model_dump_json(exclude_none=True).encode())
+            for a in decision.alerts
+        ]
+        fan_out = decision.fans_out(record.state, pool)
+        version = await self.store.pool_commit(record, decision.state, messages, fan_out)
+        if version == CONFLICT:
+            self.metrics.evaluations.labels("conflict").inc()
+            return CONFLICT
+        for alert in decision.alerts:
+            self.metrics.alerts.labels(alert.type.value).inc()
+        if messages:
+            await self.cards.drain_soon(self.store.shard(pool.pool_id))
+        if fan_out:
+            started = time.monotonic()
+            members = await self.fan_out(pool.pool_id, version)
+            self.metrics.pool_fanout_seconds.observe(time.monotonic() - started)
+            stop = "began" if decision.state.exhausted else "ended"
+            log.info("pool %s: stop %s, %d members evaluated", pool.pool_id, stop, members)
+        return version
+
+    async def fan_out(self, pool_id: str, version: int) -> int:
+        """Evaluate every member with the pool's current view (level-triggered: a member
+        evaluated twice decides nothing twice), then forget the request for `version`."""
+        record = (await self.store.pool_load([pool_id]))[pool_id]
+        if record.definition is None:
+            await self.store.pool_fanout_done(pool_id, version)
+            return 0
+        v = pools.view(record.definition, record.state, self.cards.clock())
+        total = 0
+        for shard in range(self.store.shards):
+            members = await self.store.pool_members(pool_id, shard)
+            for i in range(0, len(members), FAN_OUT_SLICE):
+                await self.cards.evaluate(members[i : i + FAN_OUT_SLICE], pool=v)
+            total += len(members)
+        await self.store.pool_fanout_done(pool_id, version)
+        self.metrics.pool_fanouts.inc()
+        return total
+
+    async def resume(self, owned: Callable[[], Collection[int]] | None = None) -> int:
+        """Fan-outs a worker left unfinished (it died after deciding), on the owners of the
+        pools' shards: run by the lifecycle clock."""
+        shards = range(self.store.shards) if owned is None else sorted(owned())
+        done = 0
+        for shard in shards:
+            for pool_id, version in await self.store.pool_fanouts(shard):
+                await self.fan_out(pool_id, version)
+                done += 1
+        return done
+
+    async def view_of(self, pool_id: str) -> tuple[Pool | None, PoolView | None]:
+        """A pool's definition and the view a joining member is evaluated with."""
+        record = (await self.store.pool_load([pool_id]))[pool_id]
+        if record.definition is None:
+            return None, None
+        return record.definition, pools.view(record.definition, record.state, self.cards.clock())
