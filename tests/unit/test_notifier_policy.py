@@ -133,6 +133,22 @@ def test_signature_verifies_with_the_standard_webhooks_library() -> None:
         Webhook(SECRET).verify(body + b" ", headers)
 
 
+@pytest.mark.parametrize("occurred_at", ["2026-11-25T10:00:01+08:00", "2026-11-25T02:00:01.5Z"])
+@pytest.mark.parametrize("customer_id", ["acme", 'q"b\\s\n\t\x01\x7f\u2028é中'])
+def test_the_body_is_the_alert_as_compact_json_whatever_it_holds(
+    occurred_at: str, customer_id: str
+) -> None:
+    """body_of places pydantic's JSON of the alert as it is: the bytes json.dumps gives for
+    the parsed document (what it used to build), escapes and non-ASCII text included."""
+    alert = ALERT.model_copy(
+        update={"customer_id": customer_id, "occurred_at": datetime.fromisoformat(occurred_at)}
+    )
+    data = json.loads(alert.model_dump_json(exclude_none=True))
+    doc = {"type": alert.type.value, "timestamp": data["occurred_at"], "data": data}
+    expected = json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
+    assert body_of(alert) == expected
+
+
 def test_every_active_secret_signs_and_either_verifies() -> None:
     import base64
 

@@ -28,7 +28,12 @@ class Keys:
         return f"{{{self.prefix}}}"
 
     def delivery(self, delivery_id: str) -> str:
-        return f"{self.tag}:d:{delivery_id}"
+        return f"{self.delivery_prefix}{delivery_id}"
+
+    @property
+    def delivery_prefix(self) -> str:
+        """What a delivery's key is before its id (the scripts name the hashes from it)."""
+        return f"{self.tag}:d:"
 
     @property
     def due(self) -> str:

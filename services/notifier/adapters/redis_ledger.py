@@ -1,14 +1,18 @@
 """The delivery ledger in Redis (single server or Cluster): one hash per (alert, channel,
 target), a due-time sorted set, and the customers' settings; key names in `keys`, storage
 format in `codec`, and the three scripts that must be atomic in ``lua/``, each
-taking a batch of deliveries in one call."""
+taking a batch of deliveries in one call: the batch as one JSON argument and, for claims, the
+answer as one JSON string (packing and parsing a dozen RESP items per delivery in Python cost
+more than the scripts themselves)."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
-from typing import cast
+from typing import Any, cast
+
+import orjson
 
 from simwatch_contracts import CustomerSettings
 from simwatch_runtime import lua
@@ -28,16 +32,17 @@ FINISHED_TTL_S = 35 * 86_400
 SMS_COUNT_TTL_S = 7200
 
 
-def _pairs(fields: Mapping[str, Field]) -> list[Field]:
-    return [item for pair in fields.items() for item in pair]
+def _text(fields: Mapping[str, Field]) -> dict[str, str]:
+    """Hash field values as text, written as redis-py writes an argument (str of an int or a
+    float: `repr`, every digit kept), since Lua would print a JSON number with 14 digits."""
+    return {k: v if isinstance(v, str) else str(v) for k, v in fields.items()}
 
 
-def _claimed(raw_id: bytes, previous: bytes, token: int, flat: list[bytes]) -> Claimed:
+def _claimed(row: list[Any]) -> Claimed:
     """One row of claim.lua's answer; the delivery None (logged) when its record is unreadable:
     the lease brings it back, and one bad record does not fail the others' claims."""
-    delivery_id = raw_id.decode()
-    claim = Claim(delivery_id, DeliveryState(previous.decode()), int(token))
-    fields = {flat[i].decode(): flat[i + 1].decode() for i in range(0, len(flat), 2)}
+    delivery_id, previous, token, fields = row
+    claim = Claim(delivery_id, DeliveryState(previous), int(token))
     try:
         return Claimed(claim, delivery_of(delivery_id, fields))
     except (KeyError, ValueError) as exc:  # a field missing or unreadable: not this batch's fault
@@ -59,13 +64,12 @@ class RedisLedger:
     async def schedule_many(self, deliveries: Sequence[tuple[Delivery, datetime]]) -> list[bool]:
         if not deliveries:
             return []
-        keys = [self.keys.due]
-        args: list[Field] = []
-        for delivery, at in deliveries:
-            fields = fields_of(delivery)
-            keys.append(self.keys.delivery(delivery.delivery_id))
-            args += [delivery.delivery_id, at.timestamp(), len(fields), *_pairs(fields)]
-        return [bool(flag) for flag in await self._schedule(keys=keys, args=args)]
+        batch = [
+            (delivery.delivery_id, str(at.timestamp()), _text(fields_of(delivery)))
+            for delivery, at in deliveries
+        ]
+        args: list[Field | bytes] = [self.keys.delivery_prefix, orjson.dumps(batch)]
+        return [bool(flag) for flag in await self._schedule(keys=[self.keys.due], args=args)]
 
     async def claim(self, now: datetime, lease_s: float, limit: int) -> list[Claim]:
         return [c.claim for c in await self.claim_due(now, lease_s, limit)]
@@ -80,18 +84,19 @@ class RedisLedger:
         in_flight: Mapping[str, int] | None = None,
     ) -> list[Claimed]:
         scan = limit * CLAIM_SCAN if cap > 0 else limit
-        due = cast(
-            list[bytes],
-            await self.redis.zrangebyscore(self.keys.due, "-inf", now.timestamp(), 0, scan),
-        )
-        if not due:
-            return []
-        ids = [raw.decode() for raw in due]
-        busy = dict(in_flight or {})
-        keys = [self.keys.due, *(self.keys.delivery(i) for i in ids)]
-        args: list[Field] = [now.timestamp(), now.timestamp() + lease_s, DeliveryState.SENDING]
-        args += [limit, cap, len(busy), *_pairs(busy), *ids]
-        return [_claimed(*row) for row in await self._claim(keys=keys, args=args)]
+        at = now.timestamp()
+        args: list[Field | bytes] = [
+            self.keys.delivery_prefix,
+            at,
+            at + lease_s,
+            DeliveryState.SENDING.value,
+            limit,
+            cap,
+            scan,
+            orjson.dumps(dict(in_flight or {})),
+        ]
+        raw = await self._claim(keys=[self.keys.due], args=args)
+        return [_claimed(row) for row in orjson.loads(raw)]
 
     async def load(self, delivery_id: str) -> Delivery | None:
         raw = cast(dict[bytes, bytes], await self.redis.hgetall(self.keys.delivery(delivery_id)))
@@ -103,14 +108,17 @@ class RedisLedger:
     async def finish_many(self, finishes: Sequence[Finish]) -> list[bool]:
         if not finishes:
             return []
-        keys = [self.keys.due]
-        args: list[Field] = [FINISHED_TTL_S]
-        for f in finishes:
-            fields = progress_fields(f.progress)
-            keys.append(self.keys.delivery(f.claim.delivery_id))
-            next_at = "" if f.next_at is None else f.next_at.timestamp()
-            args += [f.claim.delivery_id, f.claim.token, next_at, len(fields), *_pairs(fields)]
-        return [bool(flag) for flag in await self._finish(keys=keys, args=args)]
+        batch = [
+            (
+                f.claim.delivery_id,
+                f.claim.token,
+                "" if f.next_at is None else str(f.next_at.timestamp()),
+                _text(progress_fields(f.progress)),
+            )
+            for f in finishes
+        ]
+        args: list[Field | bytes] = [self.keys.delivery_prefix, FINISHED_TTL_S, orjson.dumps(batch)]
+        return [bool(flag) for flag in await self._finish(keys=[self.keys.due], args=args)]
 
     async def depth(self) -> int:
         return int(await self.redis.zcard(self.keys.due))

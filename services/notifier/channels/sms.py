@@ -4,10 +4,15 @@ gateway, JSON with an idempotency key), `twilio` and `aliyun` (their public REST
 A provider is *idempotent* when sending the same message again with the same key cannot
 produce a second SMS (the http gateway contract). For the others, a request whose answer
 was lost is recorded as uncertain and never sent again: at most one SMS per (alert, number).
+
+Like a webhook attempt, a provider call has one deadline (`timeout_s`) for connecting, sending
+and reading the whole answer: httpx's own timeouts bound each read, not the sum, so a provider
+trickling its answer a byte at a time would otherwise hold the attempt for ever.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -31,14 +36,32 @@ def _classify(response: httpx.Response) -> Outcome:
 
 
 async def _post(client: httpx.AsyncClient, timeout_s: float, url: str, **kw: object) -> Outcome:
-    """POST and classify; a connection that never reached the provider is a plain retry, a
-    timeout after the request was written is uncertain."""
+    """POST and classify, all within `timeout_s`; a connection that never reached the
+    provider is a plain retry, no answer once the request was being written is uncertain."""
+    sending = False
+
+    async def trace(event: str, info: object) -> None:  # httpcore's progress events
+        nonlocal sending
+        if "send_request" in event:  # http11./http2.send_request_headers/_body
+            sending = True
+
     try:
-        response = await client.post(url, timeout=timeout_s, follow_redirects=False, **kw)  # type: ignore[arg-type]
+        async with asyncio.timeout(timeout_s):
+            response = await client.post(
+                url,
+                timeout=timeout_s,
+                follow_redirects=False,
+                extensions={"trace": trace},
+                **kw,  # type: ignore[arg-type]
+            )
     except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
         return Outcome(Result.RETRY, f"not sent: {type(exc).__name__}")
     except httpx.HTTPError as exc:
         return Outcome(Result.UNCERTAIN, f"no answer: {type(exc).__name__}")
+    except TimeoutError:  # the whole-request deadline
+        if not sending:
+            return Outcome(Result.RETRY, "not sent: deadline")
+        return Outcome(Result.UNCERTAIN, "no answer: deadline")
     return _classify(response)
 
 

@@ -16,7 +16,6 @@ import contextvars
 import functools
 import hashlib
 import hmac
-import json
 import socket
 import ssl
 from collections.abc import Sequence
@@ -24,6 +23,7 @@ from datetime import datetime
 from typing import Any
 
 import aiohttp
+import orjson
 from aiohttp.abc import AbstractResolver, ResolveResult
 
 from simwatch_contracts import CardAlert
@@ -59,10 +59,13 @@ def sign_all(secrets: Sequence[str], msg_id: str, timestamp: int, body: bytes) -
 
 
 def body_of(alert: CardAlert) -> bytes:
-    """The same bytes on every attempt: type, when the alert happened, the alert itself."""
-    data = json.loads(alert.model_dump_json(exclude_none=True))
-    doc = {"type": alert.type.value, "timestamp": data["occurred_at"], "data": data}
-    return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
+    """The same bytes on every attempt: type, when the alert happened, the alert itself
+    (compact JSON, UTF-8 unescaped). The alert's own JSON is placed as pydantic writes it,
+    not parsed and written again: the same bytes as `json.dumps(..., ensure_ascii=False,
+    separators=(",", ":"))` of it (an alert holds no floats; tests/unit/test_notifier_policy)."""
+    data = alert.model_dump_json(exclude_none=True).encode()
+    when = orjson.dumps(orjson.loads(data)["occurred_at"])  # as written in `data`
+    return b'{"type":%s,"timestamp":%s,"data":%s}' % (orjson.dumps(alert.type.value), when, data)
 
 
 class PinningResolver(AbstractResolver):
