@@ -47,6 +47,7 @@ def names() -> dict[str, str]:
         "USAGE_MONITOR_TOPIC_ALERTS": f"t{tag}.card.alerts",
         "USAGE_MONITOR_TOPIC_DECISIONS": f"t{tag}.card.decisions",
         "USAGE_MONITOR_TOPIC_COMMAND_RESULTS": f"t{tag}.card.command_results",
+        "USAGE_MONITOR_TOPIC_POOLS": f"t{tag}.pool.events",
         "USAGE_MONITOR_TOPIC_DLQ": f"t{tag}.usage.records.dlq",
         "USAGE_MONITOR_REDIS_PREFIX": f"t{tag}",
     }

@@ -184,7 +184,7 @@ def test_member_cap_suspends_that_member_alone_until_its_next_cycle() -> None:
     assert w.reasons(A) == frozenset()
     w.count(local(SH, 2026, 11, 4), "r2", A, local(SH, 2026, 11, 4), 1)
     assert w.reasons(A) == {MEMBER_CAP} and w.reasons(B) == frozenset()
-    w.advance(local(SH, 2026, 11, 30, 16))  # 2026-12-01 00:00 Shanghai
+    w.advance(utc(2026, 11, 30, 16))  # 2026-12-01 00:00 Shanghai
     assert w.reasons(A) == frozenset()
     assert w.commands == [(A, "suspend", MEMBER_CAP), (A, "resume", MEMBER_CAP)]
 

@@ -197,6 +197,7 @@ class UsagePipeline:
             total.unknown += result.unknown
             total.late += result.late
             total.due += result.due
+            total.pools += result.pools
             if not result.recalendar:
                 return total
             batch, origin = self._recalendar(result.recalendar, batch, origin, records, now)

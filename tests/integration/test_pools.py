@@ -1,0 +1,142 @@
+"""Pooled quotas (流量池, issue #19) through two real workers on Kafka and Redis: a pool's
+usage summed exactly once across shards and workers, its levels announced once, every
+member stopped at exhaustion and started when the stop ends, stacked with the members' own
+reasons, and bad pool input dead-lettered."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+
+from ..conftest import KafkaIO
+from .helpers import card_event, iccid, record, upsert, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def pool_event(pool_id: str, quota: int, **fields: Any) -> dict[str, Any]:
+    return {
+        "type": "pool.upserted",
+        "event_id": f"pe-{pool_id}-{quota}-{datetime.now(UTC).timestamp()}",
+        "occurred_at": datetime.now(UTC).isoformat(),
+        "pool_id": pool_id,
+        "customer_id": "acme",
+        "quota_bytes": quota,
+        "warn_percents": [50, 80],
+        **fields,
+    }
+
+
+def member(card: str, pool_id: str, **plan: Any) -> dict[str, Any]:
+    event = upsert(card, None)
+    event["plan"].update({"pool_id": pool_id, **plan})
+    return event
+
+
+def get(worker: Any, path: str) -> httpx.Response:
+    return httpx.get(f"{worker.url}{path}", timeout=5)
+
+
+@pytest.fixture
+def pool_topic(names: dict[str, str]) -> str:
+    return names["USAGE_MONITOR_TOPIC_POOLS"]
+
+
+async def test_a_pool_is_counted_once_across_workers_and_stops_all_its_members(
+    start_worker: Any, kafka: KafkaIO, names: dict[str, str], pool_topic: str
+) -> None:
+    workers = [start_worker(), start_worker()]
+    w = workers[0]
+    events, usage = names["USAGE_MONITOR_TOPIC_EVENTS"], names["USAGE_MONITOR_TOPIC_USAGE"]
+    cards = [iccid(1900 + i) for i in range(20)]
+    await kafka.send(pool_topic, pool_event("P1", 10_000), key="P1")
+    await kafka.send_many(events, [(c, member(c, "P1")) for c in cards])
+    # One member stopped by its customer before the pool runs out: stacked reasons.
+    await kafka.send(events, card_event("card.suspend_requested", cards[0]), key=cards[0])
+    assert await wait_for(lambda: get(w, "/pools/P1").status_code == 200)
+    assert await wait_for(lambda: get(w, "/pools/P1").json()["members"] == 20)
+
+    # 5 500 bytes over 20 cards (every partition, both workers), each record sent twice.
+    first = [(c, record(c, f"a-{c}", 275)) for c in cards]
+    await kafka.send_many(usage, first + first)
+    alerts = await kafka.read(
+        names["USAGE_MONITOR_TOPIC_ALERTS"],
+        lambda ms: any(m["type"] == "pool_threshold" for m in ms),
+    )
+    (half,) = [a for a in alerts if a["type"] == "pool_threshold"]
+    assert (half["pool_id"], half["percent"], half["used_bytes"]) == ("P1", 50, 5500)
+    assert "iccid" not in half and len(half["top_members"]) == 5
+    # The rest: exhausted exactly at 11 000 (10 000 needed), the 80 % level on the way.
+    second = [(c, record(c, f"b-{c}", 275)) for c in cards]
+    await kafka.send_many(usage, second + second[:5])
+    commands = await kafka.read(
+        names["USAGE_MONITOR_TOPIC_COMMANDS"],
+        lambda ms: len([m for m in ms if m["trigger"] == "pool_over_quota"]) >= 19,
+    )
+    stops = [m for m in commands if m["trigger"] == "pool_over_quota"]
+    assert sorted(m["iccid"] for m in stops) == sorted(cards[1:])  # one each, once
+    alerts = await kafka.read(names["USAGE_MONITOR_TOPIC_ALERTS"], lambda ms: len(ms) >= 10)
+    pool_alerts = sorted((a["type"], a["percent"]) for a in alerts if a["type"].startswith("pool_"))
+    assert pool_alerts == [("pool_exhausted", 100), ("pool_threshold", 50), ("pool_threshold", 80)]
+    view = get(w, "/pools/P1").json()
+    assert (view["used_bytes"], view["state"], view["percent"]) == (11_000, "exhausted", 110.0)
+    card = get(workers[1], f"/cards/{cards[0]}").json()
+    assert card["reasons"] == ["pool_over_quota", "manual"]
+
+    # The pool's quota raised above its usage: the stop ends; the manual stop stays.
+    await kafka.send(pool_topic, pool_event("P1", 50_000), key="P1")
+    commands = await kafka.read(
+        names["USAGE_MONITOR_TOPIC_COMMANDS"],
+        lambda ms: len([m for m in ms if m["type"] == "resume"]) >= 19,
+    )
+    resumed = [m["iccid"] for m in commands if m["type"] == "resume"]
+    assert sorted(resumed) == sorted(cards[1:])
+    assert await wait_for(lambda: get(w, f"/cards/{cards[0]}").json()["reasons"] == ["manual"])
+
+
+async def test_a_member_cap_stops_one_card_and_an_unknown_pool_waits_for_its_definition(
+    start_worker: Any, kafka: KafkaIO, names: dict[str, str], pool_topic: str
+) -> None:
+    w = start_worker()
+    events, usage = names["USAGE_MONITOR_TOPIC_EVENTS"], names["USAGE_MONITOR_TOPIC_USAGE"]
+    capped, other = iccid(1950), iccid(1951)
+    await kafka.send(events, member(capped, "P2", member_cap_bytes=1000), key=capped)
+    await kafka.send(events, member(other, "P2"), key=other)
+    assert await wait_for(lambda: get(w, f"/cards/{other}").status_code == 200)
+    # P2 is not defined yet: usage is counted for the cards and held for the pool.
+    await kafka.send_many(
+        usage, [(capped, record(capped, "c-1", 1200)), (other, record(other, "o-1", 3000))]
+    )
+    cmds = await kafka.read(names["USAGE_MONITOR_TOPIC_COMMANDS"], lambda ms: len(ms) >= 1)
+    assert [(c["iccid"], c["trigger"]) for c in cmds] == [(capped, "member_cap")]
+    assert get(w, "/pools/P2").status_code == 404
+    explained = get(w, f"/cards/{capped}/explain?lang=en").json()
+    assert explained["reasons"][0]["lifts"]["how"] == "next_cycle"
+
+    await kafka.send(pool_topic, pool_event("P2", 4000), key="P2")  # already used 4 200
+    cmds = await kafka.read(names["USAGE_MONITOR_TOPIC_COMMANDS"], lambda ms: len(ms) >= 2)
+    assert [(c["iccid"], c["trigger"]) for c in cmds[1:]] == [(other, "pool_over_quota")]
+    explained = get(w, f"/cards/{other}/explain?lang=en").json()
+    assert explained["reasons"][0]["lifts"]["how"] == "pool_next_cycle"
+    assert get(w, "/pools/P2").json()["used_bytes"] == 4200
+
+
+async def test_bad_pool_events_are_dead_lettered_with_their_reason(
+    start_worker: Any, kafka: KafkaIO, names: dict[str, str], pool_topic: str
+) -> None:
+    start_worker()
+    bad = [
+        ("P3", pool_event("P3", -1), "greater than or equal to 0"),
+        ("P3", pool_event("P3", 2**61), "less than or equal to"),
+        ("P3", {**pool_event("P3", 1000), "on_exhausted": "explode"}, "on_exhausted"),
+        ("P4", pool_event("P3", 1000), "not the event's pool_id"),
+        ("P3", b"{not json", "Invalid JSON"),
+    ]
+    await kafka.send_many(pool_topic, [(key, value) for key, value, _ in bad])
+    letters = await kafka.read(names["USAGE_MONITOR_TOPIC_DLQ"], lambda ms: len(ms) >= len(bad))
+    errors = [letter["error"] for letter in letters]
+    for _, _, words in bad:
+        assert any(words in e for e in errors), (words, errors)
