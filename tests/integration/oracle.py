@@ -18,9 +18,12 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from simwatch_runtime.redis_client import AnyRedis
+from usage_monitor.adapters.keys import Keys
+from usage_monitor.domain.cycles import cycle_of
 
 from ..conftest import KafkaIO
 from ..receiver import Receiver, customer
@@ -74,7 +77,14 @@ class Workload:
         return {c for c, total in self.expected.items() if total >= self.quota}
 
     def profiles(self) -> list[tuple[str, dict[str, Any]]]:
-        return [(c, upsert(c, self.quota, customer_id=self.customer)) for c in self.cards]
+        """Every card is also a member of one pool, never defined: its count must still be
+        the sum of the cards' distinct records, however the stream was interrupted."""
+        out = []
+        for c in self.cards:
+            event = upsert(c, self.quota, customer_id=self.customer)
+            event["plan"]["pool_id"] = POOL
+            out.append((c, event))
+        return out
 
     def expected_alerts(self, card: str) -> set[tuple[str, int | None]]:
         total = self.expected.get(card, 0)
@@ -125,6 +135,19 @@ def begin(
     return asyncio.create_task(feed())
 
 
+POOL = "oracle-pool"
+
+
+async def pool_total(redis: AnyRedis, prefix: str, shards: int) -> int:
+    """The oracle pool's count in the current cycle: its per-shard counts summed."""
+    keys = Keys(prefix, shards)
+    cycle = cycle_of(datetime.now(UTC), "Asia/Shanghai").isoformat()
+    total = 0
+    for shard in range(shards):
+        total += int(await redis.hget(keys.pool_usage(shard, POOL), cycle) or 0)
+    return total
+
+
 async def check(
     w: Workload,
     *,
@@ -144,6 +167,8 @@ async def check(
     settled_s = time.monotonic() - started
     wrong = {c: (got[c], w.expected[c]) for c in w.expected if got[c] != w.expected[c]}
     assert not wrong, f"{len(wrong)} cards' totals differ from their distinct records: {wrong}"
+    pooled = await pool_total(redis, names["USAGE_MONITOR_REDIS_PREFIX"], shards)
+    assert pooled == sum(w.expected.values()), "the pool's count differs from its members'"
 
     over = w.over
     assert over and len(over) < len(w.cards), "the workload must push some cards over quota"

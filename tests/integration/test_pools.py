@@ -5,11 +5,15 @@ reasons, and bad pool input dead-lettered."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import asyncio
+import json
+from datetime import UTC, date, datetime
 from typing import Any
 
 import httpx
 import pytest
+
+from usage_monitor.domain.pools import Pool
 
 from ..conftest import KafkaIO
 from .helpers import card_event, iccid, record, upsert, wait_for
@@ -140,3 +144,58 @@ async def test_bad_pool_events_are_dead_lettered_with_their_reason(
     errors = [letter["error"] for letter in letters]
     for _, _, words in bad:
         assert any(words in e for e in errors), (words, errors)
+
+
+async def test_a_crossing_seen_by_two_workers_at_once_is_decided_once(
+    names: dict[str, str], redis: Any, kafka: KafkaIO
+) -> None:
+    """Two workers' components settle the same pool at the same moment: one commit wins
+    (the pool's version), the other reads again and finds nothing left to decide; each
+    member is stopped once. And a fan-out a dead worker left is finished by the clock."""
+    from simwatch_contracts import PoolUpserted
+    from usage_monitor.ports import IngestRow
+
+    from ..unit.factories import upsert as unit_upsert
+    from .helpers import Clock, in_process
+
+    clock = Clock(datetime(2026, 11, 20, 4, tzinfo=UTC))
+    a, b = in_process(names, clock), in_process(names, clock)
+    try:
+        pool = PoolUpserted.model_validate_json(json.dumps(pool_event("PX", 1000)))
+        await a.store.pool_define(Pool.from_event(pool))
+        cards = [iccid(1960 + i) for i in range(30)]
+        for card in cards:
+            e = unit_upsert(None, iccid=card, expires_at="2099-01-01T00:00:00+08:00")
+            plan = e.plan.model_copy(update={"pool_id": "PX"})  # type: ignore[union-attr]
+            await a.service.apply_event(e.model_copy(update={"plan": plan}))
+        cycle = date(2026, 11, 1)
+        for n, card in enumerate(cards):
+            row = IngestRow(f"r{n}", card, "", cycle, 40, day="20261120")
+            await a.store.ingest(a.store.shard(card), [row])
+        touched = [("PX", cycle)]
+        results = await asyncio.gather(a.pools.settle(touched), b.pools.settle(touched))
+        assert sorted(results) == [0, 1]  # exactly one committed the crossing
+        commands = await kafka.read(
+            names["USAGE_MONITOR_TOPIC_COMMANDS"], lambda ms: len(ms) >= len(cards)
+        )
+        assert sorted(m["iccid"] for m in commands) == sorted(cards)
+        assert {m["trigger"] for m in commands} == {"pool_over_quota"}
+        alerts = await kafka.read(
+            names["USAGE_MONITOR_TOPIC_ALERTS"],
+            lambda ms: any(m["type"] == "pool_exhausted" for m in ms),
+        )
+        assert [m["percent"] for m in alerts if m.get("pool_id") == "PX"] == [50, 80, 100]
+        assert await a.store.pool_fanouts(a.store.shard("PX")) == []
+
+        # A worker that died after deciding leaves the request: the clock finishes it.
+        record = (await a.store.pool_load(["PX"]))["PX"]
+        version = await a.store.pool_commit(record, record.state, [], fan_out=True)
+        assert await a.store.pool_fanouts(a.store.shard("PX")) == [("PX", version)]
+        assert await b.pools.resume() == 1
+        assert await a.store.pool_fanouts(a.store.shard("PX")) == []
+        await asyncio.sleep(1)
+        again = await kafka.read(names["USAGE_MONITOR_TOPIC_COMMANDS"], lambda ms: False, 2)
+        assert len(again) == len(cards)  # members evaluated again decide nothing again
+    finally:
+        await a.close()
+        await b.close()
