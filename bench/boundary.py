@@ -89,7 +89,14 @@ def _offset(target: datetime, wall_s: float) -> str:
 def _start(names: Names, app: str, n: int, offset: str, tag: str) -> list[WorkerProc]:
     workers = [
         WorkerProc(
-            names.env(app, free_port(), USAGE_MONITOR_CLOCK_OFFSET_S=offset), f"{app}-{tag}{i}"
+            names.env(
+                app,
+                free_port(),
+                USAGE_MONITOR_CLOCK_OFFSET_S=offset,
+                # Last cycle's commands were answered long before its end: none is re-sent.
+                USAGE_MONITOR_COMMAND_ACK_TIMEOUT_S="0",
+            ),
+            f"{app}-{tag}{i}",
         )
         for i in range(n)
     ]

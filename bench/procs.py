@@ -42,6 +42,8 @@ class Names:
         self.commands = f"bench{tag}.card.commands"
         self.alerts = f"bench{tag}.card.alerts"
         self.dlq = f"bench{tag}.usage.records.dlq"
+        self.results = f"bench{tag}.card.command_results"
+        self.pools = f"bench{tag}.pool.events"
         self.prefix = f"bench{tag}"
 
     def env(self, app_id: str, port: int, **extra: str) -> dict[str, str]:
@@ -57,6 +59,8 @@ class Names:
                 "USAGE_MONITOR_TOPIC_COMMANDS": self.commands,
                 "USAGE_MONITOR_TOPIC_ALERTS": self.alerts,
                 "USAGE_MONITOR_TOPIC_DLQ": self.dlq,
+                "USAGE_MONITOR_TOPIC_COMMAND_RESULTS": self.results,
+                "USAGE_MONITOR_TOPIC_POOLS": self.pools,
                 "USAGE_MONITOR_REDIS_PREFIX": self.prefix,
                 "USAGE_MONITOR_TOPIC_PARTITIONS": str(PARTITIONS),
                 "USAGE_MONITOR_REDIS_SHARDS": str(PARTITIONS),

@@ -105,12 +105,14 @@ class Clock:
         return self.now
 
 
-def in_process(names: dict[str, str], clock: Clock, shards: int = 4) -> Components:
+def in_process(
+    names: dict[str, str], clock: Clock, shards: int = 4, **settings: Any
+) -> Components:
     """usage_monitor's components in the test's process, on the real Kafka and Redis, on the
-    test's own topics and Redis prefix, with `clock` for time."""
+    test's own topics and Redis prefix, with `clock` for time (and `settings` overridden)."""
     from ..conftest import KAFKA, REDIS_URL
 
-    settings = Settings(
+    config = Settings(
         kafka_bootstrap_servers=KAFKA,
         redis_url=REDIS_URL,
         redis_shards=shards,
@@ -119,5 +121,6 @@ def in_process(names: dict[str, str], clock: Clock, shards: int = 4) -> Componen
         topic_commands=names["USAGE_MONITOR_TOPIC_COMMANDS"],
         topic_alerts=names["USAGE_MONITOR_TOPIC_ALERTS"],
         topic_decisions=names["USAGE_MONITOR_TOPIC_DECISIONS"],
+        **settings,
     )
-    return build(settings, clock=clock, registry=CollectorRegistry())
+    return build(config, clock=clock, registry=CollectorRegistry())

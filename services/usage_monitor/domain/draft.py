@@ -152,6 +152,9 @@ class Draft:
         self.state = replace(self.state, transitions=self.state.transitions + 1)
         self._command(kind, Reason.RECONCILE, at)
 
+    def _retry_due(self) -> int | None:
+        return enforcement.due(self.state) if enforcement.tracking(self.policy) else None
+
     def announce_pending(self, at: datetime) -> None:
         """The `suspended` alert of a suspension decided before the card had a profile."""
         s = self.state
@@ -203,7 +206,7 @@ class Draft:
             tuple(self.commands),
             wakes,
             rejected,
-            _earliest(next_due(state, self.policy), enforcement.due(state), state),
+            _earliest(next_due(state, self.policy), self._retry_due(), state),
             tuple(self.charges),
             tuple(self.resent),
             tuple(self.notes),

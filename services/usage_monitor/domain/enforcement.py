@@ -124,8 +124,11 @@ def due(state: CardState) -> int | None:
 
 
 def retry(state: CardState, now: datetime, policy: Policy) -> tuple[CardState, Note | None]:
-    """Publish the tracked command again if its time has come, or give up on it."""
+    """Publish the tracked command again if its time has come, or give up on it (never
+    with tracking turned off: commands tracked before wait for their results)."""
     p = state.pending
+    if not tracking(policy):
+        return state, None
     ts = int(now.timestamp())
     if p is None or p.status is not AckStatus.PENDING or p.retry_at is None or p.retry_at > ts:
         return state, None
