@@ -111,10 +111,20 @@ def test_a_member_cap_stops_one_card_until_its_next_cycle() -> None:
 def test_a_pool_stop_is_explained_as_lifted_at_the_pools_next_cycle() -> None:
     card = apply_event(blank(), member(), {}, NOW).state
     stopped = view(POOL, decide(POOL, PoolState(), 10_000, NOW).state, NOW)
-    held = apply_view(card, stopped)
+    held = apply_view(card, stopped, NOW)
     d = evaluate(held, {CYCLE: 10}, NOW)
     e = explain(d.state, {CYCLE: 10}, NOW, Policy())
     (reason,) = e.reasons
     assert reason.reason is Reason.POOL_OVER_QUOTA
     assert (reason.lifts.how, reason.lifts.at) == (Lifts.POOL_NEXT_CYCLE, NEXT)
     assert reason.facts["pool_id"] == "P"
+
+
+def test_a_member_takes_its_pools_calendar() -> None:
+    card = apply_event(blank(), member(), {}, NOW).state  # Asia/Shanghai, day 1
+    utc15 = Pool("P", "acme", 10_000, (80,), cycle_day=15, timezone="UTC")
+    v = view(utc15, PoolState(), NOW)
+    d = evaluate(card, {}, NOW, pool=v)
+    assert d.state.profile is not None
+    assert (d.state.profile.timezone, d.state.profile.cycle_day) == ("UTC", 15)
+    assert d.state.cycle == v.cycle == datetime(2026, 11, 15).date()

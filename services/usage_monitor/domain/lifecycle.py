@@ -68,7 +68,7 @@ def evaluate(
     draft.retry(now)
     advance(draft, usage, now)
     if pool is not None:
-        draft.state = apply_view(draft.state, pool)
+        draft.state = apply_view(draft.state, pool, now)
     if customer_debt is not None and not draft.state.cancelled:
         before = draft.state.reasons
         draft.state = billing.settle_held(draft.state, customer_debt)
@@ -109,7 +109,7 @@ def apply_event(
     draft.since = draft.state.reasons
     rejected = events.apply(draft, event, now, customer_debt)
     if pool is not None:
-        draft.state = apply_view(draft.state, pool)
+        draft.state = apply_view(draft.state, pool, now)
     # A new profile or term may have usage levels already reached and steps already due:
     # with the event, they are one change of the reason set.
     _settle_usage(draft, usage, now)

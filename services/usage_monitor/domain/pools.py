@@ -75,6 +75,8 @@ class PoolView:
     pool_id: str
     cycle: date
     stopping: bool
+    timezone: str = "Asia/Shanghai"
+    cycle_day: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,16 +148,29 @@ def wake(pool: Pool, state: PoolState) -> int:
 
 def view(pool: Pool, state: PoolState, now: datetime) -> PoolView:
     cycle = pool.cycle(now)
-    return PoolView(
-        pool.pool_id, cycle, pool.suspend_all and state.cycle == cycle and state.exhausted
-    )
+    stopping = pool.suspend_all and state.cycle == cycle and state.exhausted
+    return PoolView(pool.pool_id, cycle, stopping, pool.timezone, pool.cycle_day)
 
 
-def apply_view(state: CardState, v: PoolView) -> CardState:
-    """Hold or lift the member's pool stop for the pool's cycle (a card of another pool, or
-    of none, is left alone: a card that moved keeps nothing of its old pool)."""
-    if state.profile is None or state.profile.plan.pool_id != v.pool_id:
+def apply_view(state: CardState, v: PoolView, now: datetime) -> CardState:
+    """A member takes its pool's calendar (it joined before the pool was known, or the pool's
+    calendar changed: its cycle is named anew, like a card whose cycle_day changed), then
+    holds or lifts its pool stop for the pool's cycle. A card of another pool, or of none,
+    is left alone: a card that moved keeps nothing of its old pool."""
+    profile = state.profile
+    if profile is None or profile.plan.pool_id != v.pool_id:
         return state
+    if (profile.timezone, profile.cycle_day) != (v.timezone, v.cycle_day):
+        profile = replace(
+            profile,
+            timezone=v.timezone,
+            cycle_day=v.cycle_day,
+            expires_at=profile.expires_at.astimezone(zone(v.timezone)),
+        )
+        state = replace(state, profile=profile)
+        cycle = cycle_of(now, v.timezone, v.cycle_day)
+        if cycle != state.cycle:
+            state = replace(state, cycle=cycle, fired=frozenset(), rearm=state.rearm + 1)
     if v.stopping:
         return replace(state, pool_stop=(v.pool_id, v.cycle))
     if state.pool_stop == (v.pool_id, v.cycle):

@@ -33,10 +33,25 @@ class PoolService:
 
     async def define(self, event: PoolUpserted) -> None:
         """A pool's definition (the latest holds), then its levels decided anew: a quota
-        raised or lowered may end or begin its stop at once."""
+        raised or lowered may end or begin its stop at once. A pool defined for the first
+        time, or with a new calendar, has every member evaluated with it (members take their
+        pool's calendar; those that joined before it was known have their own)."""
         pool = Pool.from_event(event)
+        old = (await self.store.pool_load([pool.pool_id]))[pool.pool_id].definition
         await self.store.pool_define(pool)
         await self.settle([(pool.pool_id, pool.cycle(self.cards.clock()))], force=True)
+        if old is None or (old.timezone, old.cycle_day) != (pool.timezone, pool.cycle_day):
+            await self._fan_out_now(pool.pool_id)
+
+    async def _fan_out_now(self, pool_id: str) -> None:
+        """A fan-out asked for with the pool's current state (kept until it is done)."""
+        for _ in range(MAX_CAS_ATTEMPTS):
+            record = (await self.store.pool_load([pool_id]))[pool_id]
+            version = await self.store.pool_commit(record, record.state, [], fan_out=True)
+            if version != CONFLICT:
+                await self.fan_out(pool_id, version)
+                return
+        raise RuntimeError(f"pool {pool_id}: too many concurrent writers")
 
     async def settle(self, touched: Iterable[tuple[str, date]], force: bool = False) -> int:
         """Decide the levels of every pool whose usage a batch added to; returns how many
