@@ -37,6 +37,7 @@ export USAGE_MONITOR_APP_ID=$RUN-usage-monitor NOTIFIER_GROUP_ID=$RUN-notifier
 export USAGE_MONITOR_TOPIC_USAGE=$RUN.usage.records USAGE_MONITOR_TOPIC_EVENTS=$RUN.card.events
 export USAGE_MONITOR_TOPIC_COMMANDS=$RUN.card.commands USAGE_MONITOR_TOPIC_ALERTS=$RUN.card.alerts
 export USAGE_MONITOR_TOPIC_COMMAND_RESULTS=$RUN.card.command_results
+export USAGE_MONITOR_TOPIC_POOLS=$RUN.pool.events
 export USAGE_MONITOR_TOPIC_DLQ=$RUN.usage.records.dlq NOTIFIER_TOPIC_DLQ=$RUN.usage.records.dlq
 export NOTIFIER_TOPIC_ALERTS=$RUN.card.alerts NOTIFIER_TOPIC_SETTINGS=$RUN.customer.settings
 export NOTIFIER_TOPIC_DELIVERY_DLQ=$RUN.notifier.deliveries.dlq
@@ -107,7 +108,8 @@ echo "demo: simulated provisioning answers on $USAGE_MONITOR_TOPIC_COMMAND_RESUL
 .venv/bin/usage-monitor simulate --quiet --cards "${DEMO_CARDS:-2000}" --rate "${DEMO_RATE:-1000}" \
   --records "${DEMO_RECORDS:-0}" --webhook-url "http://127.0.0.1:$RECEIVER_PORT/hook" \
   --topic-usage "$USAGE_MONITOR_TOPIC_USAGE" --topic-events "$USAGE_MONITOR_TOPIC_EVENTS" \
-  --topic-settings "$NOTIFIER_TOPIC_SETTINGS" >"$DEMO/simulate.log" 2>&1 &
+  --topic-settings "$NOTIFIER_TOPIC_SETTINGS" --topic-pools "$USAGE_MONITOR_TOPIC_POOLS" \
+  >"$DEMO/simulate.log" 2>&1 &
 pids+=($!)
 if [[ ${DEMO_SECONDS:-0} != 0 ]]; then
   timeout --foreground "$DEMO_SECONDS" .venv/bin/usage-monitor watch \

@@ -268,3 +268,21 @@ def test_a_bill_issued_when_dst_skips_midnight_falls_due_on_the_wall_clock() -> 
     )
     (suspend,) = of(effects, "command", "suspend")
     assert suspend.at == datetime(2026, 3, 23, 5, tzinfo=UTC)
+
+
+def test_a_term_corrected_back_and_forth_warns_once_per_lead() -> None:
+    # Found by the reference comparison: a renewal to an earlier date, corrected minutes
+    # later by an upsert back to the first term, announced that term's 30-day warning again.
+    first = "2026-04-30T16:00:00+00:00"
+    effects = run(
+        upsert(datetime(2026, 3, 1, tzinfo=UTC), expires=first),
+        ev(
+            "card.renewed",
+            datetime(2026, 3, 31, 16, 3, tzinfo=UTC),
+            expires_at="2026-04-01T16:03:00+00:00",
+        ),
+        upsert(datetime(2026, 3, 31, 16, 4, tzinfo=UTC), expires=first),
+        until=datetime(2026, 4, 2, tzinfo=UTC),
+    )
+    warned = [e.detail for e in of(effects, "alert", "expiry_upcoming")]
+    assert warned.count((30,)) == 1

@@ -42,11 +42,6 @@ TIMEZONES = ("Asia/Shanghai", "UTC", "America/New_York", "Australia/Lord_Howe")
 DEFAULT = Calendar(1, "Asia/Shanghai")  # a card's own calendar when it is in no pool
 POLICY = Policy(ack_timeout_s=0)  # no re-publication of unacknowledged commands
 T0 = datetime(2026, 10, 20, tzinfo=UTC)
-# The harness decides every pool at the first instant of each of its cycles (as it would
-# a card's rollover); without it a pool is decided only when usage is counted into it or
-# it changes.
-POOL_ROLLOVER = True
-MIN_QUOTA = 1
 ICCIDS = tuple(f"8986000000000000000{i}" for i in range(6))
 POOL_IDS = ("pool-a", "pool-b", "pool-c")
 
@@ -76,7 +71,12 @@ class Scenario:
     ops: tuple[Op, ...]
 
 
-quotas = st.one_of(st.integers(MIN_QUOTA, 5000), st.sampled_from([1000, 2000, 3000]))
+
+
+def quotas(low: int) -> st.SearchStrategy[int]:
+    return st.one_of(st.integers(low, 5000), st.sampled_from([low, 1000, 2000, 3000]))
+
+
 warns = st.lists(st.sampled_from([50, 80, 90, 100]), max_size=3, unique=True).map(
     lambda w: tuple(sorted(w))
 )
@@ -87,12 +87,13 @@ gaps = st.one_of(
 
 
 @st.composite
-def scenarios(draw: st.DrawFn) -> Scenario:
+def scenarios(draw: st.DrawFn, low: int = 0) -> Scenario:
+    """`low`: the least pool quota and member cap generated."""
     n_pools = draw(st.integers(1, 3))
     n_cards = draw(st.integers(1, 6))
     defs = tuple(
         PoolDef(
-            draw(quotas),
+            draw(quotas(low)),
             draw(warns),
             draw(st.sampled_from(["suspend_all", "suspend_all", "alert_only"])),
             draw(st.sampled_from([1, 2, 15, 28])),
@@ -103,7 +104,7 @@ def scenarios(draw: st.DrawFn) -> Scenario:
     card = st.integers(0, n_cards - 1)
     a_pool = st.integers(0, n_pools - 1)
     pool_or_none = st.one_of(st.none(), a_pool)
-    caps = st.one_of(st.none(), st.integers(MIN_QUOTA, 5000))
+    caps = st.one_of(st.none(), st.integers(low, 5000))
     own = st.one_of(st.none(), st.integers(1, 8000))
     record = st.tuples(
         st.just("rec"), card, st.integers(1, 3000), st.one_of(st.just(0.0), st.floats(0, 1))
@@ -113,7 +114,7 @@ def scenarios(draw: st.DrawFn) -> Scenario:
         record,
         record,
         st.tuples(
-            st.just("pool"), a_pool, quotas, warns, st.sampled_from(["suspend_all", "alert_only"])
+            st.just("pool"), a_pool, quotas(low), warns, st.sampled_from(["suspend_all", "alert_only"])
         ),
         st.tuples(st.just("card"), card, pool_or_none, caps, own),
         st.tuples(st.just("card"), card, a_pool, st.none(), st.none()),
@@ -144,7 +145,13 @@ def _card_event(kind: str, iccid: str, at: datetime, seq: int, **fields: Any) ->
 
 @dataclass
 class Service:
-    """The production domain driven as the service drives it (in memory, one worker)."""
+    """The production domain driven as the service drives it (in memory, one worker).
+
+    `pool_rollover`: also decide every pool at the first instant of each of its cycles
+    (before its members' own rollovers at that instant); without it a pool is decided only
+    when usage is counted into it or it changes, as the brief of the service describes."""
+
+    pool_rollover: bool = False
 
     pools: dict[str, pools.Pool] = field(default_factory=dict)
     pstate: dict[str, pools.PoolState] = field(default_factory=dict)
@@ -212,7 +219,7 @@ class Service:
                 for iccid, t in self.due.items()
                 if t is not None and t <= until and iccid in self.cards
             ]
-            if POOL_ROLLOVER:
+            if self.pool_rollover:
                 for pid, pool in self.pools.items():
                     cycle = self.pstate[pid].cycle
                     if cycle is not None:
@@ -355,9 +362,9 @@ def _commands_match(ours: list[tuple[str, str]], ref: list[tuple[str, frozenset[
     )
 
 
-def check(sc: Scenario) -> None:
+def check(sc: Scenario, pool_rollover: bool = False) -> None:
     ref = PoolWorld()
-    svc = Service()
+    svc = Service(pool_rollover=pool_rollover)
     at = T0 + timedelta(seconds=sc.start)
     defs = list(sc.pools)
     log: list[str] = []
@@ -417,12 +424,58 @@ def check(sc: Scenario) -> None:
             )
 
 
-@settings(
+_SETTINGS = settings(
     max_examples=300,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     report_multiple_bugs=False,
 )
+
+
+@_SETTINGS
 @given(scenarios())
 def test_pools_agree_with_the_reference_model(sc: Scenario) -> None:
+    """Every pool is also decided at the first instant of each of its cycles (the model walks
+    time through every boundary; a quota of 0 is exhausted as soon as a cycle starts)."""
+    check(sc, pool_rollover=True)
+
+
+@_SETTINGS
+@given(scenarios(low=1))
+def test_pools_agree_when_a_pool_is_decided_only_on_usage_and_changes(sc: Scenario) -> None:
+    """The service as the brief describes it: a pool is decided when usage is counted into
+    it or it changes, and its members are re-evaluated when `fans_out` says its stop began or
+    ended (quotas and caps of at least one byte: a pool of quota 0 needs a decision at the
+    start of its cycle to be announced at all, which only the first test gives it)."""
     check(sc)
+
+
+# --------------------------------------------------------------------------- found examples
+
+
+def _members_of_a_pool(quota: int) -> Scenario:
+    return Scenario(
+        0,
+        (PoolDef(quota, (), "suspend_all", 1, "Asia/Shanghai"),),
+        (
+            Op(1, "card", (0, 0, None, None)),
+            Op(1, "card", (1, 0, None, None)),
+            Op(1, "rec", (0, max(quota, 1), 0.0)),  # October exhausted: both stopped
+            Op(20 * 86400, "rec", (0, max(quota, 1), 0.0)),  # November exhausted again
+        ),
+    )
+
+
+def test_a_pool_exhausted_again_in_its_next_cycle_stops_every_member() -> None:
+    """A pool exhausted in October and again in November: October's stop was lifted by
+    the members' own rollovers, but `fans_out` compares `exhausted` across the two cycles
+    (True -> True) and says nothing changed, so no member is re-evaluated and card 1 (and
+    card 0, evaluated before the pool) stays active through November's stop."""
+    check(_members_of_a_pool(1))
+
+
+def test_a_pool_with_quota_zero_keeps_its_members_stopped_across_its_rollover() -> None:
+    """A pool with quota 0 is exhausted in every cycle (0 >= 0): its members' reason set never
+    empties, so no command is due at its rollover (a card's own quota 0 keeps `over_quota`
+    across its rollover without commands); production publishes resume then suspend."""
+    check(_members_of_a_pool(0), pool_rollover=True)

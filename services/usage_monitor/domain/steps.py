@@ -71,9 +71,19 @@ def keys_in_play(state: CardState, policy: Policy) -> frozenset[str] | None:
         return None
     keys = {f"b@{next_cycle(state.cycle).isoformat()}"}
     keys.update(s.key for s in _expiry_steps(state, policy))
+    # Warnings of another term that has not ended: a renewal may come back to it (a term
+    # corrected back and forth), and a warning is announced once per (term, lead).
+    since = cycle_start(state.cycle, profile.timezone).timestamp()
+    keys.update(k for k in state.milestones if k.startswith("w") and _term_of(k) > since)
     if state.arrears_since is not None:
         keys.add(f"ca@{term(state.arrears_since)}")
     return frozenset(keys)
+
+
+def _term_of(key: str) -> int:
+    """The term (`expires_at`, POSIX seconds) a milestone key belongs to (0: none)."""
+    _, _, t = key.partition("@")
+    return int(t) if t.isdigit() else 0
 
 
 def _billing_steps(state: CardState, policy: Policy) -> list[Step]:

@@ -34,6 +34,10 @@ class FleetSpec:
     malformed_share: float = 0.002
     expiring_share: float = 0.02
     quota_bytes: int = 64 * MIB
+    pool_share: float = 0.25
+    """Cards that are members of the fleet's pool (流量池), which runs out within a minute or
+    two at the demo's rate and stops them all."""
+    pool_quota_bytes: int = 4096 * MIB
     seed: int = 1
     first_iccid: int = 0
 
@@ -48,10 +52,25 @@ class Fleet:
         heavy = max(1, int(spec.cards * spec.heavy_share))
         self.heavy_list = self.rng.sample(self.iccids, heavy)
         self.heavy = set(self.heavy_list)
+        self.pool_id = f"sim-pool-{spec.seed}"
+        self.pooled = set(self.iccids[: int(spec.cards * spec.pool_share)])
         self._sent: list[dict[str, Any]] = []
         self._seq = 0
         # Record ids are unique per run: a second run is new traffic, not a redelivery.
         self.run_id = f"{int(time.time()):x}"
+
+    def pool(self, now: datetime) -> dict[str, Any]:
+        """The fleet's pool (`pool.events`), if it has members."""
+        return {
+            "type": "pool.upserted",
+            "event_id": f"sim-pool-{self.spec.seed}-{self.run_id}",
+            "occurred_at": now.isoformat(),
+            "pool_id": self.pool_id,
+            "customer_id": "customer-0",
+            "quota_bytes": self.spec.pool_quota_bytes,
+            "warn_percents": [80, 90],
+            "on_exhausted": "suspend_all",
+        }
 
     def profiles(self, now: datetime) -> list[dict[str, Any]]:
         out = []
@@ -73,6 +92,7 @@ class Fleet:
                         "monthly_fee": 500,
                         "auto_suspend": i % 5 != 0,
                         "warn_percents": [80, 90],
+                        **({"pool_id": self.pool_id} if iccid in self.pooled else {}),
                     },
                     "billing": "prepaid",
                     "balance": self.rng.randint(0, 5000),
@@ -121,7 +141,13 @@ def webhook_secret() -> str:
 
 
 async def run(args: argparse.Namespace) -> None:
-    spec = FleetSpec(cards=args.cards, rate=args.rate, records=args.records, seed=args.seed)
+    spec = FleetSpec(
+        cards=args.cards,
+        rate=args.rate,
+        records=args.records,
+        seed=args.seed,
+        pool_share=args.pool_share if args.topic_pools else 0.0,
+    )
     fleet = Fleet(spec)
     producer = AIOKafkaProducer(
         bootstrap_servers=args.bootstrap, linger_ms=10, acks="all", enable_idempotence=True
@@ -129,6 +155,11 @@ async def run(args: argparse.Namespace) -> None:
     await producer.start()
     try:
         now = datetime.now(UTC)
+        if fleet.pooled and args.topic_pools:
+            pool = fleet.pool(now)
+            await producer.send(
+                args.topic_pools, json.dumps(pool).encode(), key=fleet.pool_id.encode()
+            )
         for doc in fleet.profiles(now):
             await producer.send(
                 args.topic_events, json.dumps(doc).encode(), key=doc["iccid"].encode()
@@ -185,6 +216,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--topic-usage", default="usage.records")
     parser.add_argument("--topic-events", default="card.events")
     parser.add_argument("--topic-settings", default="customer.settings")
+    parser.add_argument(
+        "--topic-pools", default="pool.events", help="the fleet's pool ('' for no pool)"
+    )
+    parser.add_argument(
+        "--pool-share", type=float, default=0.25, help="share of cards in the fleet's pool"
+    )
     parser.add_argument(
         "--webhook-url",
         default="",
