@@ -243,3 +243,47 @@ def _metrics(w: Worker) -> str:
         return httpx.get(f"{w.url}/metrics", timeout=2).text
     except httpx.HTTPError:
         return ""
+
+
+async def test_a_pool_alert_keyed_by_the_pool_is_delivered_signed_once(
+    start_notifier: Any, receiver: Receiver, kafka: KafkaIO, topics: dict[str, str]
+) -> None:
+    """A `pool_threshold` alert (流量池, #19: no ICCID, keyed by the pool id), published twice,
+    reaches the customer's webhook once, signed, with the whole alert (its top cards too),
+    and each SMS number once, in Chinese, naming the pool."""
+    numbers = ["+8613800000031"]
+    await kafka.send(
+        topics["NOTIFIER_TOPIC_SETTINGS"],
+        customer("acme", webhook=receiver.url("/hook"), sms=numbers, language="zh-CN"),
+        key="acme",
+    )
+    start_notifier(SMS_PROVIDER="http", SMS_HTTP_URL=receiver.url("/sms"))
+    top = [{"iccid": iccid(7600 + n), "used_bytes": (5 - n) * 2**30} for n in range(5)]
+    doc = {
+        "alert_id": "palr-pool-sh-7-80",
+        "type": "pool_threshold",
+        "pool_id": "pool-sh-7",
+        "customer_id": "acme",
+        "cycle": "2026-11-01",
+        "occurred_at": now_iso(),
+        "percent": 80,
+        "used_bytes": 400 * 2**30,
+        "quota_bytes": 500 * 2**30,
+        "top_members": top,
+    }
+    for _ in range(2):  # the same alert, redelivered
+        await kafka.send(topics["NOTIFIER_TOPIC_ALERTS"], doc, key="pool-sh-7")
+    await eventually(lambda: len(receiver.hits["/hook"]) >= 1 and len(receiver.hits["/sms"]) >= 1)
+    await asyncio.sleep(1.5)
+    (hit,) = receiver.hits["/hook"]
+    assert receiver.webhook_ids("/hook") == ["palr-pool-sh-7-80"]
+    payload = verified(hit)  # raises unless signed with the customer's secret
+    assert payload["type"] == "pool_threshold"
+    data = payload["data"]
+    assert "iccid" not in data and data["pool_id"] == "pool-sh-7" and data["top_members"] == top
+    (sms,) = [json.loads(h.body) for h in receiver.hits["/sms"]]
+    assert sms["to"] == numbers[0]
+    assert sms["text"].startswith(
+        "【simwatch】流量池 pool-sh-7 本周期已用 80%（400.00 GB/500.00 GB）"
+    )
+    assert f"用量最多的卡：{top[0]['iccid']}（5.00 GB）" in sms["text"]

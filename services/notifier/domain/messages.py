@@ -3,11 +3,12 @@ customer needs to act (card, usage in MB/GB, days left, the reason, what to do).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import cache
 from importlib import resources
 from zoneinfo import ZoneInfo
 
-from simwatch_contracts import CardAlert, Reason
+from simwatch_contracts import POOL_ALERTS, CardAlert, PoolMember, Reason
 
 LANGUAGES = ("zh-CN", "en")
 
@@ -19,6 +20,8 @@ _REASONS = {
         Reason.EXPIRED: "套餐到期",
         Reason.VIOLATION: "违规使用",
         Reason.BLACKLISTED: "客户有未结清的欠费",
+        Reason.POOL_OVER_QUOTA: "所属流量池本周期流量已用完",
+        Reason.MEMBER_CAP: "超出该卡在流量池内的用量上限",
     },
     "en": {
         Reason.OVER_QUOTA: "monthly data quota used up",
@@ -27,6 +30,8 @@ _REASONS = {
         Reason.EXPIRED: "plan expired",
         Reason.VIOLATION: "terms violation",
         Reason.BLACKLISTED: "an earlier card's debt is unpaid",
+        Reason.POOL_OVER_QUOTA: "its data pool is used up for this cycle",
+        Reason.MEMBER_CAP: "over its own cap within the data pool",
     },
 }
 
@@ -38,6 +43,8 @@ _ACTIONS = {
         Reason.EXPIRED: "请在到期后三个月内续费，逾期号码将被注销。",
         Reason.VIOLATION: "请联系运营商处理。",
         Reason.BLACKLISTED: "请先结清此前已注销号码的欠费，结清后自动开通。",
+        Reason.POOL_OVER_QUOTA: "流量池下个计费周期开始时自动恢复；如需继续使用请扩容流量池。",
+        Reason.MEMBER_CAP: "下个计费周期自动恢复；如需继续使用请调高该卡的池内上限。",
     },
     "en": {
         Reason.OVER_QUOTA: (
@@ -49,6 +56,12 @@ _ACTIONS = {
         Reason.VIOLATION: "Please contact your operator.",
         Reason.BLACKLISTED: (
             "Pay the debt of the earlier cancelled card; service starts once it is paid."
+        ),
+        Reason.POOL_OVER_QUOTA: (
+            "It resumes when the pool's next cycle begins; add data to the pool to continue now."
+        ),
+        Reason.MEMBER_CAP: (
+            "It resumes with its next billing cycle; raise its cap in the pool to continue now."
         ),
     },
 }
@@ -87,7 +100,7 @@ def actions(alert: CardAlert, language: str) -> str:
     lang = language if language in LANGUAGES else "zh-CN"
     if not alert.lifts:
         trigger = alert.trigger or (alert.reasons[0] if alert.reasons else None)
-        return _ACTIONS[lang][trigger] if trigger else ""
+        return _ACTIONS[lang].get(trigger, "") if trigger else ""
     tz = alert.occurred_at.tzinfo
     parts = []
     for hint in alert.lifts:
@@ -123,9 +136,17 @@ def money(minor: int | None, language: str) -> str:
     return f"{minor / 100:.2f} 元" if language == "zh-CN" else f"CNY {minor / 100:.2f}"
 
 
-def mask_iccid(iccid: str) -> str:
+def mask_iccid(iccid: str | None) -> str:
     """For logs: the last 4 characters only."""
-    return f"…{iccid[-4:]}"
+    return f"…{iccid[-4:]}" if iccid else "-"
+
+
+def subject(alert: CardAlert) -> str:
+    """What an alert is about, for logs: a card by the last 4 characters of its ICCID, a pool
+    by its id (an operator's id, not a subscriber's: shown whole, so its alerts can be found)."""
+    if alert.type in POOL_ALERTS or alert.iccid is None:
+        return f"pool {alert.pool_id or alert.key or '-'}"
+    return f"card {mask_iccid(alert.iccid)}"
 
 
 def render(alert: CardAlert, language: str) -> str:
@@ -133,18 +154,100 @@ def render(alert: CardAlert, language: str) -> str:
     lang = language if language in LANGUAGES else "zh-CN"
     trigger = alert.trigger or (alert.reasons[0] if alert.reasons else None)
     fields = {
-        "iccid": alert.iccid,
+        "iccid": alert.iccid or alert.key,
+        "pool_id": alert.pool_id or "-",
         "percent": alert.percent if alert.percent is not None else "-",
         "used": volume(alert.used_bytes),
         "quota": volume(alert.quota_bytes),
         "days_left": alert.days_left if alert.days_left is not None else "-",
         "expires": _local_date(alert),
-        "reason": _REASONS[lang][trigger] if trigger else "-",
+        "reason": _REASONS[lang].get(trigger, trigger.value) if trigger else "-",
         "action": actions(alert, lang),
         "balance": money(alert.balance, lang),
         "amount_due": money(alert.amount_due, lang),
     }
-    return _template(lang, alert.type.value).format(**fields)
+    template = _template(lang, alert.type.value)
+    if alert.type not in POOL_ALERTS:
+        return template.format(**fields)
+    fields["pool_action"] = _pool_action(alert, lang)
+    members = alert.top_members or ()
+    # The top cards are a courtesy: as many as fit in SMS_SEGMENTS (the webhook has them all).
+    for shown in range(len(members), 0, -1):
+        text = template.format(**fields, top=_top(members[:shown], lang))
+        if sms_segments(text) <= SMS_SEGMENTS:
+            return text
+    return template.format(**fields, top="")
+
+
+_POOL = {
+    "zh-CN": {
+        "top": "用量最多的卡：{members}。",
+        "member": "{iccid}（{used}）",
+        "sep": "、",
+        "stopped": "池内的卡已停机，流量池下个计费周期开始时{at}自动恢复。",
+        "at": "（{at}）",
+        "if_stopped": "如流量池设为用完停机，池内的卡将停机至下个计费周期。",
+    },
+    "en": {
+        "top": " Top cards: {members}.",
+        "member": "{iccid} ({used})",
+        "sep": ", ",
+        "stopped": "Its cards are suspended until the pool's next cycle begins{at}.",
+        "at": " ({at})",
+        "if_stopped": "If the pool stops its cards when used up, they stay suspended until its "
+        "next cycle.",
+    },
+}
+
+
+def _top(members: Sequence[PoolMember], lang: str) -> str:
+    if not members:
+        return ""
+    words = _POOL[lang]
+    listed = words["sep"].join(
+        words["member"].format(iccid=m.iccid, used=volume(m.used_bytes)) for m in members
+    )
+    return words["top"].format(members=listed)
+
+
+def _pool_action(alert: CardAlert, lang: str) -> str:
+    """What an exhausted pool means for its cards: stopped until the pool's next cycle when
+    the alert says so (trigger or a lift `pool_over_quota`), else said conditionally (the
+    pool's `on_exhausted` is not part of the alert)."""
+    words = _POOL[lang]
+    lifts = alert.lifts or ()
+    held = Reason.POOL_OVER_QUOTA in (alert.trigger, *(alert.reasons or ()))
+    if not held and not any(h.reason is Reason.POOL_OVER_QUOTA for h in lifts):
+        return words["if_stopped"]
+    at = next((h.at for h in lifts if h.how == "pool_next_cycle" and h.at is not None), None)
+    when = (
+        words["at"].format(at=at.astimezone(alert.occurred_at.tzinfo).strftime("%Y-%m-%d %H:%M"))
+        if at
+        else ""
+    )
+    return words["stopped"].format(at=when)
+
+
+SMS_SEGMENTS = 2
+"""Pool texts keep to this many SMS segments (they drop top cards to fit)."""
+
+_GSM7 = frozenset(
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡"
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
+)
+_GSM7_EXTENDED = frozenset("^{}\\[~]|€\f")
+
+
+def sms_segments(text: str) -> int:
+    """How many segments `text` takes: GSM-7 (160, or 153 each when split; the extended
+    characters count twice) when it can, else UCS-2 (70, or 67 each, in UTF-16 units)."""
+    if all(c in _GSM7 or c in _GSM7_EXTENDED for c in text):
+        units = len(text) + sum(c in _GSM7_EXTENDED for c in text)
+        single, part = 160, 153
+    else:
+        units = len(text.encode("utf-16-le")) // 2
+        single, part = 70, 67
+    return 1 if units <= single else -(-units // part)
 
 
 def _local_date(alert: CardAlert) -> str:

@@ -23,7 +23,7 @@ from ..domain.delivery import (
     Finish,
     Progress,
 )
-from ..domain.messages import mask_iccid
+from ..domain.messages import subject
 from ..domain.outcome import Outcome, Result
 from ..metrics import Metrics
 from ..ports import DeliveryLedger, Publisher
@@ -122,7 +122,7 @@ class Recorder:
         log.warning(
             "delivery of %s %s to %s: %s (%s)",
             alert.type.value,
-            mask_iccid(alert.key),
+            subject(alert),
             channel,
             state.value,
             got.detail,
@@ -137,7 +137,7 @@ class Recorder:
         letter = DeadLetter(
             original=delivery.alert_json,
             encoding="utf-8",
-            key=alert.iccid,
+            key=alert.key,  # as read: the ICCID, or the pool id of a pool alert
             source_topic=self.settings.topic_alerts,
             partition=delivery.partition,
             offset=delivery.offset,

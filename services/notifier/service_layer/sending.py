@@ -83,5 +83,7 @@ class Sender:
         if await self.ledger.count_sms(number, hour) > self.settings.sms_rate_per_hour:
             return Defer(datetime.fromtimestamp((hour + 1) * 3600, UTC), "rate limit")
         text = render(alert, customer.language)
+        # Template parameters (Aliyun): one template for every alert, so `iccid` names what
+        # the alert is about, the card or, for a pool alert, the pool (`alert.key`).
         params = {"iccid": alert.key, "type": alert.type.value}
         return await self.sms.send(number, text, sms_key(alert.alert_id, number), params)
