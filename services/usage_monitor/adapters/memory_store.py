@@ -142,7 +142,15 @@ class MemoryStore:
             return CONFLICT
         self._cards[iccid] = card
         card.version += 1
-        card.state = request.state
+        before, card.state = card.state, request.state
+        pool = pool_of(request.state)
+        if pool is not None and (before is None or before.profile is None) and request.state.cycle:
+            # As commit.lua: the usage of a card's first cycle joins its pool with its profile.
+            joined = (pool, request.state.cycle)
+            used = card.usage.get(request.state.cycle, 0)
+            if used:
+                self._pool_used[joined] = self._pool_used.get(joined, 0) + used
+                self._pool_top.setdefault(joined, {})[iccid] = used
         card.calendar = request.calendar
         card.known = request.state.profile is not None
         card.wakes.update(request.wakes)

@@ -409,9 +409,14 @@ def _commit_row(r: CommitRequest, state_json: bytes) -> list[Any]:
 
 
 def _membership_op(r: CommitRequest) -> list[str] | int:
-    """The card's pool membership change: 0 (none) or [old pool, new pool] ('' = none)."""
+    """The card's pool membership change: 0 (none) or [old pool, new pool, cycle] ('' =
+    none; the cycle whose usage joins the pool with a card's first profile)."""
     old, new = pool_of(r.snap.state), pool_of(r.state)
-    return 0 if old == new else [old or "", new or ""]
+    if old == new:
+        return 0
+    first = r.snap.state.profile is None and r.state.cycle is not None
+    cycle = r.state.cycle.isoformat() if first and r.state.cycle is not None else ""
+    return [old or "", new or "", cycle]
 
 
 def _pending_op(r: CommitRequest) -> str | int:

@@ -17,11 +17,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime
 
-from simwatch_contracts import AlertType, CardAlert, PoolUpserted
+from simwatch_contracts import AlertType, CardAlert, PoolUpserted, Reason
 from simwatch_contracts.ids import stable_id
 
 from .card import CardState
-from .cycles import cycle_of, zone
+from .cycles import cycle_of, cycle_start, next_cycle, zone
 
 TOP_MEMBERS = 5
 EXHAUSTED = 100
@@ -117,6 +117,14 @@ def decide(
     exhausted = reached(quota, EXHAUSTED, used)
     state = replace(state, fired=state.fired | set(crossed), exhausted=exhausted)
     members = tuple({"iccid": i, "used_bytes": b} for i, b in top[:TOP_MEMBERS])
+    # An exhaustion that stops the members says so, and when it ends (the notifier's text).
+    stop: dict[str, object] = {}
+    if pool.suspend_all:
+        ends = cycle_start(next_cycle(cycle), pool.timezone)
+        stop = {
+            "trigger": Reason.POOL_OVER_QUOTA,
+            "lifts": ({"reason": Reason.POOL_OVER_QUOTA, "how": "pool_next_cycle", "at": ends},),
+        }
     alerts = tuple(
         CardAlert.model_validate(
             {
@@ -130,6 +138,7 @@ def decide(
                 "used_bytes": used,
                 "quota_bytes": quota,
                 "top_members": members,
+                **(stop if p == EXHAUSTED else {}),
             },
             strict=False,
         )

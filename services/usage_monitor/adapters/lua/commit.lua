@@ -26,9 +26,11 @@
 --        the list reads newest first; kept to ARGV[5])
 --   [13] the card's tracked command: a string to store, '' to delete, 0 unchanged
 --   [14] flat field, delta pairs added to the statistics hash (commands pending, ...)
---   [15] the card's pool membership: 0 unchanged, or {old pool, new pool} ('' = none): the
---        card leaves the old pool's member set of this shard, joins the new one's, and its
---        field `pl` (read by ingest.lua) names the new one
+--   [15] the card's pool membership: 0 unchanged, or {old pool, new pool, cycle} ('' = none):
+--        the card leaves the old pool's member set of this shard, joins the new one's, and
+--        its field `pl` (read by ingest.lua) names the new one. With a cycle (the card's first
+--        profile), what the card used in that cycle before it was known joins the pool's
+--        count too, read here so that no record counted meanwhile is missed or added twice
 -- ARGV[8]  the tag, e.g. "sw:{7}:" (a pool's member set here is tag .. 'pm:' .. pool)
 --
 -- Returns, per commit in order: the new version, -1 on a version conflict, or 0 when the
@@ -95,6 +97,14 @@ local function commit(c)
     if membership[2] ~= '' then
       redis.call('SADD', tag .. 'pm:' .. membership[2], iccid)
       redis.call('HSET', card, 'pl', membership[2])
+      local cycle = membership[3]
+      if cycle ~= '' then
+        local used = tonumber(redis.call('HGET', card, 'u:' .. cycle) or '0')
+        if used > 0 then
+          redis.call('HINCRBY', tag .. 'pu:' .. membership[2], cycle, used)
+          redis.call('ZADD', tag .. 'pt:' .. membership[2] .. ':' .. cycle, used, iccid)
+        end
+      end
     else
       redis.call('HDEL', card, 'pl')
     end
