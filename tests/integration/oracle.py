@@ -144,7 +144,7 @@ async def pool_total(redis: AnyRedis, prefix: str, shards: int) -> int:
     cycle = cycle_of(datetime.now(UTC), "Asia/Shanghai").isoformat()
     total = 0
     for shard in range(shards):
-        total += int(await redis.hget(keys.pool_usage(shard, POOL), cycle) or 0)
+        total += int(await redis.hget(keys.pool_usage(shard, cycle), POOL) or 0)
     return total
 
 

@@ -175,6 +175,7 @@ async def test_a_crossing_seen_by_two_workers_at_once_is_decided_once(
         touched = [("PX", cycle)]
         results = await asyncio.gather(a.pools.settle(touched), b.pools.settle(touched))
         assert sorted(results) == [0, 1]  # exactly one committed the crossing
+        await asyncio.gather(a.pools.idle(), b.pools.idle())
         commands = await kafka.read(
             names["USAGE_MONITOR_TOPIC_COMMANDS"], lambda ms: len(ms) >= len(cards)
         )

@@ -358,14 +358,14 @@ class PoolWorld:
         self.command_options.append((iccid, kind, frozenset(options)))
 
 
-def utc(*args: int) -> datetime:
-    """A UTC instant, for tests: utc(2026, 11, 25, 10)."""
-    return datetime(*args, tzinfo=ZoneInfo("UTC"))  # type: ignore[misc]
-
-
-def local(tz: str, *args: int) -> datetime:
+def local(tz: str, year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
     """A local wall-clock instant in `tz`, for tests."""
-    return datetime(*args, tzinfo=ZoneInfo(tz))  # type: ignore[misc]
+    return datetime(year, month, day, hour, minute, tzinfo=ZoneInfo(tz))
+
+
+def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
+    """A UTC instant, for tests: utc(2026, 11, 25, 10)."""
+    return local("UTC", year, month, day, hour, minute)
 
 
 __all__ = [

@@ -94,9 +94,10 @@ class Keys:
     def pending(self, iccid: str) -> str:
         return self.pending_prefix(self.shard(iccid)) + iccid
 
-    def pool_usage(self, shard: int, pool_id: str) -> str:
-        """The pool's usage counted in this shard, per cycle (a hash: cycle -> bytes)."""
-        return f"{self.tag(shard)}pu:{pool_id}"
+    def pool_usage(self, shard: int, cycle: str) -> str:
+        """Every pool's usage counted in this shard in a cycle (a hash: pool -> bytes): one
+        read per shard serves every pool a batch touched."""
+        return f"{self.tag(shard)}pc:{cycle}"
 
     def pool_top(self, shard: int, pool_id: str, cycle: str) -> str:
         """This shard's biggest members of the pool in a cycle (a bounded sorted set)."""

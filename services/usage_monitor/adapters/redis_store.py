@@ -245,18 +245,21 @@ class RedisStore:
         await self.redis.hset(self.keys.pool(pool.pool_id), "d", encode_pool(pool))
 
     async def pool_used(self, pools: Sequence[tuple[str, date]]) -> dict[tuple[str, date], int]:
-        wanted = list(dict.fromkeys(pools))
-        shards = range(self.keys.shards)
+        """One HMGET per shard and cycle for every pool asked about (``lua/ingest.lua``
+        keeps every pool's count of a shard and cycle in one hash)."""
+        by_cycle: dict[date, list[str]] = {}
+        for pool_id, cycle in dict.fromkeys(pools):
+            by_cycle.setdefault(cycle, []).append(pool_id)
+        queries = [(cycle, shard) for cycle in by_cycle for shard in range(self.keys.shards)]
         async with self.redis.pipeline(transaction=False) as pipe:
-            for pool_id, cycle in wanted:
-                for shard in shards:
-                    pipe.hget(self.keys.pool_usage(shard, pool_id), cycle.isoformat())
-            counts = await pipe.execute()
-        n = self.keys.shards
-        return {
-            key: sum(int(c or 0) for c in counts[i * n : (i + 1) * n])
-            for i, key in enumerate(wanted)
-        }
+            for cycle, shard in queries:
+                pipe.hmget(self.keys.pool_usage(shard, cycle.isoformat()), by_cycle[cycle])
+            replies = await pipe.execute()
+        out: dict[tuple[str, date], int] = dict.fromkeys(pools, 0)
+        for (cycle, _), counts in zip(queries, replies, strict=True):
+            for pool_id, count in zip(by_cycle[cycle], counts, strict=True):
+                out[(pool_id, cycle)] += int(count or 0)
+        return out
 
     async def pool_top(self, pool_id: str, cycle: date, n: int) -> list[tuple[str, int]]:
         async with self.redis.pipeline(transaction=False) as pipe:

@@ -85,8 +85,13 @@ class PoolDecision:
     alerts: tuple[CardAlert, ...] = ()
 
     def fans_out(self, before: PoolState, pool: Pool) -> bool:
-        """Whether every member must be evaluated again (the pool's stop began or ended)."""
-        return pool.suspend_all and before.exhausted != self.state.exhausted
+        """Whether every member must be evaluated again: the pool's stop began or ended, or
+        it began anew in a new cycle (the members' own rollover lifted the last one)."""
+        after = self.state
+        if not pool.suspend_all:
+            return False
+        renewed = after.exhausted and before.cycle != after.cycle
+        return renewed or before.exhausted != after.exhausted
 
 
 def reached(quota: int, percent: int, used: int) -> bool:

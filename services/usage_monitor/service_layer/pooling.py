@@ -7,6 +7,7 @@ with the pool's decision so that a worker that dies half-way leaves it to the ne
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Collection, Iterable
@@ -22,6 +23,8 @@ from .service import MAX_CAS_ATTEMPTS, CardService
 log = logging.getLogger(__name__)
 FAN_OUT_SLICE = 2000
 """Members evaluated (read, decided, committed) per round trip of a fan-out."""
+FAN_OUT_SHARDS = 4
+"""Shards of a fan-out evaluated at once (their round trips overlap)."""
 
 
 class PoolService:
@@ -30,6 +33,8 @@ class PoolService:
         self.store = cards.store
         self.metrics = cards.metrics
         self.settings = cards.settings
+        self._running: dict[str, asyncio.Task[int]] = {}
+        """Fan-outs in progress in this worker, by pool (the clock does not start them again)."""
 
     async def define(self, event: PoolUpserted) -> None:
         """A pool's definition (the latest holds), then its levels decided anew: a quota
@@ -42,6 +47,7 @@ class PoolService:
         await self.settle([(pool.pool_id, pool.cycle(self.cards.clock()))], force=True)
         if old is None or (old.timezone, old.cycle_day) != (pool.timezone, pool.cycle_day):
             await self._fan_out_now(pool.pool_id)
+        await self.idle()  # a definition's effects are done when its event is acknowledged
 
     async def _fan_out_now(self, pool_id: str) -> None:
         """A fan-out asked for with the pool's current state (kept until it is done)."""
@@ -110,12 +116,40 @@ class PoolService:
         if messages:
             await self.cards.drain_soon(self.store.shard(pool.pool_id))
         if fan_out:
-            started = time.monotonic()
-            members = await self.fan_out(pool.pool_id, version)
-            self.metrics.pool_fanout_seconds.observe(time.monotonic() - started)
-            stop = "began" if decision.state.exhausted else "ended"
-            log.info("pool %s: stop %s, %d members evaluated", pool.pool_id, stop, members)
+            # Beside the usage stream, not inside its batch: counting goes on meanwhile, and
+            # the request committed with the decision covers a worker that dies half-way.
+            self._start(pool.pool_id, version)
         return version
+
+    def _start(self, pool_id: str, version: int) -> None:
+        running = self._running.get(pool_id)
+        if running is not None and not running.done():
+            # One at a time per pool: the one running reads the pool's latest view when it
+            # starts; a newer request stays in `pf` for the clock if this one missed it.
+            return
+        task = asyncio.get_running_loop().create_task(self._fan_out_logged(pool_id, version))
+        self._running[pool_id] = task
+        task.add_done_callback(lambda t: self._done(pool_id, t))
+
+    def _done(self, pool_id: str, task: asyncio.Task[int]) -> None:
+        if self._running.get(pool_id) is task:
+            del self._running[pool_id]
+
+    async def _fan_out_logged(self, pool_id: str, version: int) -> int:
+        started = time.monotonic()
+        try:
+            members = await self.fan_out(pool_id, version)
+        except Exception:  # the request stays in `pf`: the clock tries again
+            log.exception("pool %s: fan-out failed; the clock will retry it", pool_id)
+            return 0
+        self.metrics.pool_fanout_seconds.observe(time.monotonic() - started)
+        log.info("pool %s: %d members evaluated", pool_id, members)
+        return members
+
+    async def idle(self) -> None:
+        """Wait for the fan-outs in progress (tests, and a clean stop)."""
+        while self._running:
+            await asyncio.gather(*list(self._running.values()), return_exceptions=True)
 
     async def fan_out(self, pool_id: str, version: int) -> int:
         """Evaluate every member with the pool's current view (level-triggered: a member
@@ -125,12 +159,16 @@ class PoolService:
             await self.store.pool_fanout_done(pool_id, version)
             return 0
         v = pools.view(record.definition, record.state, self.cards.clock())
-        total = 0
-        for shard in range(self.store.shards):
-            members = await self.store.pool_members(pool_id, shard)
-            for i in range(0, len(members), FAN_OUT_SLICE):
-                await self.cards.evaluate(members[i : i + FAN_OUT_SLICE], pool=v)
-            total += len(members)
+        gate = asyncio.Semaphore(FAN_OUT_SHARDS)
+
+        async def one(shard: int) -> int:
+            async with gate:
+                members = await self.store.pool_members(pool_id, shard)
+                for i in range(0, len(members), FAN_OUT_SLICE):
+                    await self.cards.evaluate(members[i : i + FAN_OUT_SLICE], pool=v)
+                return len(members)
+
+        total = sum(await asyncio.gather(*(one(s) for s in range(self.store.shards))))
         await self.store.pool_fanout_done(pool_id, version)
         self.metrics.pool_fanouts.inc()
         return total
@@ -142,6 +180,9 @@ class PoolService:
         done = 0
         for shard in shards:
             for pool_id, version in await self.store.pool_fanouts(shard):
+                running = self._running.get(pool_id)
+                if running is not None and not running.done():
+                    continue  # this worker is at it
                 await self.fan_out(pool_id, version)
                 done += 1
         return done

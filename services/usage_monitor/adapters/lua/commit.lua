@@ -101,7 +101,8 @@ local function commit(c)
       if cycle ~= '' then
         local used = tonumber(redis.call('HGET', card, 'u:' .. cycle) or '0')
         if used > 0 then
-          redis.call('HINCRBY', tag .. 'pu:' .. membership[2], cycle, used)
+          redis.call('HINCRBY', tag .. 'pc:' .. cycle, membership[2], used)
+          redis.call('EXPIRE', tag .. 'pc:' .. cycle, 8640000)
           redis.call('ZADD', tag .. 'pt:' .. membership[2] .. ':' .. cycle, used, iccid)
         end
       end

@@ -13,8 +13,9 @@
 -- ARGV[3]  the days of this batch as one JSON array, two values per day (flat):
 --          day (yyyymmdd), when its sets expire (POSIX seconds)
 -- ARGV[5]  the tag, e.g. "sw:{7}:": a pooled card's bytes are also added to its pool's count
---          in this shard (tag .. 'pu:' .. pool, field cycle) and its place among the pool's
---          biggest members here (tag .. 'pt:' .. pool .. ':' .. cycle, kept to ARGV[6])
+--          in this shard (tag .. 'pc:' .. cycle, field pool) and its place among the pool's
+--          biggest members here (tag .. 'pt:' .. pool .. ':' .. cycle, kept to ARGV[6]),
+--          once per pool and batch
 -- ARGV[6]  how many of a pool's biggest members each shard keeps
 -- ARGV[4]  the records as one JSON array, seven values per record (flat):
 --          day index (1-based, into ARGV[3]), bucket, digest (decimal string: Lua numbers
@@ -34,7 +35,7 @@
 --   pools:      flat list of pool, cycle for every pool count this batch added to.
 local card_prefix, set_prefix = ARGV[1], ARGV[2]
 local tag, keep_top = ARGV[5], tonumber(ARGV[6])
-local pool_of, touched, pools = {}, {}, {}
+local pool_of, pooled, pools = {}, {}, {}
 local days, rows = cjson.decode(ARGV[3]), cjson.decode(ARGV[4])
 local applied, dups, unknown, late = 0, 0, 0, 0
 local calendars, known, added, order, recal, expiring = {}, {}, {}, {}, {}, {}
@@ -87,17 +88,17 @@ for _, entry in ipairs(order) do
     wake = tonumber(redis.call('HGET', card, 'w:' .. entry[2]))
     local pool = pool_of[entry[1]]
     if pool then
-      redis.call('HINCRBY', tag .. 'pu:' .. pool, entry[2], added[entry[3]])
-      local top = tag .. 'pt:' .. pool .. ':' .. entry[2]
-      redis.call('ZADD', top, used, entry[1])
-      redis.call('ZREMRANGEBYRANK', top, 0, -keep_top - 1)
       local t = pool .. ' ' .. entry[2]
-      if not touched[t] then
-        touched[t] = true
-        redis.call('EXPIRE', top, 8640000)  -- 100 days: read while its cycle is recent
+      local sum = pooled[t]
+      if not sum then
+        sum = {pool, entry[2], 0, {}}
+        pooled[t] = sum
         pools[#pools + 1] = pool
         pools[#pools + 1] = entry[2]
       end
+      sum[3] = sum[3] + added[entry[3]]
+      local top = sum[4]
+      top[#top + 1] = {used, entry[1]}
     end
   else
     local v = redis.call('HMGET', card, field, 'w:' .. entry[2])
@@ -108,5 +109,23 @@ for _, entry in ipairs(order) do
     due[#due + 1] = entry[2]
     due[#due + 1] = used
   end
+end
+-- Each pool touched: its count in this shard and cycle once, its biggest members once.
+-- Only this batch's own biggest can enter the shard's top: the others are not written.
+local function bigger(a, b) return a[1] > b[1] end
+for _, sum in pairs(pooled) do
+  local counts = tag .. 'pc:' .. sum[2]
+  redis.call('HINCRBY', counts, sum[1], sum[3])
+  redis.call('EXPIRE', counts, 8640000)  -- 100 days: read while its cycle is recent
+  local top, members = tag .. 'pt:' .. sum[1] .. ':' .. sum[2], sum[4]
+  table.sort(members, bigger)
+  local flat = {}
+  for i = 1, math.min(#members, keep_top) do
+    flat[#flat + 1] = members[i][1]
+    flat[#flat + 1] = members[i][2]
+  end
+  redis.call('ZADD', top, unpack(flat))
+  redis.call('ZREMRANGEBYRANK', top, 0, -keep_top - 1)
+  redis.call('EXPIRE', top, 8640000)
 end
 return {applied, dups, due, recal, unknown, late, pools}
