@@ -435,15 +435,17 @@ async def _write_fleet(
 
 async def _pool_keys(redis: Redis, keys: Keys, pool_ids: Sequence[str]) -> dict[str, int]:
     """MEMORY USAGE of every pool key, summed by kind: P (definition, state, version),
-    pu (per-shard counts), pt (per-shard top members), pm (per-shard member sets)."""
+    pc (per-shard counts of every pool in the cycle: shared by the pools, counted once),
+    pt (per-shard top members), pm (per-shard member sets)."""
     kinds: dict[str, int] = defaultdict(int)
     cycle = Pool("any", "bench", 1).cycle(utc_now()).isoformat()
     for start in range(0, len(pool_ids), 100):
         named: list[tuple[str, str]] = []
+        if start == 0:
+            named += [("pc", keys.pool_usage(shard, cycle)) for shard in range(keys.shards)]
         for pool_id in pool_ids[start : start + 100]:
             named.append(("P", keys.pool(pool_id)))
             for shard in range(keys.shards):
-                named.append(("pu", keys.pool_usage(shard, pool_id)))
                 named.append(("pt", keys.pool_top(shard, pool_id, cycle)))
                 named.append(("pm", keys.pool_members(shard, pool_id)))
         async with redis.pipeline(transaction=False) as pipe:
