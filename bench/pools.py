@@ -110,14 +110,8 @@ def _run(names: Names, key: str) -> Names:
         commands=f"{names.commands}.{key}",
         alerts=f"{names.alerts}.{key}",
     )
-    run.pools = f"{names.prefix}.pool.events.{key}"  # type: ignore[attr-defined]
-    env = run.env
-
-    def pooled_env(app_id: str, port: int, **extra: str) -> dict[str, str]:
-        return env(app_id, port, USAGE_MONITOR_TOPIC_POOLS=run.pools, **extra)  # type: ignore[attr-defined]
-
-    run.env = pooled_env  # type: ignore[method-assign]
-    asyncio.run(create_topics([run.events, run.commands, run.alerts, run.pools]))  # type: ignore[attr-defined]
+    run.pools = f"{names.prefix}.pool.events.{key}"  # its workers' USAGE_MONITOR_TOPIC_POOLS
+    asyncio.run(create_topics([run.events, run.commands, run.alerts, run.pools]))
     return run
 
 
@@ -125,7 +119,7 @@ def _prepare(run: Names, cards: Sequence[str], pool_of: dict[str, str], quota: i
     """Pool definitions, then profiles, applied by a set-up worker."""
     pool_ids = sorted(set(pool_of.values()))
     pool_events = [_pool_event(p, quota) for p in pool_ids]
-    asyncio.run(produce(run.pools, pool_events))  # type: ignore[attr-defined]
+    asyncio.run(produce(run.pools, pool_events))
     profiles = [(c.encode(), orjson.dumps(_member(c, pool_of.get(c)))) for c in cards]
     asyncio.run(produce(run.events, profiles))
     app = f"{run.prefix}-app"
@@ -292,7 +286,7 @@ async def _crossings(
                 mark = len(log.seen)
                 t0 = time.time()
                 key, value = _pool_event(pool_id, quota, n)
-                await producer.send_and_wait(run.pools, value, key=key)  # type: ignore[attr-defined]
+                await producer.send_and_wait(run.pools, value, key=key)
                 last, _ = await _wait_members(log, mark, "resume", None, len(members))
                 out.resume_s.append(last - t0)
                 out.catch_up_s[-1] += await _caught_up(worker, sent, rate)
