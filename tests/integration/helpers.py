@@ -105,9 +105,7 @@ class Clock:
         return self.now
 
 
-def in_process(
-    names: dict[str, str], clock: Clock, shards: int = 4, **settings: Any
-) -> Components:
+def in_process(names: dict[str, str], clock: Clock, shards: int = 4, **settings: Any) -> Components:
     """usage_monitor's components in the test's process, on the real Kafka and Redis, on the
     test's own topics and Redis prefix, with `clock` for time (and `settings` overridden)."""
     from ..conftest import KAFKA, REDIS_URL
