@@ -167,8 +167,13 @@ async def check(
     settled_s = time.monotonic() - started
     wrong = {c: (got[c], w.expected[c]) for c in w.expected if got[c] != w.expected[c]}
     assert not wrong, f"{len(wrong)} cards' totals differ from their distinct records: {wrong}"
+    # Records counted before a card's profile arrived join the pool with the profile.
+    want, deadline = sum(w.expected.values()), time.monotonic() + 30
     pooled = await pool_total(redis, names["USAGE_MONITOR_REDIS_PREFIX"], shards)
-    assert pooled == sum(w.expected.values()), "the pool's count differs from its members'"
+    while pooled != want and time.monotonic() < deadline:
+        await asyncio.sleep(0.5)
+        pooled = await pool_total(redis, names["USAGE_MONITOR_REDIS_PREFIX"], shards)
+    assert pooled == want, f"the pool's count {pooled} differs from its members' {want}"
 
     over = w.over
     assert over and len(over) < len(w.cards), "the workload must push some cards over quota"

@@ -286,3 +286,38 @@ def test_a_term_corrected_back_and_forth_warns_once_per_lead() -> None:
     )
     warned = [e.detail for e in of(effects, "alert", "expiry_upcoming")]
     assert warned.count((30,)) == 1
+
+
+def test_expiry_and_arrears_cancellations_due_together_are_one_with_the_first_reason() -> None:
+    # Found by the reference comparison: expires 1 April (Shanghai), its grace ends 1 July;
+    # a bill of the 17th-day cycle falls due unpaid and arrears begin on 1 April: 3 months
+    # later is also 1 July. One cancellation, its trigger `expired` (first in priority).
+    expires = "2026-03-31T16:00:00+00:00"
+    effects = run(
+        upsert(
+            datetime(2026, 1, 1, tzinfo=UTC),
+            expires,
+            quota=None,
+            fee=0,
+            auto=False,
+            warn=(),
+            billing="postpaid",
+            balance=0,
+        ),
+        use(datetime(2026, 1, 31, 16, 0, tzinfo=UTC), 0),
+        use(datetime(2026, 1, 31, 16, 1, tzinfo=UTC), 0),
+        upsert(
+            datetime(2026, 1, 31, 16, 2, tzinfo=UTC),
+            expires,
+            quota=None,
+            auto=False,
+            warn=(),
+            billing="postpaid",
+            balance=0,
+            cycle_day=17,
+        ),
+        ev("card.recharged", datetime(2026, 2, 28, 16, tzinfo=UTC), amount=100),
+        until=datetime(2026, 6, 30, 16, tzinfo=UTC),
+    )
+    (cancel,) = of(effects, "command", "cancel")
+    assert cancel.detail[0] == "expired"

@@ -64,7 +64,7 @@ def _do_step(
         _warn_expiry(d, step, steps, now)
     else:
         d.mark(step)
-        _end_of_term(d, step, at)
+        _end_of_term(d, step, steps, at)
     if not joined:  # else the event's own transition covers this step too
         d.transition(before, at)
 
@@ -81,14 +81,18 @@ def _rollover(d: Draft, step: Step, usage: Mapping[date, int]) -> None:
     d.state = replace(s, reasons=with_usage_reasons(s, profile, usage.get(cycle, 0)))
 
 
-def _end_of_term(d: Draft, step: Step, at: datetime) -> None:
+def _end_of_term(d: Draft, step: Step, steps: list[Step], at: datetime) -> None:
     s = d.state
     if step.kind is StepKind.EXPIRE:
         d.state = replace(s, reasons=s.reasons | {Reason.EXPIRED})
-    elif step.kind is StepKind.CANCEL_EXPIRED and Reason.EXPIRED in s.reasons:
-        d.cancel(Reason.EXPIRED, at)
-    elif step.kind is StepKind.CANCEL_ARREARS and Reason.ARREARS in s.reasons:
-        d.cancel(Reason.ARREARS, at, blacklist=True)
+        return
+    # The two cancellations falling due at the same instant are one: its trigger the first
+    # in priority order (expired), and the arrears' debt blacklisted all the same.
+    now = {o.kind for o in steps if o.at == step.at} | {step.kind}
+    expired = StepKind.CANCEL_EXPIRED in now and Reason.EXPIRED in s.reasons
+    arrears = StepKind.CANCEL_ARREARS in now and Reason.ARREARS in s.reasons
+    if expired or arrears:
+        d.cancel(Reason.EXPIRED if expired else Reason.ARREARS, at, blacklist=arrears)
 
 
 def _warn_expiry(d: Draft, step: Step, steps: list[Step], now: datetime) -> None:
