@@ -16,6 +16,7 @@ give the same pool alerts, the same reason sets after every step and the same co
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -440,6 +441,7 @@ _SETTINGS = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     report_multiple_bugs=False,
+    derandomize=os.environ.get("CI") == "true",  # CI: the same examples every run
 )
 
 
