@@ -5,11 +5,13 @@ the batched usage consumer as a service inside it, and the web views (``web.py``
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import faust
 from mode import Service
 
+from simwatch_runtime.dead_letters import RawMessage
 from simwatch_runtime.errors import TRANSIENT
 
 from ..bootstrap import Components
@@ -40,47 +42,32 @@ def create_app(c: Components) -> tuple[faust.App, UsageConsumer]:
     """The worker's app: the `card.events` agent, the timers, the usage consumer, the views."""
     s = c.settings
     app = _faust_app(s)
-    events = app.topic(
+    # In small batches: faust acks (and later commits) a batch's messages only once the
+    # body is done, and the body ends with the batch confirmed durable in Redis.
+    _agent(
+        app,
         s.topic_events,
-        key_type=bytes,
-        value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
+        "card-events",
+        EVENT_BATCH,
+        EVENT_BATCH_WITHIN_S,
+        lambda ms: handle_card_events(c, ms),
     )
-
-    @app.agent(events, name="card-events")
-    async def card_events(stream: Any) -> None:
-        # In small batches: faust acks (and later commits) a batch's events only once the
-        # body is done, and the body ends with the batch confirmed durable in Redis.
-        async for batch in stream.take_events(EVENT_BATCH, within=EVENT_BATCH_WITHIN_S):
-            await handle_card_events(c, [event.message for event in batch])
-
-    results = app.topic(
+    _agent(
+        app,
         s.topic_command_results,
-        key_type=bytes,
-        value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
+        "command-results",
+        RESULT_BATCH,
+        RESULT_BATCH_WITHIN_S,
+        lambda ms: handle_command_results(c, ms),
     )
-
-    @app.agent(results, name="command-results")
-    async def command_results(stream: Any) -> None:
-        # As card events: acked once the batch is confirmed durable in Redis.
-        async for batch in stream.take_events(RESULT_BATCH, within=RESULT_BATCH_WITHIN_S):
-            await handle_command_results(c, [event.message for event in batch])
-
-    pool_topic = app.topic(
+    _agent(
+        app,
         s.topic_pools,
-        key_type=bytes,
-        value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
+        "pool-events",
+        POOL_BATCH,
+        POOL_BATCH_WITHIN_S,
+        lambda ms: handle_pool_events(c, ms),
     )
-
-    @app.agent(pool_topic, name="pool-events")
-    async def pool_events(stream: Any) -> None:
-        async for batch in stream.take_events(POOL_BATCH, within=POOL_BATCH_WITHIN_S):
-            await handle_pool_events(c, [event.message for event in batch])
 
     pipeline = UsagePipeline(c.service, c.usage_dead_letters, c.metrics, c.pools)
     consumer = UsageConsumer(pipeline, c.usage_dead_letters, s, c.metrics, c.barrier, loop=app.loop)
@@ -90,6 +77,26 @@ def create_app(c: Components) -> tuple[faust.App, UsageConsumer]:
     app.service(_Resources(c, loop=app.loop))  # type: ignore[arg-type]
     add_routes(app, c, consumer)
     return app, consumer
+
+
+def _agent(
+    app: faust.App,
+    topic_name: str,
+    name: str,
+    batch: int,
+    within_s: float,
+    handle: Callable[[list[RawMessage]], Awaitable[None]],
+) -> None:
+    """A faust agent on a topic of raw bytes, handing `handle` batches of its messages."""
+    topic = app.topic(
+        topic_name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
+    )
+
+    async def agent(stream: Any) -> None:
+        async for events in stream.take_events(batch, within=within_s):
+            await handle([event.message for event in events])
+
+    app.agent(topic, name=name)(agent)
 
 
 def _faust_app(s: Settings) -> faust.App:

@@ -26,17 +26,27 @@ EVENT_BATCH_WITHIN_S = 0.05
 
 
 async def handle_card_events(c: Components, messages: Sequence[RawMessage]) -> None:
-    """Apply a batch of events, then confirm it durable; if Redis cannot confirm it (a
-    failover, a restart), apply it again under the new primaries (events apply once: a
-    repeat is a duplicate by its id) and confirm again."""
+    await apply_confirmed(c, messages, handle_card_event, "card events batch")
+
+
+async def apply_confirmed(
+    c: Components,
+    messages: Sequence[RawMessage],
+    handle: Callable[[Components, RawMessage], Awaitable[None]],
+    what: str,
+) -> None:
+    """Apply a batch of messages one by one, then confirm it durable; if Redis cannot
+    confirm it (a failover, a restart), apply it again under the new primaries (each input
+    applies once: a repeat is a duplicate by its id) and confirm again. Shared by every
+    faust agent (`card.events`, `card.command_results`, `pool.events`)."""
 
     async def once() -> None:
         epoch = await c.barrier.epoch()
         for msg in messages:
-            await handle_card_event(c, msg)
+            await handle(c, msg)
         await c.barrier.confirm(epoch)
 
-    await retry_op(c, once, "card events batch")
+    await retry_op(c, once, what)
 
 
 async def handle_card_event(c: Components, msg: RawMessage) -> None:

@@ -17,7 +17,7 @@ from simwatch_runtime.redact import mask_iccid
 
 from ..bootstrap import Components
 from ..domain.enforcement import Outcome
-from .card_events import retry_op
+from .card_events import apply_confirmed, retry_op
 from .pipeline import oversized
 
 log = logging.getLogger(__name__)
@@ -26,16 +26,7 @@ RESULT_BATCH_WITHIN_S = 0.05
 
 
 async def handle_command_results(c: Components, messages: Sequence[RawMessage]) -> None:
-    """Apply a batch of results, then confirm it durable (applied again under new
-    primaries if Redis cannot confirm it: a repeat is a duplicate)."""
-
-    async def once() -> None:
-        epoch = await c.barrier.epoch()
-        for msg in messages:
-            await handle_command_result(c, msg)
-        await c.barrier.confirm(epoch)
-
-    await retry_op(c, once, "command results batch")
+    await apply_confirmed(c, messages, handle_command_result, "command results batch")
 
 
 async def handle_command_result(c: Components, msg: RawMessage) -> None:

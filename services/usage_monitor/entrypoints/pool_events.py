@@ -12,7 +12,7 @@ from simwatch_contracts import describe_validation_error, parse_pool_event
 from simwatch_runtime.dead_letters import RawMessage
 
 from ..bootstrap import Components
-from .card_events import retry_op
+from .card_events import apply_confirmed, retry_op
 from .pipeline import oversized
 
 POOL_BATCH = 200
@@ -20,13 +20,7 @@ POOL_BATCH_WITHIN_S = 0.05
 
 
 async def handle_pool_events(c: Components, messages: Sequence[RawMessage]) -> None:
-    async def once() -> None:
-        epoch = await c.barrier.epoch()
-        for msg in messages:
-            await handle_pool_event(c, msg)
-        await c.barrier.confirm(epoch)
-
-    await retry_op(c, once, "pool events batch")
+    await apply_confirmed(c, messages, handle_pool_event, "pool events batch")
 
 
 async def handle_pool_event(c: Components, msg: RawMessage) -> None:
