@@ -278,7 +278,8 @@ def boundary_run(names: Names, key: str, n_cards: int, n_workers: int) -> tuple[
     return result, rate
 
 
-async def _forget(prefix: str) -> None:
+async def forget(prefix: str) -> None:
+    """Delete a run's keys from the bench's Redis (shared with bench.pools)."""
     redis = Redis.from_url(REDIS_URL)
     try:
         batch = []
@@ -313,7 +314,7 @@ def run(quick: bool) -> list[str]:
         one, rate = boundary_run(names, "b1", n_cards, 1)
         two, _ = boundary_run(names, "b2", n_cards, 2)
     finally:
-        asyncio.run(_forget(names.prefix))
+        asyncio.run(forget(names.prefix))
     records = float(os.environ.get("BOUNDARY_RECORDS_PER_S") or rate)
     ratio = one.per_worker / records
     scale = two.per_worker * 2 / one.per_worker

@@ -53,10 +53,11 @@ from usage_monitor.domain.lifecycle import apply_event
 from usage_monitor.domain.pools import Pool, PoolState
 from usage_monitor.ports import CommitRequest, IngestRow
 
+from .boundary import forget
 from .dataset import Mix, iccid, profile, records, utc_now
 from .latency import percentile
 from .private_redis import cpu_seconds, private_redis
-from .procs import BIN, KAFKA, PARTITIONS, REDIS_URL, Names, WorkerProc, create_topics, produce
+from .procs import BIN, KAFKA, PARTITIONS, Names, WorkerProc, create_topics, produce
 from .redis_cost import rows_of
 from .throughput import apply_profiles, measure, start_workers
 
@@ -529,21 +530,6 @@ async def script_cost(total: int, passes: int = 2) -> tuple[float, float, float,
 # -- the section --------------------------------------------------------------------------------
 
 
-async def _forget(prefix: str) -> None:
-    redis = Redis.from_url(REDIS_URL)
-    try:
-        batch = []
-        async for key in redis.scan_iter(match=f"{prefix}*", count=5000):
-            batch.append(key)
-            if len(batch) >= 5000:
-                await redis.unlink(*batch)
-                batch = []
-        if batch:
-            await redis.unlink(*batch)
-    finally:
-        await redis.aclose()
-
-
 def run(quick: bool) -> list[str]:
     total = 200_000 if quick else 400_000
     rounds = int(os.environ.get("POOLS_CROSSINGS") or (4 if quick else 6))
@@ -620,7 +606,7 @@ def run(quick: bool) -> list[str]:
         )
         return lines
     finally:
-        asyncio.run(_forget(names.prefix))
+        asyncio.run(forget(names.prefix))
 
 
 def main() -> int:
