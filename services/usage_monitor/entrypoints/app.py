@@ -1,10 +1,12 @@
 """The faust app: lifecycle, timers, the `card.events`, `card.command_results` and
-`pool.events` agents,
-the batched usage consumer as a service inside it, and the web views (``web.py``)."""
+`pool.events` agents, the batched usage consumer as a service inside it, and the web views
+(``web.py``)."""
 
 from __future__ import annotations
 
 import logging
+import os
+import tempfile
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -100,11 +102,16 @@ def _agent(
 
 
 def _faust_app(s: Settings) -> faust.App:
+    datadir = os.path.join(tempfile.gettempdir(), "simwatch-faust")
+    os.makedirs(datadir, exist_ok=True)
     return faust.App(
         s.app_id,
         broker=[f"kafka://{h.strip()}" for h in s.kafka_bootstrap_servers.split(",")],
         autodiscover=False,
         store="memory://",
+        # Tables live in memory (Redis holds the state): faust's data directory stays empty,
+        # so it goes to the temp directory rather than one `<app id>-data` per run in the cwd.
+        datadir=os.path.join(datadir, "{conf.name}-data"),
         web_enabled=True,
         web_bind=s.web_bind,
         web_port=s.web_port,
