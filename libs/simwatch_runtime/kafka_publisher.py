@@ -5,8 +5,31 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from functools import lru_cache
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.partitioner import murmur2
+from aiokafka.producer.message_accumulator import BatchBuilder
+
+BATCHED_VALUE_MAX = 512 * 1024
+"""Values up to this size go into record batches; larger ones take `send`'s size check."""
+
+
+@lru_cache(maxsize=1 << 18)
+def key_hash(key: bytes) -> int:
+    """Kafka's default partitioner's hash of a key (the Java client's murmur2, positive):
+    its partition is this modulo the topic's partition count. Cached: aiokafka's murmur2 is
+    pure Python (~3 µs), and a fleet's cards repeat."""
+    return int(murmur2(key) & 0x7FFFFFFF)
+
+
+async def _acknowledged(futures: Sequence[asyncio.Future[Any]]) -> None:
+    """Wait for every delivery; the first failure is raised once all have settled."""
+    results = await asyncio.gather(*futures, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
 
 
 class KafkaPublisher:
@@ -40,12 +63,36 @@ class KafkaPublisher:
             return self._producer
 
     async def publish(self, messages: Sequence[tuple[str, bytes | None, bytes]]) -> None:
-        """Send (topic, key, value) messages and wait for all acknowledgements."""
+        """Send (topic, key, value) messages and wait for all acknowledgements.
+
+        Keyed messages are appended straight into one record batch per partition (the
+        partition Kafka's default partitioner gives the key): `send` costs ~20 µs a message
+        in aiokafka (a future, a partitioner call, a metadata lookup each), which made
+        publishing the largest single cost of a pool's fan-out. A batch with an unkeyed or
+        outsized message takes the per-message path, so order per partition is kept."""
         if not messages:
             return
         producer = await self._started()
-        futures = [await producer.send(t, value=v, key=k) for t, k, v in messages]
-        await asyncio.gather(*futures)
+        if any(k is None or len(v) > BATCHED_VALUE_MAX for _, k, v in messages):
+            await _acknowledged([await producer.send(t, value=v, key=k) for t, k, v in messages])
+            return
+        partitions = {t: sorted(await producer.partitions_for(t)) for t in {m[0] for m in messages}}
+        open_batches: dict[tuple[str, int], BatchBuilder] = {}
+        sent: list[asyncio.Future[Any]] = []
+        for topic, key, value in messages:
+            assert key is not None
+            choices = partitions[topic]
+            partition = choices[key_hash(key) % len(choices)]
+            batch = open_batches.get((topic, partition))
+            if batch is None:
+                batch = open_batches[(topic, partition)] = producer.create_batch()
+            if batch.append(key=key, value=value, timestamp=None) is None:  # full
+                sent.append(await producer.send_batch(batch, topic, partition=partition))
+                batch = open_batches[(topic, partition)] = producer.create_batch()
+                batch.append(key=key, value=value, timestamp=None)
+        for (topic, partition), batch in open_batches.items():
+            sent.append(await producer.send_batch(batch, topic, partition=partition))
+        await _acknowledged(sent)
 
     async def close(self) -> None:
         async with self._lock:

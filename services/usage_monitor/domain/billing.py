@@ -8,12 +8,13 @@ yet due are listed in `bills`, so the past-due debt is the debt minus those.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from simwatch_contracts import Billing, Reason
 
 from .card import CardState, Profile
+from .copying import replace
 from .policy import Policy
 
 

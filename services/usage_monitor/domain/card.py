@@ -28,8 +28,16 @@ REASON_ORDER: tuple[Reason, ...] = (
 )
 
 
+_ORDERED: dict[frozenset[Reason], tuple[Reason, ...]] = {}
+
+
 def ordered(reasons: frozenset[Reason]) -> tuple[Reason, ...]:
-    return tuple(r for r in REASON_ORDER if r in reasons)
+    """`reasons` in canonical order. Remembered per set (at most 2^8 of them): testing an
+    enum's membership hashes it in Python, which made this a hot spot of every decision."""
+    known = _ORDERED.get(reasons)
+    if known is None:
+        known = _ORDERED[reasons] = tuple(r for r in REASON_ORDER if r in reasons)
+    return known
 
 
 class CardStatus(StrEnum):

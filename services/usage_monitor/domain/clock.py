@@ -4,12 +4,12 @@ retention fees, cancellation) taken in order, each at most once."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import replace
 from datetime import date, datetime, timedelta
 
 from simwatch_contracts import AlertType, Reason
 
 from . import billing
+from .copying import replace
 from .cycles import days_left, next_cycle
 from .draft import Draft
 from .effects import alert

@@ -4,7 +4,7 @@ and the one rule that turns a change of the reason set into a command."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
 from simwatch_contracts import AlertType, CardAlert, CardCommand, CommandType, NetworkState, Reason
@@ -12,6 +12,7 @@ from simwatch_contracts import AlertType, CardAlert, CardCommand, CommandType, N
 from . import enforcement
 from .billing import Charge
 from .card import REASON_ORDER, CardState, ordered
+from .copying import replace
 from .cycles import cycle_of, zone
 from .effects import alert, command
 from .explain import lift_hints

@@ -11,7 +11,7 @@ applied twice, or out of order, changes nothing the second time.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
@@ -26,6 +26,7 @@ from simwatch_contracts import (
 from simwatch_contracts.ids import stable_id
 
 from .card import CardState, CardStatus
+from .copying import replace
 from .policy import Policy
 
 FAILED_BACKOFF_S = 10

@@ -3,7 +3,6 @@ and their alerts) are decided by the caller from the change of the reason set.""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import datetime
 
 from simwatch_contracts import (
@@ -20,6 +19,7 @@ from simwatch_contracts import (
 
 from . import billing
 from .card import CardState, Profile, ordered
+from .copying import replace
 from .cycles import cycle_of
 from .draft import Draft
 from .steps import StepKind, schedule

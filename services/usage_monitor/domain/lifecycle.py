@@ -12,7 +12,6 @@ redelivery, a lost race) is always safe and decides nothing twice.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import replace
 from datetime import date, datetime
 
 from simwatch_contracts import (
@@ -28,6 +27,7 @@ from simwatch_contracts import (
 from . import billing, enforcement, events
 from .card import CardState, Profile
 from .clock import advance
+from .copying import replace
 from .cycles import cycle_of
 from .draft import Decision, Draft
 from .effects import alert

@@ -14,13 +14,14 @@ nothing new, so any worker may decide whenever it has counted usage of the pool.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import date, datetime
 
 from simwatch_contracts import AlertType, CardAlert, PoolUpserted, Reason
 from simwatch_contracts.ids import stable_id
 
 from .card import CardState
+from .copying import replace
 from .cycles import cycle_of, cycle_start, next_cycle, zone
 
 TOP_MEMBERS = 5
