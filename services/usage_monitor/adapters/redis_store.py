@@ -74,6 +74,7 @@ class RedisStore:
         self._commit: AsyncScript = lua.register(redis, PACKAGE, "commit.lua")
         self._load: AsyncScript = lua.register(redis, PACKAGE, "load.lua")
         self._release: AsyncScript = lua.register(redis, PACKAGE, "release_outbox.lua")
+        self._outbox_read: AsyncScript = lua.register(redis, PACKAGE, "outbox_read.lua")
         self._customer: AsyncScript = lua.register(redis, PACKAGE, "customer.lua")
         self._pool_commit: AsyncScript = lua.register(redis, PACKAGE, "pool_commit.lua")
         self._pool_done: AsyncScript = lua.register(redis, PACKAGE, "pool_fanout_done.lua")
@@ -335,13 +336,10 @@ class RedisStore:
 
     async def outbox_read(self, shard: int, count: int) -> list[OutboxEntry]:
         rows = cast(
-            list[tuple[bytes, dict[bytes, bytes]]],
-            await self.redis.xrange(self.keys.outbox(shard), count=count),
+            list[tuple[bytes, tuple[bytes, bytes, bytes, bytes, bytes, bytes]]],
+            await self._outbox_read(keys=[self.keys.outbox(shard)], args=[count]),
         )
-        return [
-            OutboxEntry(eid, fields[b"t"].decode(), fields[b"k"], fields[b"v"])
-            for eid, fields in rows
-        ]
+        return [OutboxEntry(eid, t.decode(), k, v) for eid, (_, t, _, k, _, v) in rows]
 
     async def outbox_ack(self, shard: int, entry_ids: Sequence[bytes]) -> None:
         if entry_ids:
