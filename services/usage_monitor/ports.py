@@ -214,9 +214,22 @@ class CardStore(Protocol):
         """Pools of `shard` whose members wait to be evaluated again, with the version."""
         ...
 
-    async def pool_fanout_done(self, pool_id: str, version: int) -> None:
+    async def pool_fanout_done(self, pool_id: str, version: int) -> bool:
         """The members were evaluated for `version`: forget the request (unless a newer
-        decision asked again)."""
+        decision asked again); whether this call forgot it."""
+        ...
+
+    async def pool_fanout_requests(self) -> list[tuple[str, int]]:
+        """Every shard's fan-out requests (pool, version), in one round trip: each worker
+        does the part of them that lives in its shards."""
+        ...
+
+    async def pool_fanout_progress(self, pool_id: str) -> dict[int, int]:
+        """For each shard, the pool version its members were last evaluated with (0: none)."""
+        ...
+
+    async def pool_fanout_mark(self, pool_id: str, shard: int, version: int) -> None:
+        """The pool's members in `shard` were evaluated with `version`'s view."""
         ...
 
     async def customer_apply(self, customer_id: str, entries: Sequence[object]) -> CustomerDebt:

@@ -91,6 +91,12 @@ class Settings(RuntimeSettings):
     scheduler_interval_s: float = Field(
         1.0, gt=0, description="each worker's due-time scan period (over the shards it owns)"
     )
+    pool_fanout_poll_s: float = Field(
+        0.25,
+        gt=0,
+        description="how often each worker looks for pool fan-outs to do its part of (the "
+        "members in the shards it owns)",
+    )
     scheduler_batch: int = Field(
         2000, ge=1, description="due cards read, decided and committed per round trip"
     )

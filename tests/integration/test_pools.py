@@ -201,3 +201,64 @@ async def test_a_crossing_seen_by_two_workers_at_once_is_decided_once(
     finally:
         await a.close()
         await b.close()
+
+
+async def test_each_worker_stops_the_members_in_its_own_shards(
+    names: dict[str, str], redis: Any, kafka: KafkaIO
+) -> None:
+    """A pool's stop is spread like the usage stream: the worker that decides it evaluates
+    the members in the shards it owns at once, the other worker its own shards' members at
+    its next poll, and the request is forgotten only when every shard's part is done. A
+    shard nobody owns (mid-rebalance) keeps the request until its new owner polls."""
+    from simwatch_contracts import PoolUpserted
+    from usage_monitor.ports import IngestRow
+
+    from ..unit.factories import upsert as unit_upsert
+    from .helpers import Clock, in_process
+
+    clock = Clock(datetime(2026, 11, 20, 4, tzinfo=UTC))
+    a, b = in_process(names, clock), in_process(names, clock)
+    a.pools.owned = lambda: {0, 1}
+    b.pools.owned = lambda: {2}  # shard 3: nobody, for now
+    try:
+        pool = PoolUpserted.model_validate_json(json.dumps(pool_event("PS", 1000)))
+        await a.store.pool_define(Pool.from_event(pool))
+        cards = [iccid(2100 + i) for i in range(40)]
+        by_shard: dict[int, list[str]] = {}
+        for card in cards:
+            by_shard.setdefault(a.store.shard(card), []).append(card)
+            e = unit_upsert(None, iccid=card, expires_at="2099-01-01T00:00:00+08:00")
+            plan = e.plan.model_copy(update={"pool_id": "PS"})  # type: ignore[union-attr]
+            await a.service.apply_event(e.model_copy(update={"plan": plan}))
+        assert set(by_shard) == {0, 1, 2, 3}
+        cycle = date(2026, 11, 1)
+        for n, card in enumerate(cards):
+            row = IngestRow(f"s{n}", card, "", cycle, 40, day="20261120")
+            await a.store.ingest(a.store.shard(card), [row])
+
+        async def suspended() -> set[str]:
+            return {c for c in cards if (await a.store.load([c]))[c].state.pool_stop is not None}
+
+        assert await a.pools.settle([("PS", cycle)]) == 1
+        await a.pools.idle()
+        assert await suspended() == set(by_shard[0] + by_shard[1])  # a's part, at once
+        (request,) = await a.store.pool_fanouts(a.store.shard("PS"))
+        assert await b.pools.resume() == 1  # b's poll: its part
+        assert await suspended() == set(by_shard[0] + by_shard[1] + by_shard[2])
+        assert await a.store.pool_fanouts(a.store.shard("PS")) == [request]
+        assert await a.pools.resume() == 1  # a polls: nothing of its own left to do
+        assert await a.store.pool_fanouts(a.store.shard("PS")) == [request]
+
+        b.pools.owned = lambda: {2, 3}  # shard 3 assigned to b
+        assert await b.pools.resume() == 1
+        assert await suspended() == set(cards)
+        assert await a.store.pool_fanouts(a.store.shard("PS")) == []
+        commands = await kafka.read(
+            names["USAGE_MONITOR_TOPIC_COMMANDS"], lambda ms: len(ms) >= len(cards)
+        )
+        await asyncio.sleep(1)
+        commands = await kafka.read(names["USAGE_MONITOR_TOPIC_COMMANDS"], lambda ms: False, 2)
+        assert sorted(m["iccid"] for m in commands) == sorted(cards)  # each stopped once
+    finally:
+        await a.close()
+        await b.close()

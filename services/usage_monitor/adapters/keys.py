@@ -116,6 +116,11 @@ class Keys:
         version that asked for it)."""
         return f"{self.tag(shard)}pf"
 
+    def pool_fanout_progress(self, shard: int) -> str:
+        """How far each pool's fan-out got in this shard (a hash: pool -> version whose view
+        this shard's members were evaluated with): each shard's owner does its own part."""
+        return f"{self.tag(shard)}pd"
+
     def event_prefix(self, shard: int) -> str:
         """``event_seen`` is this plus the event id (``commit.lua`` builds them so)."""
         return f"{self.tag(shard)}e:"

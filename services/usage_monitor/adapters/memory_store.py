@@ -76,6 +76,7 @@ class MemoryStore:
         self._pool_used: dict[tuple[str, date], int] = {}
         self._pool_top: dict[tuple[str, date], dict[str, int]] = {}
         self._pool_fanout: dict[str, int] = {}
+        self._pool_progress: dict[tuple[str, int], int] = {}
 
     @property
     def shards(self) -> int:
@@ -229,9 +230,20 @@ class MemoryStore:
     async def pool_fanouts(self, shard: int) -> list[tuple[str, int]]:
         return [(p, v) for p, v in self._pool_fanout.items() if self.shard(p) == shard]
 
-    async def pool_fanout_done(self, pool_id: str, version: int) -> None:
+    async def pool_fanout_done(self, pool_id: str, version: int) -> bool:
         if self._pool_fanout.get(pool_id, version + 1) <= version:
             del self._pool_fanout[pool_id]
+            return True
+        return False
+
+    async def pool_fanout_requests(self) -> list[tuple[str, int]]:
+        return list(self._pool_fanout.items())
+
+    async def pool_fanout_progress(self, pool_id: str) -> dict[int, int]:
+        return {s: self._pool_progress.get((pool_id, s), 0) for s in range(self.keys.shards)}
+
+    async def pool_fanout_mark(self, pool_id: str, shard: int, version: int) -> None:
+        self._pool_progress[(pool_id, shard)] = version
 
     async def history(self, iccid: str) -> list[str]:
         card = self._cards.get(iccid)

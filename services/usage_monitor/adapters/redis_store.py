@@ -317,9 +317,27 @@ class RedisStore:
         )
         return [(m.decode(), int(score)) for m, score in raw]
 
-    async def pool_fanout_done(self, pool_id: str, version: int) -> None:
+    async def pool_fanout_done(self, pool_id: str, version: int) -> bool:
         shard = self.keys.shard(pool_id)
-        await self._pool_done(keys=[self.keys.pool_fanout(shard)], args=[pool_id, version])
+        keys = [self.keys.pool_fanout(shard)]
+        return bool(await self._pool_done(keys=keys, args=[pool_id, version]))
+
+    async def pool_fanout_requests(self) -> list[tuple[str, int]]:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for shard in range(self.keys.shards):
+                pipe.zrange(self.keys.pool_fanout(shard), 0, 999, withscores=True)
+            replies = await pipe.execute()
+        return [(m.decode(), int(score)) for raw in replies for m, score in raw]
+
+    async def pool_fanout_progress(self, pool_id: str) -> dict[int, int]:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for shard in range(self.keys.shards):
+                pipe.hget(self.keys.pool_fanout_progress(shard), pool_id)
+            replies = await pipe.execute()
+        return {shard: int(v or 0) for shard, v in enumerate(replies)}
+
+    async def pool_fanout_mark(self, pool_id: str, shard: int, version: int) -> None:
+        await self.redis.hset(self.keys.pool_fanout_progress(shard), pool_id, version)
 
     async def due_cards(self, shard: int, until: datetime, limit: int) -> list[str]:
         """Cards of `shard` due at or before `until`, earliest first (O(log N + limit))."""

@@ -73,6 +73,7 @@ def create_app(c: Components) -> tuple[faust.App, UsageConsumer]:
 
     pipeline = UsagePipeline(c.service, c.usage_dead_letters, c.metrics, c.pools)
     consumer = UsageConsumer(pipeline, c.usage_dead_letters, s, c.metrics, c.barrier, loop=app.loop)
+    c.pools.owned = consumer.owned_shards  # a pool decided here fans out to these at once
     _add_timers(app, c, consumer)
     # App.service is typed for classes; it starts instances just the same.
     app.service(consumer)  # type: ignore[arg-type]
@@ -144,13 +145,23 @@ def _add_timers(app: faust.App, c: Components, consumer: UsageConsumer) -> None:
         except Exception:  # a timer must survive any failure: the next tick sweeps again
             log.exception("outbox sweep failed; retrying next tick")
 
+    # A pool's stop or resume reaches every worker: each evaluates the members that live in
+    # the shards it owns (the deciding worker starts its part at once, without waiting).
+    @app.timer(interval=s.pool_fanout_poll_s, name="pool-fanouts")  # type: ignore[untyped-decorator]
+    async def pool_fanouts() -> None:
+        try:
+            await c.pools.resume(consumer.owned_shards)
+        except TRANSIENT as exc:  # Redis or Kafka away: the requests wait in Redis
+            log.warning("pool fan-outs: %s: %s", type(exc).__name__, exc)
+        except Exception:  # the poll must survive: requests stay until their parts are done
+            log.exception("pool fan-outs failed; retrying next poll")
+
     # On every worker, for the shards it owns (its `usage.records` partitions): the first of
     # the month is spread over the workers like the usage stream (docs/architecture.md).
     @app.timer(interval=s.scheduler_interval_s, name="lifecycle-clock")  # type: ignore[untyped-decorator]
     async def lifecycle_clock() -> None:
         try:
             await c.service.tick(consumer.owned_shards, s.scheduler_batch)
-            await c.pools.resume(consumer.owned_shards)  # fan-outs a dead worker left
         except TRANSIENT as exc:  # Redis or Kafka away: due cards stay due until it is back
             log.warning("lifecycle tick: %s: %s", type(exc).__name__, exc)
         except Exception:  # the clock must keep ticking: due cards stay due until it works

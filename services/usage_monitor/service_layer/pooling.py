@@ -34,7 +34,9 @@ class PoolService:
         self.metrics = cards.metrics
         self.settings = cards.settings
         self._running: dict[str, asyncio.Task[int]] = {}
-        """Fan-outs in progress in this worker, by pool (the clock does not start them again)."""
+        """Fan-outs in progress in this worker, by pool (the poll does not start them again)."""
+        self.owned: Callable[[], Collection[int]] | None = None
+        """The shards whose members this worker evaluates (the usage consumer's); None: all."""
 
     async def define(self, event: PoolUpserted) -> None:
         """A pool's definition (the latest holds), then its levels decided anew: a quota
@@ -55,7 +57,7 @@ class PoolService:
             record = (await self.store.pool_load([pool_id]))[pool_id]
             version = await self.store.pool_commit(record, record.state, [], fan_out=True)
             if version != CONFLICT:
-                await self.fan_out(pool_id, version)
+                await self.fan_out(pool_id, version)  # every shard: done when acknowledged
                 return
         raise RuntimeError(f"pool {pool_id}: too many concurrent writers")
 
@@ -121,15 +123,16 @@ class PoolService:
             self._start(pool.pool_id, version)
         return version
 
-    def _start(self, pool_id: str, version: int) -> None:
+    def _start(self, pool_id: str, version: int) -> asyncio.Task[int] | None:
         running = self._running.get(pool_id)
         if running is not None and not running.done():
             # One at a time per pool: the one running reads the pool's latest view when it
-            # starts; a newer request stays in `pf` for the clock if this one missed it.
-            return
+            # starts; a newer request stays in `pf` for the poll if this one missed it.
+            return None
         task = asyncio.get_running_loop().create_task(self._fan_out_logged(pool_id, version))
         self._running[pool_id] = task
         task.add_done_callback(lambda t: self._done(pool_id, t))
+        return task
 
     def _done(self, pool_id: str, task: asyncio.Task[int]) -> None:
         if self._running.get(pool_id) is task:
@@ -138,27 +141,43 @@ class PoolService:
     async def _fan_out_logged(self, pool_id: str, version: int) -> int:
         started = time.monotonic()
         try:
-            members = await self.fan_out(pool_id, version)
-        except Exception:  # the request stays in `pf`: the clock tries again
-            log.exception("pool %s: fan-out failed; the clock will retry it", pool_id)
+            members = await self.fan_out(pool_id, version, self._owned())
+        except Exception:  # the request stays in `pf`: the poll tries again
+            log.exception("pool %s: fan-out failed; the next poll will retry it", pool_id)
             return 0
-        self.metrics.pool_fanout_seconds.observe(time.monotonic() - started)
-        log.info("pool %s: %d members evaluated", pool_id, members)
+        if members:
+            self.metrics.pool_fanout_seconds.observe(time.monotonic() - started)
+            log.info("pool %s: %d members evaluated", pool_id, members)
         return members
+
+    def _owned(self) -> Collection[int]:
+        return range(self.store.shards) if self.owned is None else self.owned()
 
     async def idle(self) -> None:
         """Wait for the fan-outs in progress (tests, and a clean stop)."""
         while self._running:
             await asyncio.gather(*list(self._running.values()), return_exceptions=True)
 
-    async def fan_out(self, pool_id: str, version: int) -> int:
-        """Evaluate every member with the pool's current view (level-triggered: a member
-        evaluated twice decides nothing twice), then forget the request for `version`."""
+    async def fan_out(
+        self, pool_id: str, version: int, shards: Collection[int] | None = None
+    ) -> int:
+        """Evaluate the members that live in `shards` (None: all) with the pool's current
+        view (level-triggered: a member evaluated twice decides nothing twice) and record
+        each shard's part done; the request for `version` is forgotten once every shard's
+        part is. Each worker does the part in the shards it owns, so a big pool stops as
+        fast as the workers together evaluate cards, not one of them."""
         record = (await self.store.pool_load([pool_id]))[pool_id]
         if record.definition is None:
             await self.store.pool_fanout_done(pool_id, version)
             return 0
+        seen = max(version, record.version)  # the view below is this version's
         v = pools.view(record.definition, record.state, self.cards.clock())
+        progress = await self.store.pool_fanout_progress(pool_id)
+        todo = [
+            s
+            for s in (range(self.store.shards) if shards is None else shards)
+            if progress.get(s, 0) < seen
+        ]
         gate = asyncio.Semaphore(FAN_OUT_SHARDS)
 
         async def one(shard: int) -> int:
@@ -166,26 +185,30 @@ class PoolService:
                 members = await self.store.pool_members(pool_id, shard)
                 for i in range(0, len(members), FAN_OUT_SLICE):
                     await self.cards.evaluate(members[i : i + FAN_OUT_SLICE], pool=v)
+                await self.store.pool_fanout_mark(pool_id, shard, seen)
                 return len(members)
 
-        total = sum(await asyncio.gather(*(one(s) for s in range(self.store.shards))))
-        await self.store.pool_fanout_done(pool_id, version)
-        self.metrics.pool_fanouts.inc()
+        total = sum(await asyncio.gather(*(one(s) for s in sorted(todo))))
+        progress = await self.store.pool_fanout_progress(pool_id)
+        complete = all(progress.get(s, 0) >= version for s in range(self.store.shards))
+        if complete and await self.store.pool_fanout_done(pool_id, version):
+            self.metrics.pool_fanouts.inc()
         return total
 
     async def resume(self, owned: Callable[[], Collection[int]] | None = None) -> int:
-        """Fan-outs a worker left unfinished (it died after deciding), on the owners of the
-        pools' shards: run by the lifecycle clock."""
-        shards = range(self.store.shards) if owned is None else sorted(owned())
-        done = 0
-        for shard in shards:
-            for pool_id, version in await self.store.pool_fanouts(shard):
-                running = self._running.get(pool_id)
-                if running is not None and not running.done():
-                    continue  # this worker is at it
-                await self.fan_out(pool_id, version)
-                done += 1
-        return done
+        """Do this worker's part of every fan-out requested (all shards' requests, one round
+        trip): the deciding worker started its own part at once; the others, and a fan-out
+        a dead worker left, are picked up here (a timer, every `pool_fanout_poll_s`).
+        Returns how many fan-outs it worked on."""
+        if owned is not None:
+            self.owned = owned
+        started = [
+            task
+            for pool_id, version in await self.store.pool_fanout_requests()
+            if (task := self._start(pool_id, version)) is not None
+        ]
+        await asyncio.gather(*started)
+        return len(started)
 
     async def view_of(self, pool_id: str) -> tuple[Pool | None, PoolView | None]:
         """A pool's definition and the view a joining member is evaluated with."""
