@@ -246,13 +246,13 @@ class Crossings:
     offered: float  # background records/s actually offered
 
 
-async def _caught_up(worker: WorkerProc, sent: list[float], rate: float) -> float:
+async def _caught_up(workers: Sequence[WorkerProc], sent: list[float], rate: float) -> float:
     """Wait until the worker's backlog of background records is under 0.2 s of traffic (a
     fan-out holds the usage stream: each crossing starts from the steady state); returns
     the seconds waited."""
     started = time.perf_counter()
     while time.perf_counter() - started < TIMEOUT_S:
-        if sent[0] - worker.records_done() < 0.2 * rate:
+        if sent[0] - sum(w.records_done() for w in workers) < 0.2 * rate:
             return time.perf_counter() - started
         await asyncio.sleep(0.1)
     raise RuntimeError(f"the worker did not catch up with the background in {TIMEOUT_S:.0f} s")
@@ -260,7 +260,7 @@ async def _caught_up(worker: WorkerProc, sent: list[float], rate: float) -> floa
 
 async def _crossings(
     run: Names,
-    worker: WorkerProc,
+    workers: Sequence[WorkerProc],
     usage: str,
     members: list[str],
     pool_id: str,
@@ -281,7 +281,7 @@ async def _crossings(
     try:
         await asyncio.sleep(3)  # the background reaches its rate
         for n in range(rounds):
-            out.catch_up_s.append(await _caught_up(worker, sent, rate))
+            out.catch_up_s.append(await _caught_up(workers, sent, rate))
             if n:  # re-arm: the quota raised above the usage ends the stop
                 quota = used + STEP // 2
                 mark = len(log.seen)
@@ -290,7 +290,7 @@ async def _crossings(
                 await producer.send_and_wait(run.pools, value, key=key)
                 last, _ = await _wait_members(log, mark, "resume", None, len(members))
                 out.resume_s.append(last - t0)
-                out.catch_up_s[-1] += await _caught_up(worker, sent, rate)
+                out.catch_up_s[-1] += await _caught_up(workers, sent, rate)
             card = members[rng.randrange(len(members))]
             doc = {
                 "record_id": f"cross-{pool_id}-{n}",
@@ -355,31 +355,32 @@ def _unprofile(spy: subprocess.Popen[bytes] | None) -> None:
         spy.wait(timeout=60)
 
 
-def _latency(names: Names, rate: float, rounds: int) -> tuple[Crossings, str]:
-    run = _run(names, "lat")
-    usage = f"{names.usage}.lat"
+def _latency(names: Names, rate: float, rounds: int, n_workers: int = 1) -> tuple[Crossings, str]:
+    run = _run(names, f"lat{n_workers}")
+    usage = f"{names.usage}.lat{n_workers}"
     asyncio.run(create_topics([usage]))
-    pool_id = "lat-pool"
+    pool_id = f"lat-pool-{n_workers}"
     members = [iccid(500_000 + i) for i in range(MEMBERS)]
     background = [iccid(i) for i in range(BACKGROUND_CARDS)]
     _prepare(run, background + members, dict.fromkeys(members, pool_id), STEP // 2)
-    (worker,) = start_workers(run, f"{run.prefix}-app", 1, usage)
+    workers = start_workers(run, f"{run.prefix}-app", n_workers, usage)
     try:
         time.sleep(2)  # joined and positioned
-        spy = _profile(worker, "crossings")
+        spy = _profile(workers[0], "crossings") if n_workers == 1 else None
         try:
-            result = asyncio.run(_crossings(run, worker, usage, members, pool_id, rate, rounds))
+            result = asyncio.run(_crossings(run, workers, usage, members, pool_id, rate, rounds))
         finally:
             _unprofile(spy)
-        count, total, buckets = _histogram(worker, "usage_monitor_pool_fanout_seconds")
-        fanouts = worker.metric("usage_monitor_pool_fanouts_total")
+        count, total, buckets = _histogram(workers[0], "usage_monitor_pool_fanout_seconds")
+        fanouts = sum(w.metric("usage_monitor_pool_fanouts_total") for w in workers)
     finally:
-        worker.stop()
+        for w in workers:
+            w.stop()
     upper = next((le for le, c in buckets if c >= 0.99 * count), "?") if count else "?"
     hist = (
-        f"usage_monitor_pool_fanout_seconds: {count:.0f} fan-outs ({fanouts:.0f} counted; "
-        f"suspends and resumes), mean {total / max(1, count):.2f} s, p99 <= {upper} s "
-        f"(buckets: {', '.join(f'{le}:{c:.0f}' for le, c in buckets)})"
+        f"usage_monitor_pool_fanout_seconds (first worker's part): {count:.0f} fan-outs "
+        f"({fanouts:.0f} completed; suspends and resumes), mean {total / max(1, count):.2f} s, "
+        f"p99 <= {upper} s (buckets: {', '.join(f'{le}:{c:.0f}' for le, c in buckets)})"
     )
     return result, hist
 
@@ -582,6 +583,16 @@ def run(quick: bool) -> list[str]:
             say(lines[-1])
         lines.append(f"pools, worker {hist}")
         say(lines[-1])
+        # The same offered rate on two workers: each evaluates the members in its own shards.
+        two, _ = _latency(names, half, max(2, rounds // 2), n_workers=2)
+        lat2 = two.broker_s
+        lines.append(
+            f"pools, 2 workers at the same rate ({two.offered:,.0f}/s): crossing -> suspend of "
+            f"all {MEMBERS:,} members p50 {percentile(lat2, 50):.2f} s, max {max(lat2):.2f} s "
+            f"over {len(lat2)}; first member's p50 {percentile(two.first_s, 50):.2f} s"
+            + (f"; resume of all p50 {percentile(two.resume_s, 50):.2f} s" if two.resume_s else "")
+        )
+        say(lines[-1])
 
         fleet = 20_000 if quick else 100_000
         fp = asyncio.run(footprint(BIG_POOL, fleet))
@@ -601,7 +612,8 @@ def run(quick: bool) -> list[str]:
         lines.append(
             f"pools: {pooled / capacity:.2f}x records/s pooled, p99 "
             f"{percentile(lat, 99):.2f} s to stop {MEMBERS:,} members at "
-            f"{crossings.offered:,.0f}/s, +{fp.fleet_member - fp.card:.0f} B/member, "
+            f"{crossings.offered:,.0f}/s (2 workers: max {max(lat2):.2f} s), "
+            f"+{fp.fleet_member - fp.card:.0f} B/member, "
             f"{per_pool:,.0f} B/pool{' [quick]' if quick else ''}"
         )
         return lines
