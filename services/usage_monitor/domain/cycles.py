@@ -28,11 +28,14 @@ def next_cycle(cycle: date) -> date:
     return date(year, month, cycle.day)
 
 
+@lru_cache(maxsize=4096)
 def cycle_start(cycle: date, tz: str) -> datetime:
     """The aware instant at which `cycle` begins: local midnight of its first day, or, where
     a DST change skips midnight (America/Havana, America/Santiago), the first instant that
     exists. Returned as a real local time, so wall-clock arithmetic from it (a bill due 15
-    days later, a warning 3 days before) starts from the time the clock actually showed."""
+    days later, a warning 3 days before) starts from the time the clock actually showed.
+    Remembered: a fleet shares a few (cycle, zone) pairs, and every decision asks several
+    times (datetimes are immutable, so sharing one is safe)."""
     z = zone(tz)
     return datetime.combine(cycle, time(0), tzinfo=z).astimezone(UTC).astimezone(z)
 
