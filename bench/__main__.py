@@ -4,8 +4,8 @@ one and two workers against the counting script's own ceiling, latency at half t
 capacity, Redis CPU per record against a pipelined SET.
 
 BENCH_QUICK=1 keeps the run under three minutes on a slow machine (smaller fleet and windows,
-the usage path only); BENCH_SECTIONS=boundary,notifier,durability,pools adds those sections
-to it.
+the usage path only); BENCH_SECTIONS=decisions,boundary,notifier,durability,pools adds those
+sections to it.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ MEMORY_CARDS = 20_000 if QUICK else 100_000
 # Sections measured after the usage path, each a module with `run(quick) -> lines` that also
 # runs alone (`python -m bench.boundary`). The full run has them all; the quick run keeps to
 # the usage path (about three minutes on a slow machine) unless BENCH_SECTIONS names some.
-ALL_SECTIONS = ("boundary", "notifier", "durability", "pools")
+ALL_SECTIONS = ("decisions", "boundary", "notifier", "durability", "pools")
 _CHOSEN = os.environ.get("BENCH_SECTIONS")
 SECTIONS = tuple(_CHOSEN.split(",")) if _CHOSEN else (() if QUICK else ALL_SECTIONS)
 SAT_RATE = 100_000
