@@ -47,7 +47,7 @@ def test_unknown_fields_and_unsupported_classes_are_refused() -> None:
         def __post_init__(self) -> None:
             assert self.x >= 0
 
-    with pytest.raises(TypeError, match="dataclasses.replace"):
+    with pytest.raises(TypeError, match=r"dataclasses\.replace"):
         replace(Checked(1), x=2)
     hashable: Any = replace(CardState("8986"), balance=1)
     assert hash(hashable) == hash(CardState("8986", balance=1))
