@@ -16,7 +16,7 @@ BATCHED_VALUE_MAX = 512 * 1024
 """Values up to this size go into record batches; larger ones take `send`'s size check."""
 
 
-@lru_cache(maxsize=1 << 18)
+@lru_cache(maxsize=1 << 16)
 def key_hash(key: bytes) -> int:
     """Kafka's default partitioner's hash of a key (the Java client's murmur2, positive):
     its partition is this modulo the topic's partition count. Cached: aiokafka's murmur2 is
@@ -79,19 +79,25 @@ class KafkaPublisher:
         partitions = {t: sorted(await producer.partitions_for(t)) for t in {m[0] for m in messages}}
         open_batches: dict[tuple[str, int], BatchBuilder] = {}
         sent: list[asyncio.Future[Any]] = []
-        for topic, key, value in messages:
-            assert key is not None
-            choices = partitions[topic]
-            partition = choices[key_hash(key) % len(choices)]
-            batch = open_batches.get((topic, partition))
-            if batch is None:
-                batch = open_batches[(topic, partition)] = producer.create_batch()
-            if batch.append(key=key, value=value, timestamp=None) is None:  # full
+        try:
+            for topic, key, value in messages:
+                assert key is not None
+                choices = partitions[topic]
+                partition = choices[key_hash(key) % len(choices)]
+                batch = open_batches.get((topic, partition))
+                if batch is None:
+                    batch = open_batches[(topic, partition)] = producer.create_batch()
+                if batch.append(key=key, value=value, timestamp=None) is None:  # full
+                    sent.append(await producer.send_batch(batch, topic, partition=partition))
+                    batch = open_batches[(topic, partition)] = producer.create_batch()
+                    batch.append(key=key, value=value, timestamp=None)  # first always fits
+            for (topic, partition), batch in open_batches.items():
                 sent.append(await producer.send_batch(batch, topic, partition=partition))
-                batch = open_batches[(topic, partition)] = producer.create_batch()
-                batch.append(key=key, value=value, timestamp=None)
-        for (topic, partition), batch in open_batches.items():
-            sent.append(await producer.send_batch(batch, topic, partition=partition))
+        except BaseException:
+            # Nothing is acknowledged to the caller (the outbox publishes it all again);
+            # the batches already handed over are waited for, so none fails unobserved.
+            await asyncio.gather(*sent, return_exceptions=True)
+            raise
         await _acknowledged(sent)
 
     async def close(self) -> None:

@@ -229,7 +229,8 @@ class CardStore(Protocol):
         ...
 
     async def pool_fanout_mark(self, pool_id: str, shard: int, version: int) -> None:
-        """The pool's members in `shard` were evaluated with `version`'s view."""
+        """The pool's members in `shard` were evaluated with `version`'s view (a mark only
+        moves forward)."""
         ...
 
     async def customer_apply(self, customer_id: str, entries: Sequence[object]) -> CustomerDebt:

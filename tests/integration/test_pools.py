@@ -194,6 +194,7 @@ async def test_a_crossing_seen_by_two_workers_at_once_is_decided_once(
         version = await a.store.pool_commit(record, record.state, [], fan_out=True)
         assert await a.store.pool_fanouts(a.store.shard("PX")) == [("PX", version)]
         assert await b.pools.resume() == 1
+        await b.pools.idle()
         assert await a.store.pool_fanouts(a.store.shard("PX")) == []
         await asyncio.sleep(1)
         again = await kafka.read(names["USAGE_MONITOR_TOPIC_COMMANDS"], lambda ms: False, 2)
@@ -244,13 +245,16 @@ async def test_each_worker_stops_the_members_in_its_own_shards(
         assert await suspended() == set(by_shard[0] + by_shard[1])  # a's part, at once
         (request,) = await a.store.pool_fanouts(a.store.shard("PS"))
         assert await b.pools.resume() == 1  # b's poll: its part
+        await b.pools.idle()
         assert await suspended() == set(by_shard[0] + by_shard[1] + by_shard[2])
         assert await a.store.pool_fanouts(a.store.shard("PS")) == [request]
         assert await a.pools.resume() == 1  # a polls: nothing of its own left to do
+        await a.pools.idle()
         assert await a.store.pool_fanouts(a.store.shard("PS")) == [request]
 
         b.pools.owned = lambda: {2, 3}  # shard 3 assigned to b
         assert await b.pools.resume() == 1
+        await b.pools.idle()
         assert await suspended() == set(cards)
         assert await a.store.pool_fanouts(a.store.shard("PS")) == []
         commands = await kafka.read(
@@ -259,6 +263,65 @@ async def test_each_worker_stops_the_members_in_its_own_shards(
         await asyncio.sleep(1)
         commands = await kafka.read(names["USAGE_MONITOR_TOPIC_COMMANDS"], lambda ms: False, 2)
         assert sorted(m["iccid"] for m in commands) == sorted(cards)  # each stopped once
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_a_fan_out_with_a_replaced_view_is_asked_for_again(
+    names: dict[str, str], redis: Any, kafka: KafkaIO
+) -> None:
+    """Worker a evaluates members with the pool's "stop" view; before its slice commits,
+    the pool's stop ends (quota raised) and worker b's whole fan-out for that starts every
+    member and is forgotten. a's late slice then stops members with the replaced view: its
+    pass ends by asking for a fan-out again, so the members end started."""
+    from dataclasses import replace
+
+    from simwatch_contracts import PoolUpserted
+
+    from ..unit.factories import upsert as unit_upsert
+    from .helpers import Clock, in_process
+
+    clock = Clock(datetime(2026, 11, 20, 4, tzinfo=UTC))
+    a, b = in_process(names, clock), in_process(names, clock)
+    try:
+        pool = PoolUpserted.model_validate_json(json.dumps(pool_event("PV", 10**9)))
+        await a.store.pool_define(Pool.from_event(pool))
+        cards = [iccid(2200 + i) for i in range(12)]
+        for card in cards:
+            e = unit_upsert(None, iccid=card, expires_at="2099-01-01T00:00:00+08:00")
+            plan = e.plan.model_copy(update={"pool_id": "PV"})  # type: ignore[union-attr]
+            await a.service.apply_event(e.model_copy(update={"plan": plan}))
+
+        async def set_stop(stopping: bool) -> int:
+            record = (await a.store.pool_load(["PV"]))["PV"]
+            assert record.definition is not None
+            cycle = record.definition.cycle(clock())
+            state = replace(record.state, cycle=cycle, exhausted=stopping)
+            return await a.store.pool_commit(record, state, [], fan_out=True)
+
+        evaluate, raced = a.service.evaluate, []
+
+        async def late_evaluate(iccids: Any, **kw: Any) -> int:
+            if not raced:  # the stop ends, and b's fan-out for that completes, meanwhile
+                raced.append(await set_stop(False))
+                await b.pools.fan_out("PV", raced[0])
+            return await evaluate(iccids, **kw)
+
+        a.service.evaluate = late_evaluate  # type: ignore[method-assign]
+        stop = await set_stop(True)
+        await a.pools.fan_out("PV", stop)
+        a.service.evaluate = evaluate  # type: ignore[method-assign]
+        snaps = await a.store.load(cards)
+        stale = [c for c in cards if snaps[c].state.pool_stop is not None]
+        assert stale  # a's late slice stopped members with the replaced view
+        requests = await a.store.pool_fanouts(a.store.shard("PV"))
+        assert [p for p, _ in requests] == ["PV"] and requests[0][1] > raced[0]  # asked again
+        assert await b.pools.resume() == 1
+        await b.pools.idle()
+        snaps = await a.store.load(cards)
+        assert [c for c in cards if snaps[c].state.pool_stop is not None] == []
+        assert await a.store.pool_fanouts(a.store.shard("PV")) == []
     finally:
         await a.close()
         await b.close()

@@ -243,7 +243,8 @@ class MemoryStore:
         return {s: self._pool_progress.get((pool_id, s), 0) for s in range(self.keys.shards)}
 
     async def pool_fanout_mark(self, pool_id: str, shard: int, version: int) -> None:
-        self._pool_progress[(pool_id, shard)] = version
+        key = (pool_id, shard)
+        self._pool_progress[key] = max(version, self._pool_progress.get(key, 0))
 
     async def history(self, iccid: str) -> list[str]:
         card = self._cards.get(iccid)

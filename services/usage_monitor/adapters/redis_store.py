@@ -78,6 +78,7 @@ class RedisStore:
         self._customer: AsyncScript = lua.register(redis, PACKAGE, "customer.lua")
         self._pool_commit: AsyncScript = lua.register(redis, PACKAGE, "pool_commit.lua")
         self._pool_done: AsyncScript = lua.register(redis, PACKAGE, "pool_fanout_done.lua")
+        self._pool_mark: AsyncScript = lua.register(redis, PACKAGE, "pool_fanout_mark.lua")
         # Templates are immutable (named by their content), so a cache never goes stale.
         self._templates: dict[str, Template] = {}
 
@@ -337,7 +338,8 @@ class RedisStore:
         return {shard: int(v or 0) for shard, v in enumerate(replies)}
 
     async def pool_fanout_mark(self, pool_id: str, shard: int, version: int) -> None:
-        await self.redis.hset(self.keys.pool_fanout_progress(shard), pool_id, version)
+        keys = [self.keys.pool_fanout_progress(shard)]
+        await self._pool_mark(keys=keys, args=[pool_id, version])
 
     async def due_cards(self, shard: int, until: datetime, limit: int) -> list[str]:
         """Cards of `shard` due at or before `until`, earliest first (O(log N + limit))."""

@@ -27,6 +27,10 @@ FAN_OUT_SHARDS = 4
 """Shards of a fan-out evaluated at once (their round trips overlap)."""
 
 
+class _StaleViewError(Exception):
+    """A fan-out's view was replaced by a newer decision of the pool (see `fan_out`)."""
+
+
 class PoolService:
     def __init__(self, cards: CardService) -> None:
         self.cards = cards
@@ -162,10 +166,16 @@ class PoolService:
         self, pool_id: str, version: int, shards: Collection[int] | None = None
     ) -> int:
         """Evaluate the members that live in `shards` (None: all) with the pool's current
-        view (level-triggered: a member evaluated twice decides nothing twice) and record
-        each shard's part done; the request for `version` is forgotten once every shard's
-        part is. Each worker does the part in the shards it owns, so a big pool stops as
-        fast as the workers together evaluate cards, not one of them."""
+        view (level-triggered: a member evaluated twice with one view decides nothing twice)
+        and record each shard's part done; the request for `version` is forgotten once
+        every shard's part is. Each worker does the part in the shards it owns, so a big
+        pool stops as fast as the workers together evaluate cards, not one of them.
+
+        Several passes may run on one pool at once (workers, a rebalance, a definition). A
+        pass whose view a newer decision replaced stops at its next slice, and any pass
+        that ends with a view no longer the pool's asks for a fan-out again: a member it
+        decided with the old view, perhaps after the newer decision's own fan-out did, is
+        then evaluated once more with the latest one."""
         record = (await self.store.pool_load([pool_id]))[pool_id]
         if record.definition is None:
             await self.store.pool_fanout_done(pool_id, version)
@@ -184,22 +194,51 @@ class PoolService:
             async with gate:
                 members = await self.store.pool_members(pool_id, shard)
                 for i in range(0, len(members), FAN_OUT_SLICE):
+                    if not await self._current(pool_id, v):
+                        raise _StaleViewError(pool_id)
                     await self.cards.evaluate(members[i : i + FAN_OUT_SLICE], pool=v)
                 await self.store.pool_fanout_mark(pool_id, shard, seen)
                 return len(members)
 
-        total = sum(await asyncio.gather(*(one(s) for s in sorted(todo))))
+        results = await asyncio.gather(*(one(s) for s in sorted(todo)), return_exceptions=True)
+        if not await self._current(pool_id, v):
+            await self._ask_again(pool_id)
+        errors = [
+            r
+            for r in results
+            if isinstance(r, BaseException) and not isinstance(r, _StaleViewError)
+        ]
+        if errors:
+            raise errors[0]
         progress = await self.store.pool_fanout_progress(pool_id)
         complete = all(progress.get(s, 0) >= version for s in range(self.store.shards))
         if complete and await self.store.pool_fanout_done(pool_id, version):
             self.metrics.pool_fanouts.inc()
-        return total
+        return sum(r for r in results if isinstance(r, int))
+
+    async def _current(self, pool_id: str, v: PoolView) -> bool:
+        """Whether `v` is still the view the pool's members should be evaluated with."""
+        record = (await self.store.pool_load([pool_id]))[pool_id]
+        if record.definition is None:
+            return False
+        return pools.view(record.definition, record.state, self.cards.clock()) == v
+
+    async def _ask_again(self, pool_id: str) -> None:
+        """A new fan-out request with the pool's latest state (every worker's poll does its
+        part of it, this one's included)."""
+        for _ in range(MAX_CAS_ATTEMPTS):
+            record = (await self.store.pool_load([pool_id]))[pool_id]
+            if await self.store.pool_commit(record, record.state, [], fan_out=True) != CONFLICT:
+                log.info("pool %s: its view changed during a fan-out; asked again", pool_id)
+                return
+        raise RuntimeError(f"pool {pool_id}: too many concurrent writers")
 
     async def resume(self, owned: Callable[[], Collection[int]] | None = None) -> int:
-        """Do this worker's part of every fan-out requested (all shards' requests, one round
-        trip): the deciding worker started its own part at once; the others, and a fan-out
-        a dead worker left, are picked up here (a timer, every `pool_fanout_poll_s`).
-        Returns how many fan-outs it worked on."""
+        """Start this worker's part of every fan-out requested (all shards' requests, one
+        round trip), in the background: the deciding worker started its own part at once;
+        the others, and a part a dead worker left, are picked up here (a timer, every
+        `pool_fanout_poll_s`; it does not wait, so one big pool does not hold up another's
+        stop). Returns how many it started; `idle()` waits for them."""
         if owned is not None:
             self.owned = owned
         started = [
@@ -207,7 +246,6 @@ class PoolService:
             for pool_id, version in await self.store.pool_fanout_requests()
             if (task := self._start(pool_id, version)) is not None
         ]
-        await asyncio.gather(*started)
         return len(started)
 
     async def view_of(self, pool_id: str) -> tuple[Pool | None, PoolView | None]:
