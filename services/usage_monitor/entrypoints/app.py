@@ -30,13 +30,17 @@ log = logging.getLogger(__name__)
 
 
 class _Resources(Service):
-    """Closes the Redis client and Kafka producer when the worker stops."""
+    """Ends the pool fan-outs in progress, then closes the Redis client and Kafka producer,
+    when the worker stops."""
 
     def __init__(self, components: Components, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.components = components
 
     async def on_stop(self) -> None:
+        # Pool fan-outs in progress first (their parts are recorded per shard; what is cut
+        # short stays requested for the next owner), then the clients they use.
+        await self.components.pools.stop(timeout_s=10)
         await self.components.close()
 
 

@@ -162,6 +162,16 @@ class PoolService:
         while self._running:
             await asyncio.gather(*list(self._running.values()), return_exceptions=True)
 
+    async def stop(self, timeout_s: float) -> None:
+        """A worker's stop: let the fan-outs in progress finish within `timeout_s`, then
+        cancel the rest (their requests stay in Redis: the shards' next owners do them)."""
+        try:
+            await asyncio.wait_for(self.idle(), timeout_s)
+        except TimeoutError:
+            for task in list(self._running.values()):
+                task.cancel()
+            await asyncio.gather(*list(self._running.values()), return_exceptions=True)
+
     async def fan_out(
         self, pool_id: str, version: int, shards: Collection[int] | None = None
     ) -> int:
