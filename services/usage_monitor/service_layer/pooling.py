@@ -2,8 +2,9 @@
 that `ingest.lua` adds atomically with each record's de-duplication; any worker that counted
 usage of a pool decides its levels (`domain.pools`), and exactly one commits each decision
 (optimistic concurrency on the pool's version); when the pool's stop begins or ends, every
-member is evaluated again with the pool's view ("fan-out"), in slices, from a request kept
-with the pool's decision so that a worker that dies half-way leaves it to the next tick."""
+member is evaluated again with the pool's view ("fan-out"), in slices, by the workers that own
+the members' shards, from a request kept with the pool's decision so that a worker that dies
+half-way leaves its part to its shards' next owner."""
 
 from __future__ import annotations
 
