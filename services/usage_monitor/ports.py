@@ -210,10 +210,6 @@ class CardStore(Protocol):
         """How many cards the pool has, over every shard."""
         ...
 
-    async def pool_fanouts(self, shard: int) -> list[tuple[str, int]]:
-        """Pools of `shard` whose members wait to be evaluated again, with the version."""
-        ...
-
     async def pool_fanout_done(self, pool_id: str, version: int) -> bool:
         """The members were evaluated for `version`: forget the request (unless a newer
         decision asked again); whether this call forgot it."""

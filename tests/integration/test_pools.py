@@ -147,32 +147,44 @@ async def test_bad_pool_events_are_dead_lettered_with_their_reason(
         assert any(words in e for e in errors), (words, errors)
 
 
+async def _pool_of(c: Any, pool_id: str, quota: int, cards: list[str]) -> None:
+    """Define `pool_id` and put `cards` in it, through in-process components `c`."""
+    from simwatch_contracts import PoolUpserted
+
+    from ..unit.factories import upsert as unit_upsert
+
+    pool = PoolUpserted.model_validate_json(json.dumps(pool_event(pool_id, quota)))
+    await c.store.pool_define(Pool.from_event(pool))
+    for card in cards:
+        e = unit_upsert(None, iccid=card, expires_at="2099-01-01T00:00:00+08:00")
+        plan = e.plan.model_copy(update={"pool_id": pool_id})  # type: ignore[union-attr]
+        await c.service.apply_event(e.model_copy(update={"plan": plan}))
+
+
+async def _used(c: Any, cards: list[str], nbytes: int, cycle: date, tag: str) -> None:
+    """`nbytes` counted for each card on 2026-11-20 (one record each, ids `<tag><n>`)."""
+    from usage_monitor.ports import IngestRow
+
+    for n, card in enumerate(cards):
+        row = IngestRow(f"{tag}{n}", card, "", cycle, nbytes, day="20261120")
+        await c.store.ingest(c.store.shard(card), [row])
+
+
 async def test_a_crossing_seen_by_two_workers_at_once_is_decided_once(
     names: dict[str, str], redis: Any, kafka: KafkaIO
 ) -> None:
     """Two workers' components settle the same pool at the same moment: one commit wins
     (the pool's version), the other reads again and finds nothing left to decide; each
     member is stopped once. And a fan-out a dead worker left is finished by the clock."""
-    from simwatch_contracts import PoolUpserted
-    from usage_monitor.ports import IngestRow
-
-    from ..unit.factories import upsert as unit_upsert
     from .helpers import Clock, in_process
 
     clock = Clock(datetime(2026, 11, 20, 4, tzinfo=UTC))
     a, b = in_process(names, clock), in_process(names, clock)
     try:
-        pool = PoolUpserted.model_validate_json(json.dumps(pool_event("PX", 1000)))
-        await a.store.pool_define(Pool.from_event(pool))
         cards = [iccid(1960 + i) for i in range(30)]
-        for card in cards:
-            e = unit_upsert(None, iccid=card, expires_at="2099-01-01T00:00:00+08:00")
-            plan = e.plan.model_copy(update={"pool_id": "PX"})  # type: ignore[union-attr]
-            await a.service.apply_event(e.model_copy(update={"plan": plan}))
+        await _pool_of(a, "PX", 1000, cards)
         cycle = date(2026, 11, 1)
-        for n, card in enumerate(cards):
-            row = IngestRow(f"r{n}", card, "", cycle, 40, day="20261120")
-            await a.store.ingest(a.store.shard(card), [row])
+        await _used(a, cards, 40, cycle, "r")
         touched = [("PX", cycle)]
         results = await asyncio.gather(a.pools.settle(touched), b.pools.settle(touched))
         assert sorted(results) == [0, 1]  # exactly one committed the crossing
@@ -187,15 +199,15 @@ async def test_a_crossing_seen_by_two_workers_at_once_is_decided_once(
             lambda ms: any(m["type"] == "pool_exhausted" for m in ms),
         )
         assert [m["percent"] for m in alerts if m.get("pool_id") == "PX"] == [50, 80, 100]
-        assert await a.store.pool_fanouts(a.store.shard("PX")) == []
+        assert await a.store.pool_fanout_requests() == []
 
         # A worker that died after deciding leaves the request: the clock finishes it.
         record = (await a.store.pool_load(["PX"]))["PX"]
         version = await a.store.pool_commit(record, record.state, [], fan_out=True)
-        assert await a.store.pool_fanouts(a.store.shard("PX")) == [("PX", version)]
+        assert await a.store.pool_fanout_requests() == [("PX", version)]
         assert await b.pools.resume() == 1
         await b.pools.idle()
-        assert await a.store.pool_fanouts(a.store.shard("PX")) == []
+        assert await a.store.pool_fanout_requests() == []
         await asyncio.sleep(1)
         again = await kafka.read(names["USAGE_MONITOR_TOPIC_COMMANDS"], lambda ms: False, 2)
         assert len(again) == len(cards)  # members evaluated again decide nothing again
@@ -211,10 +223,6 @@ async def test_each_worker_stops_the_members_in_its_own_shards(
     the members in the shards it owns at once, the other worker its own shards' members at
     its next poll, and the request is forgotten only when every shard's part is done. A
     shard nobody owns (mid-rebalance) keeps the request until its new owner polls."""
-    from simwatch_contracts import PoolUpserted
-    from usage_monitor.ports import IngestRow
-
-    from ..unit.factories import upsert as unit_upsert
     from .helpers import Clock, in_process
 
     clock = Clock(datetime(2026, 11, 20, 4, tzinfo=UTC))
@@ -222,20 +230,14 @@ async def test_each_worker_stops_the_members_in_its_own_shards(
     a.pools.owned = lambda: {0, 1}
     b.pools.owned = lambda: {2}  # shard 3: nobody, for now
     try:
-        pool = PoolUpserted.model_validate_json(json.dumps(pool_event("PS", 1000)))
-        await a.store.pool_define(Pool.from_event(pool))
         cards = [iccid(2100 + i) for i in range(40)]
         by_shard: dict[int, list[str]] = {}
         for card in cards:
             by_shard.setdefault(a.store.shard(card), []).append(card)
-            e = unit_upsert(None, iccid=card, expires_at="2099-01-01T00:00:00+08:00")
-            plan = e.plan.model_copy(update={"pool_id": "PS"})  # type: ignore[union-attr]
-            await a.service.apply_event(e.model_copy(update={"plan": plan}))
         assert set(by_shard) == {0, 1, 2, 3}
+        await _pool_of(a, "PS", 1000, cards)
         cycle = date(2026, 11, 1)
-        for n, card in enumerate(cards):
-            row = IngestRow(f"s{n}", card, "", cycle, 40, day="20261120")
-            await a.store.ingest(a.store.shard(card), [row])
+        await _used(a, cards, 40, cycle, "s")
 
         async def suspended() -> set[str]:
             return {c for c in cards if (await a.store.load([c]))[c].state.pool_stop is not None}
@@ -243,24 +245,22 @@ async def test_each_worker_stops_the_members_in_its_own_shards(
         assert await a.pools.settle([("PS", cycle)]) == 1
         await a.pools.idle()
         assert await suspended() == set(by_shard[0] + by_shard[1])  # a's part, at once
-        (request,) = await a.store.pool_fanouts(a.store.shard("PS"))
+        (request,) = await a.store.pool_fanout_requests()
         assert await b.pools.resume() == 1  # b's poll: its part
         await b.pools.idle()
         assert await suspended() == set(by_shard[0] + by_shard[1] + by_shard[2])
-        assert await a.store.pool_fanouts(a.store.shard("PS")) == [request]
+        assert await a.store.pool_fanout_requests() == [request]
         assert await a.pools.resume() == 1  # a polls: nothing of its own left to do
         await a.pools.idle()
-        assert await a.store.pool_fanouts(a.store.shard("PS")) == [request]
+        assert await a.store.pool_fanout_requests() == [request]
 
         b.pools.owned = lambda: {2, 3}  # shard 3 assigned to b
         assert await b.pools.resume() == 1
         await b.pools.idle()
         assert await suspended() == set(cards)
-        assert await a.store.pool_fanouts(a.store.shard("PS")) == []
-        commands = await kafka.read(
-            names["USAGE_MONITOR_TOPIC_COMMANDS"], lambda ms: len(ms) >= len(cards)
-        )
-        await asyncio.sleep(1)
+        assert await a.store.pool_fanout_requests() == []
+        await kafka.read(names["USAGE_MONITOR_TOPIC_COMMANDS"], lambda ms: len(ms) >= len(cards))
+        await asyncio.sleep(1)  # then nothing more comes
         commands = await kafka.read(names["USAGE_MONITOR_TOPIC_COMMANDS"], lambda ms: False, 2)
         assert sorted(m["iccid"] for m in commands) == sorted(cards)  # each stopped once
     finally:
@@ -277,21 +277,13 @@ async def test_a_fan_out_with_a_replaced_view_is_asked_for_again(
     pass ends by asking for a fan-out again, so the members end started."""
     from dataclasses import replace
 
-    from simwatch_contracts import PoolUpserted
-
-    from ..unit.factories import upsert as unit_upsert
     from .helpers import Clock, in_process
 
     clock = Clock(datetime(2026, 11, 20, 4, tzinfo=UTC))
     a, b = in_process(names, clock), in_process(names, clock)
     try:
-        pool = PoolUpserted.model_validate_json(json.dumps(pool_event("PV", 10**9)))
-        await a.store.pool_define(Pool.from_event(pool))
         cards = [iccid(2200 + i) for i in range(12)]
-        for card in cards:
-            e = unit_upsert(None, iccid=card, expires_at="2099-01-01T00:00:00+08:00")
-            plan = e.plan.model_copy(update={"pool_id": "PV"})  # type: ignore[union-attr]
-            await a.service.apply_event(e.model_copy(update={"plan": plan}))
+        await _pool_of(a, "PV", 10**9, cards)
 
         async def set_stop(stopping: bool) -> int:
             record = (await a.store.pool_load(["PV"]))["PV"]
@@ -315,13 +307,13 @@ async def test_a_fan_out_with_a_replaced_view_is_asked_for_again(
         snaps = await a.store.load(cards)
         stale = [c for c in cards if snaps[c].state.pool_stop is not None]
         assert stale  # a's late slice stopped members with the replaced view
-        requests = await a.store.pool_fanouts(a.store.shard("PV"))
+        requests = await a.store.pool_fanout_requests()
         assert [p for p, _ in requests] == ["PV"] and requests[0][1] > raced[0]  # asked again
         assert await b.pools.resume() == 1
         await b.pools.idle()
         snaps = await a.store.load(cards)
         assert [c for c in cards if snaps[c].state.pool_stop is not None] == []
-        assert await a.store.pool_fanouts(a.store.shard("PV")) == []
+        assert await a.store.pool_fanout_requests() == []
     finally:
         await a.close()
         await b.close()

@@ -227,9 +227,6 @@ class MemoryStore:
     async def pool_member_count(self, pool_id: str) -> int:
         return sum([len(await self.pool_members(pool_id, s)) for s in range(self.keys.shards)])
 
-    async def pool_fanouts(self, shard: int) -> list[tuple[str, int]]:
-        return [(p, v) for p, v in self._pool_fanout.items() if self.shard(p) == shard]
-
     async def pool_fanout_done(self, pool_id: str, version: int) -> bool:
         if self._pool_fanout.get(pool_id, version + 1) <= version:
             del self._pool_fanout[pool_id]

@@ -311,13 +311,6 @@ class RedisStore:
             counts = await pipe.execute()
         return sum(int(n) for n in counts)
 
-    async def pool_fanouts(self, shard: int) -> list[tuple[str, int]]:
-        raw = cast(
-            list[tuple[bytes, float]],
-            await self.redis.zrange(self.keys.pool_fanout(shard), 0, 999, withscores=True),
-        )
-        return [(m.decode(), int(score)) for m, score in raw]
-
     async def pool_fanout_done(self, pool_id: str, version: int) -> bool:
         shard = self.keys.shard(pool_id)
         keys = [self.keys.pool_fanout(shard)]
