@@ -321,3 +321,18 @@ def test_expiry_and_arrears_cancellations_due_together_are_one_with_the_first_re
     )
     (cancel,) = of(effects, "command", "cancel")
     assert cancel.detail[0] == "expired"
+
+
+def test_a_billing_calendar_corrected_back_and_forth_warns_of_the_balance_once() -> None:
+    """Counterexample of the reference comparison (round 2, session 4): the balance warning
+    of the rollover on the 2nd was forgotten while the calendar read day 1 for a minute, and
+    announced again when it was corrected back."""
+    t = datetime(2026, 1, 1, tzinfo=UTC)  # 08:00 in Shanghai: the rollover on the 2nd is near
+    effects = run(
+        upsert(t, balance=0, fee=100, cycle_day=2, expires="2026-02-02T00:00:00+08:00"),
+        upsert(t + timedelta(minutes=1), balance=0, fee=0, cycle_day=1),
+        use(t + timedelta(minutes=2), 0),
+        upsert(t + timedelta(minutes=3), balance=0, fee=100, cycle_day=2),
+        until=t + timedelta(minutes=3),
+    )
+    assert len(of(effects, "alert", "balance_insufficient")) == 1

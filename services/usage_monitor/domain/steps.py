@@ -75,6 +75,10 @@ def keys_in_play(state: CardState, policy: Policy) -> frozenset[str] | None:
     # corrected back and forth), and a warning is announced once per (term, lead).
     since = cycle_start(state.cycle, profile.timezone).timestamp()
     keys.update(k for k in state.milestones if k.startswith("w") and _term_of(k) > since)
+    # Likewise a balance warning for a rollover still ahead: a billing calendar corrected
+    # back and forth returns to it, and it was announced once already.
+    current = state.cycle.isoformat()
+    keys.update(k for k in state.milestones if k.startswith("b@") and k[2:] > current)
     if state.arrears_since is not None:
         keys.add(f"ca@{term(state.arrears_since)}")
     return frozenset(keys)
