@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from pydantic import ValidationError
+
+from .common import PATTERN_MESSAGES
 
 
 def describe_validation_error(exc: ValidationError, limit: int = 5) -> str:
@@ -10,8 +15,18 @@ def describe_validation_error(exc: ValidationError, limit: int = 5) -> str:
     parts = []
     for err in exc.errors(include_url=False, include_input=False)[:limit]:
         where = ".".join(str(p) for p in err["loc"]) or "message"
-        parts.append(f"{where}: {err['msg']}")
+        parts.append(f"{where}: {_message(err)}")
     more = exc.error_count() - limit
     if more > 0:
         parts.append(f"(+{more} more)")
     return "; ".join(parts)
+
+
+def _message(err: Mapping[str, Any]) -> str:
+    """pydantic's text, except for our own patterns: "String should match pattern '^89...'"
+    tells an integrator less than the rule in words."""
+    if err["type"] == "string_pattern_mismatch":
+        known = PATTERN_MESSAGES.get(str((err.get("ctx") or {}).get("pattern")))
+        if known:
+            return f"Value error, {known}"
+    return str(err["msg"])

@@ -79,6 +79,9 @@ def test_lower_case_iccid_is_upper_cased() -> None:
         ({"iccid": "8986041234567890123456789"}, "iccid: Value error, ICCID must be"),
         ({"iccid": "12860412345678901234"}, "iccid: Value error, ICCID must be"),
         ({"iccid": "89860412345678-01234"}, "iccid: Value error, ICCID must be"),
+        # Upper-casing is ASCII only: "ß".upper() is "SS", which would pass the length.
+        ({"iccid": "8986041234567890ß"}, "iccid: Value error, ICCID must be"),
+        ({"iccid": "89860412345678901234\n"}, "iccid: Value error, ICCID must be"),
         ({"iccid": 89860412345678901234}, "iccid: Input should be a valid string"),
         ({"bytes_up": -1}, "bytes_up: Input should be greater than or equal to 0"),
         ({"bytes_down": 2**40 + 1}, "bytes_down: Input should be less than or equal to"),
@@ -90,6 +93,7 @@ def test_lower_case_iccid_is_upper_cased() -> None:
         ({"record_id": ""}, "record_id: Value error, id must be"),
         ({"record_id": "x" * 129}, "record_id: Value error, id must be"),
         ({"record_id": "记录-1"}, "record_id: Value error, id must be"),
+        ({"record_id": "cdr-1\n"}, "record_id: Value error, id must be"),
     ],
 )
 def test_malformed_usage_records_are_refused(change: dict[str, object], expected: str) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 
 DAY = timedelta(days=1)
 
@@ -32,7 +33,19 @@ def digest(record_id: str) -> int:
 
 def window(event_time: datetime) -> str:
     """The event-time day (UTC) an id is remembered under, e.g. ``20261125``."""
-    return event_time.astimezone(UTC).strftime("%Y%m%d")
+    return window_at(event_time.timestamp())
+
+
+def window_at(posix_s: float) -> str:
+    """`window` of a POSIX timestamp: the hot path has the timestamp already, and naming the
+    day from it is a division and a cache hit instead of a timezone conversion and a
+    `strftime` (1.5 us, a fifth of parsing a record)."""
+    return _day_name(int(posix_s // 86_400))
+
+
+@lru_cache(maxsize=1024)
+def _day_name(day: int) -> str:
+    return (datetime(1970, 1, 1, tzinfo=UTC) + timedelta(days=day)).strftime("%Y%m%d")
 
 
 def bucket(value: int, buckets: int) -> int:

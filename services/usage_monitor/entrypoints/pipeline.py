@@ -162,7 +162,7 @@ class UsagePipeline:
                     cycle,
                     record.total_bytes,
                     at < start,
-                    dedupe.window(record.event_time),
+                    dedupe.window_at(at),
                 )
             )
         out.dead_lettered = self.dead_letters.pending
