@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from .dataset import utc_now
+from .offer import Offer
 from .procs import KAFKA
 
 
@@ -67,18 +68,20 @@ async def probe_latencies(
         total = int(rate * duration_s)
         probe_every = max(1, total // max(1, len(probes)))
         sent = 0
+        offer = Offer(producer, usage_topic)
         while sent < total:
             due = min(total, int((time.perf_counter() - started) * rate))
+            chunk: list[tuple[bytes, bytes]] = []
             while sent < due:
-                key, value = background[sent % len(background)]
-                await producer.send(usage_topic, value, key=key)
+                chunk.append(background[sent % len(background)])
                 if sent % probe_every == 0 and len(sent_at) < len(probes):
                     card = probes[len(sent_at)]
-                    await _send_probe(producer, usage_topic, card)
+                    chunk.append(_probe(card))
                     sent_at[card] = time.perf_counter()
                 sent += 1
+            await offer.send(chunk)
             await asyncio.sleep(0.002)
-        await producer.flush()
+        await offer.flush()
         deadline = time.perf_counter() + 30
         # Background heavy users are suspended too: wait for the probes themselves.
         while any(c not in seen for c in sent_at) and time.perf_counter() < deadline:
@@ -90,7 +93,7 @@ async def probe_latencies(
     return sorted(seen[c] - t for c, t in sent_at.items() if c in seen)
 
 
-async def _send_probe(producer: AIOKafkaProducer, topic: str, card: str) -> None:
+def _probe(card: str) -> tuple[bytes, bytes]:
     doc = {
         "record_id": f"probe-{card}-{time.time_ns()}",
         "iccid": card,
@@ -98,7 +101,7 @@ async def _send_probe(producer: AIOKafkaProducer, topic: str, card: str) -> None
         "bytes_up": 2000,
         "bytes_down": 0,
     }
-    await producer.send(topic, json.dumps(doc).encode(), key=card.encode())
+    return card.encode(), json.dumps(doc).encode()
 
 
 def percentile(values: Sequence[float], p: float) -> float:

@@ -56,6 +56,7 @@ from usage_monitor.ports import CommitRequest, IngestRow
 from .boundary import forget
 from .dataset import Mix, iccid, profile, records, utc_now
 from .latency import percentile
+from .offer import Offer
 from .private_redis import cpu_seconds, private_redis
 from .procs import BIN, KAFKA, PARTITIONS, Names, WorkerProc, create_topics, produce
 from .redis_cost import rows_of
@@ -198,8 +199,10 @@ async def _background(topic: str, rate: float, stop: asyncio.Event, sent: list[f
     try:
         started = time.perf_counter()
         n = 0
+        offer = Offer(producer, topic)
         while not stop.is_set():
             due = int((time.perf_counter() - started) * rate)
+            chunk: list[tuple[bytes, bytes]] = []
             while n < due:
                 card = iccid(rng.randrange(BACKGROUND_CARDS))
                 volume = rng.randint(0, 20_000)
@@ -210,10 +213,12 @@ async def _background(topic: str, rate: float, stop: asyncio.Event, sent: list[f
                     "bytes_up": volume // 3,
                     "bytes_down": volume - volume // 3,
                 }
-                await producer.send(topic, orjson.dumps(doc), key=card.encode())
+                chunk.append((card.encode(), orjson.dumps(doc)))
                 n += 1
+            await offer.send(chunk)
             sent[:] = [n, time.perf_counter() - started]
             await asyncio.sleep(0.002)
+        await offer.flush()
     finally:
         await producer.stop()
 
