@@ -79,7 +79,7 @@ def test_a_typical_card_fits_redis_listpack_values() -> None:
     raw, template = encode_state(state)
     # Under hash-max-listpack-value 256 (deploy/redis.conf): the card's hash stays compact.
     assert len(raw) <= 96, raw
-    assert template is not None and len(template.fingerprint) == 18
+    assert template is not None and len(template.fingerprint) == 12
     shifted = CardState(
         state.iccid, Profile("acme", plan, Billing.PREPAID, datetime(2028, 1, 1, tzinfo=UTC))
     )
@@ -97,3 +97,25 @@ def test_cards_written_in_the_first_format_are_still_read() -> None:
     assert state.cycle == date(2026, 11, 1) and state.reasons == {Reason.OVER_QUOTA}
     raw, template = encode_state(state)
     assert template is not None and b'"t":' in raw  # rewritten in the new format
+
+
+def test_a_state_written_with_the_older_hex_fingerprint_still_reads() -> None:
+    """Fingerprints were 18 hex characters before 2026-11-29 (now 12, base64url): a card
+    stored then refers to its template by the old one, still stored under it."""
+    import orjson
+
+    plan = Plan(plan_id="p", quota_bytes=100, monthly_fee=10, auto_suspend=True)
+    state = CardState(
+        "89860412345678901234",
+        Profile("acme", plan, Billing.PREPAID, datetime(2027, 1, 1, tzinfo=UTC)),
+        balance=500,
+        cycle=date(2026, 11, 1),
+    )
+    raw, template = encode_state(state)
+    assert template is not None
+    old = "d778ac17fb0205c4a6"
+    doc = orjson.loads(raw)
+    doc["t"] = old
+    legacy = orjson.dumps(doc)
+    assert decode_state(state.iccid, legacy, {old: template}) == state
+    assert encode_state(decode_state(state.iccid, legacy, {old: template}))[0] == raw

@@ -9,6 +9,7 @@ under its fingerprint; a card's own state keeps the fingerprint and what is trul
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -70,7 +71,11 @@ class Template:
 @lru_cache(maxsize=4096)
 def _fingerprint(template: Template) -> str:
     # Asked at every commit; a fleet has few templates (a template is hashable: all frozen).
-    return hashlib.blake2b(template.encode(), digest_size=9).hexdigest()
+    # 72 bits in base64url, 12 characters: every card's state carries it, and the hex form
+    # (18) cost 6 bytes a card. A state written with a hex fingerprint still reads (its
+    # template stays stored under it) and takes the new one at its next commit.
+    digest = hashlib.blake2b(template.encode(), digest_size=9).digest()
+    return base64.urlsafe_b64encode(digest).decode()
 
 
 @lru_cache(maxsize=1 << 16)
