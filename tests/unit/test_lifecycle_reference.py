@@ -54,6 +54,7 @@ def test_production_decides_what_the_reference_decides(scenario: Scenario) -> No
 
 
 @pytest.mark.deep
+@pytest.mark.timeout(3600)  # 30 000 examples outlast the suite's 180 s per test
 @settings(max_examples=DEEP, **_SETTINGS)  # type: ignore[arg-type]
 @given(scenarios(max_inputs=40))
 def test_deep_production_decides_what_the_reference_decides(scenario: Scenario) -> None:
