@@ -402,3 +402,28 @@ async def test_a_remembered_id_costs_eight_bytes_in_an_intset_and_expires_with_i
         assert 0 < ttl <= store.record_ttl_s + 2 * 86_400
     again = await store.ingest(0, [row(f"r{i}", 1) for i in range(300)])
     assert again.duplicates == 300
+
+
+async def test_a_card_with_a_profile_carries_no_flag_and_the_old_flag_still_reads(
+    redis_store: RedisStore,
+) -> None:
+    """Before 2026-11-29 every card's hash had `k` ('1' with a profile, '0' without); now only
+    a card without a profile is marked (`nk`), and a commit drops the old flag."""
+    store, redis = redis_store, redis_store.redis
+    card_a, card_b = store.keys.card(A), store.keys.card(B)
+    await put(store, profiled(A))
+    await put(store, CardState(B))  # committed, no profile
+    assert await redis.hmget(card_a, "k", "nk") == [None, None]
+    assert await redis.hmget(card_b, "k", "nk") == [None, b"1"]
+    result = await store.ingest(0, [row("r1", 1, A), row("r2", 1, B)])
+    assert (result.applied, result.unknown) == (1, 1)
+    # As the earlier code wrote them: A known by its flag, B unknown by its flag.
+    await redis.hset(card_a, "k", "1")
+    await redis.hset(card_b, mapping={"k": "0"})
+    await redis.hdel(card_b, "nk")
+    result = await store.ingest(0, [row("r3", 1, A), row("r4", 1, B)])
+    assert (result.applied, result.unknown) == (1, 1)
+    await redis.hset(card_b, "k", "1")  # the old flag wins over the new reading
+    assert (await store.ingest(0, [row("r5", 1, B)])).applied == 1
+    await put(store, profiled(A))
+    assert await redis.hmget(card_a, "k", "nk") == [None, None]

@@ -39,7 +39,11 @@ states = st.builds(
     cancelled=st.booleans(),
     cycle=st.none() | st.dates(date(2000, 1, 1), date(2100, 1, 1)).map(lambda d: d.replace(day=1)),
     fired=st.frozensets(st.sampled_from(["t80", "t90", "x100"])),
-    milestones=st.frozensets(st.text("abcwx@0123456789", min_size=1, max_size=12), max_size=4),
+    milestones=st.frozensets(
+        st.text("abcwx@=0123456789-", min_size=1, max_size=12)
+        | st.dates(date(2000, 1, 1), date(2100, 1, 1)).map(lambda d: f"b@{d:%Y-%m-01}"),
+        max_size=4,
+    ),
     transitions=st.integers(0, 1000),
     owed=st.integers(0, 10**6),
     arrears_since=st.none()
@@ -119,3 +123,27 @@ def test_a_state_written_with_the_older_hex_fingerprint_still_reads() -> None:
     legacy = orjson.dumps(doc)
     assert decode_state(state.iccid, legacy, {old: template}) == state
     assert encode_state(decode_state(state.iccid, legacy, {old: template}))[0] == raw
+
+
+def test_the_upcoming_balance_warning_and_the_cycle_are_stored_short() -> None:
+    """The card the bench measures in the days before the 1st: the milestone "b@2026-12-01"
+    is stored as "b", the cycle as the number 20261101; states written with the long forms
+    (before 2026-11-29) still read, and any other milestone stays as the domain names it."""
+    import orjson
+
+    plan = Plan(plan_id="p", quota_bytes=100, monthly_fee=10, auto_suspend=True)
+    state = CardState(
+        "89860412345678901234",
+        Profile("acme", plan, Billing.PREPAID, datetime(2099, 1, 1, tzinfo=UTC)),
+        balance=10_000,
+        cycle=date(2026, 11, 1),
+        milestones=frozenset({"b@2026-12-01", "b@2026-11-01", "x@123"}),
+    )
+    raw, template = encode_state(state)
+    assert template is not None
+    doc = orjson.loads(raw)
+    assert doc["c"] == 20261101 and doc["m"] == ["b", "b@2026-11-01", "x@123"]
+    templates = {template.fingerprint: template}
+    assert decode_state(state.iccid, raw, templates) == state
+    doc.update(c="20261101", m=["b@2026-11-01", "b@2026-12-01", "x@123"])  # the long forms
+    assert decode_state(state.iccid, orjson.dumps(doc), templates) == state

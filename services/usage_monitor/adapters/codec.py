@@ -21,7 +21,7 @@ import orjson
 from simwatch_contracts import Billing, CardCommand, CommandType, Plan, Reason
 
 from ..domain.card import CardState, Profile
-from ..domain.cycles import zone
+from ..domain.cycles import next_cycle, zone
 from ..domain.enforcement import AckStatus, Pending
 from ..domain.pools import Pool, PoolState
 
@@ -105,9 +105,9 @@ def encode_state(state: CardState) -> tuple[bytes, Template | None]:
         "n": state.transitions,
         "r": sorted(state.reasons),
         "x": int(state.cancelled),
-        "c": state.cycle.strftime("%Y%m%d") if state.cycle is not None else None,
+        "c": _cycle_number(state.cycle) if state.cycle is not None else None,
         "f": sorted(state.fired),
-        "m": sorted(state.milestones),
+        "m": _encode_milestones(state.milestones, state.cycle),
         "o": state.owed,
         "a": int(state.arrears_since.timestamp()) if state.arrears_since is not None else None,
         "bl": int(state.blacklisted),
@@ -166,7 +166,7 @@ def decode_state(
         cancelled=bool(doc.get("x")),
         cycle=cycle,
         fired=frozenset(doc.get("f", ())),
-        milestones=frozenset(doc.get("m", ())),
+        milestones=_decode_milestones(doc.get("m", ()), cycle),
         transitions=doc.get("n", 0),
         owed=doc.get("o", 0),
         arrears_since=(
@@ -224,10 +224,53 @@ def _month(cycle: date | None) -> int:
     return cycle.year * 100 + cycle.month if cycle is not None else 0
 
 
-def _cycle(raw: str) -> date:
+def _cycle(raw: str | int) -> date:
+    if isinstance(raw, int):  # yyyymmdd as a number: two quotes fewer in every card
+        return date(raw // 10_000, raw // 100 % 100, raw % 100)
     if "-" in raw:  # the first format: ISO date
         return date.fromisoformat(raw)
-    return date(int(raw[:4]), int(raw[4:6]), int(raw[6:]))
+    return date(int(raw[:4]), int(raw[4:6]), int(raw[6:]))  # then yyyymmdd as a string
+
+
+def _cycle_number(cycle: date) -> int:
+    return cycle.year * 10_000 + cycle.month * 100 + cycle.day
+
+
+# The balance warning of the upcoming rollover, the one milestone most cards carry in the
+# days before the 1st: "b@2026-12-01" in full, 11 bytes more per card than "b" (and with
+# the cycle's quotes, enough to move the card's hash to the next allocation size: 32 bytes).
+# Any other milestone, or this one when the state has no cycle, is stored as the domain
+# names it; one that would read as the short form ("b", or anything starting "=": no domain
+# key does) is stored behind "=".
+_NEXT_BALANCE_WARNING = "b"
+_LITERAL = "="
+
+
+def _encode_milestones(milestones: frozenset[str], cycle: date | None) -> list[str]:
+    if not milestones:
+        return []
+    upcoming = f"b@{next_cycle(cycle).isoformat()}" if cycle is not None else None
+    return sorted(
+        _NEXT_BALANCE_WARNING
+        if m == upcoming
+        else _LITERAL + m
+        if m == _NEXT_BALANCE_WARNING or m.startswith(_LITERAL)
+        else m
+        for m in milestones
+    )
+
+
+def _decode_milestones(stored: list[str], cycle: date | None) -> frozenset[str]:
+    upcoming = f"b@{next_cycle(cycle).isoformat()}" if cycle is not None else None
+    out = set()
+    for m in stored:
+        if m == _NEXT_BALANCE_WARNING and upcoming is not None:
+            out.add(upcoming)
+        elif m.startswith(_LITERAL):
+            out.add(m[1:])
+        else:
+            out.add(m)
+    return frozenset(out)
 
 
 def _legacy_profile(doc: dict[str, Any]) -> Profile:

@@ -15,7 +15,7 @@
 -- ARGV[7]  the commits as one JSON array; each commit is an array:
 --   [1] iccid   [2] expected version (0 when the card did not exist)   [3] new state (JSON)
 --   [4] calendar ('' = the default: field removed)
---   [5] '1' when the card has a profile (field `k`, read by ingest.lua), else '0'
+--   [5] '1' when the card has a profile, else '0' (field `nk` = '1': read by ingest.lua)
 --   [6] flat field/value pairs to set (wake levels, "w:<cycle>", values as strings)
 --   [7] flat topic, key, value triples appended to the outbox
 --   [8] fields to delete (old cycles' counters)
@@ -56,7 +56,15 @@ local function commit(c)
     return -1
   end
   version = version + 1
-  redis.call('HSET', card, 'v', version, 's', c[3], 'k', c[5])
+  redis.call('HSET', card, 'v', version, 's', c[3])
+  -- A card with a profile carries no flag (nearly every card: 5 bytes less each); one
+  -- without, 'nk'. 'k' is the flag as written before 2026-11-29, gone at the next commit.
+  if c[5] == '1' then
+    redis.call('HDEL', card, 'k', 'nk')
+  else
+    redis.call('HSET', card, 'nk', '1')
+    redis.call('HDEL', card, 'k')
+  end
   if c[4] == '' then
     redis.call('HDEL', card, 'cal')
   else

@@ -44,10 +44,14 @@ for i = 1, #rows, 8 do
   local iccid, cal, cycle = rows[i + 3], rows[i + 4], rows[i + 5]
   local actual = calendars[iccid]
   if actual == nil then
-    local v = redis.call('HMGET', card_prefix .. iccid, 'cal', 'k', 'pl')
+    local v = redis.call('HMGET', card_prefix .. iccid, 'cal', 'k', 'pl', 'v', 'nk')
     actual = v[1] or ''
     calendars[iccid] = actual
-    known[iccid] = v[2] == '1'
+    if v[2] then  -- the flag as written before 2026-11-29
+      known[iccid] = v[2] == '1'
+    else  -- committed (a version) and not marked as without a profile
+      known[iccid] = v[4] ~= false and v[5] == false
+    end
     pool_of[iccid] = v[3]
   end
   if actual ~= cal then
