@@ -21,7 +21,7 @@ import time
 
 from . import ceilings, latency, memory, redis_cost, throughput
 from .dataset import QUOTA, Mix, iccid, profile, records, utc_now
-from .procs import Names, create_topics, produce
+from .procs import Names, create_topics, drop_topics, produce
 
 QUICK = os.environ.get("BENCH_QUICK") == "1"
 CARDS = 10_000 if QUICK else 20_000
@@ -60,11 +60,13 @@ async def _flush_bench_db() -> None:
 
 def main() -> int:
     asyncio.run(_flush_bench_db())
+    asyncio.run(drop_topics())
     try:
         return _run()
     finally:
         if os.environ.get("BENCH_KEEP") != "1":  # BENCH_KEEP=1 leaves the data to inspect
             asyncio.run(_flush_bench_db())
+            asyncio.run(drop_topics())
 
 
 def _run() -> int:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from .dataset import utc_now
-from .offer import Offer
+from .offer import TICK_S, Offer
 from .procs import KAFKA
 
 
@@ -80,7 +80,7 @@ async def probe_latencies(
                     sent_at[card] = time.perf_counter()
                 sent += 1
             await offer.send(chunk)
-            await asyncio.sleep(0.002)
+            await asyncio.sleep(TICK_S)
         await offer.flush()
         deadline = time.perf_counter() + 30
         # Background heavy users are suspended too: wait for the probes themselves.

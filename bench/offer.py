@@ -17,6 +17,11 @@ from aiokafka.producer.message_accumulator import BatchBuilder
 
 from simwatch_runtime.kafka_publisher import key_hash
 
+TICK_S = 0.01
+"""How often the generators hand over what is due: every 10 ms, so each partition's batch
+holds tens of records. Every 2 ms made batches of five records, and the broker spent most of
+a core on 6 000 partition-batches a second; producers in front of a real system batch too."""
+
 
 class Offer:
     """Hands keyed messages to the producer in record batches, on the partition Kafka's

@@ -56,7 +56,7 @@ from usage_monitor.ports import CommitRequest, IngestRow
 from .boundary import forget
 from .dataset import Mix, iccid, profile, records, utc_now
 from .latency import percentile
-from .offer import Offer
+from .offer import TICK_S, Offer
 from .private_redis import cpu_seconds, private_redis
 from .procs import BIN, KAFKA, PARTITIONS, Names, WorkerProc, create_topics, produce
 from .redis_cost import rows_of
@@ -217,7 +217,7 @@ async def _background(topic: str, rate: float, stop: asyncio.Event, sent: list[f
                 n += 1
             await offer.send(chunk)
             sent[:] = [n, time.perf_counter() - started]
-            await asyncio.sleep(0.002)
+            await asyncio.sleep(TICK_S)
         await offer.flush()
     finally:
         await producer.stop()

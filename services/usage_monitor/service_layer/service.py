@@ -3,6 +3,8 @@ atomically (outbox), then publish the outbox. The only place decisions are writt
 
 from __future__ import annotations
 
+import asyncio
+
 import logging
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Sequence
@@ -199,8 +201,11 @@ class CardService:
             pending = retry
         if pending:
             raise RuntimeError(f"{len(pending)} cards: too many concurrent writers")
-        for shard in sorted(shards):
-            await self.drain_soon(shard)
+        # Every shard's outbox at once: each is drained in its own order under its own lock,
+        # and a card's messages all come from its shard's outbox. One after the other, a
+        # batch that woke cards in all twelve shards waited for twelve Kafka acknowledgements
+        # in a row (p50 record -> suspend ~200 ms at half capacity).
+        await asyncio.gather(*(self.drain_soon(shard) for shard in sorted(shards)))
         return changed
 
     def _request(
