@@ -4,7 +4,6 @@ atomically (outbox), then publish the outbox. The only place decisions are writt
 from __future__ import annotations
 
 import asyncio
-
 import logging
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Sequence
