@@ -19,6 +19,8 @@ import platform
 import sys
 import time
 
+from usage_monitor.adapters.redis_store import DEFAULT_DEDUPE_BUCKETS
+
 from . import ceilings, latency, memory, redis_cost, throughput
 from .dataset import QUOTA, Mix, iccid, profile, records, utc_now
 from .procs import Names, create_topics, drop_topics, produce
@@ -137,10 +139,14 @@ def _run() -> int:
         f"p99 {s99 * 1000:.0f} ms"
     )
 
-    per_card, per_id = asyncio.run(memory.per_card(MEMORY_CARDS))
+    mem = asyncio.run(memory.per_card(MEMORY_CARDS))
+    per_card, per_id = mem.card, mem.record_id
     say(
         f"redis memory: {per_card:.0f} B per card (profile, state, one cycle's counter); "
-        f"{per_id:.1f} B per remembered record id"
+        f"{per_id:.1f} B per remembered record id with {mem.buckets} buckets, as "
+        f"docs/operations.md sizes them for {MEMORY_CARDS * 4:,} ids a day "
+        f"({mem.record_id_default:.1f} B with the default {DEFAULT_DEDUPE_BUCKETS}, "
+        "sized for ~65 000 cards)"
     )
     whole = asyncio.run(memory.footprint(MEMORY_CARDS))
     say(

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from hypothesis import given
 from hypothesis import strategies as st
 
+from usage_monitor.adapters import dedupe
 from usage_monitor.adapters.dedupe import (
     bucket,
     digest,
@@ -55,3 +56,22 @@ def test_false_duplicates_of_a_carrier_fleet_are_below_one_per_century() -> None
     assert false_duplicates_per_century(960e6, 12, 4096) < 0.05
     # 1 M cards with far too few sets is still below one per century.
     assert false_duplicates_per_century(96e6, 12, 64) < 1
+
+
+def test_buckets_keep_a_shard_day_at_half_the_intset_limit() -> None:
+    """docs/operations.md's table: 1 M cards at one record per 15 minutes, 12 shards."""
+    assert dedupe.buckets_for(96_000_000, 12) == 4096
+    assert dedupe.buckets_for(960_000_000, 12) == 65_536
+    assert dedupe.buckets_for(1, 12) == 1
+    assert dedupe.buckets_for(12 * 2048, 12) == 1
+    assert dedupe.buckets_for(12 * 2048 + 1, 12) == 2
+
+
+@given(st.integers(1, 10**10), st.integers(1, 64))
+def test_the_sized_buckets_hold_at_most_half_the_limit_on_average(
+    records: int, shards: int
+) -> None:
+    buckets = dedupe.buckets_for(records, shards)
+    assert buckets & (buckets - 1) == 0
+    assert records / shards / buckets <= dedupe.INTSET_ENTRIES / 2
+    assert buckets == 1 or records / shards / (buckets // 2) > dedupe.INTSET_ENTRIES / 2

@@ -48,6 +48,21 @@ def _day_name(day: int) -> str:
     return (datetime(1970, 1, 1, tzinfo=UTC) + timedelta(days=day)).strftime("%Y%m%d")
 
 
+INTSET_ENTRIES = 4096
+"""`set-max-intset-entries` in the deployed configs (deploy/redis): above it a set becomes a
+hash table at ~50 bytes an id."""
+
+
+def buckets_for(records_per_day: int, shards: int) -> int:
+    """`USAGE_MONITOR_DEDUPE_BUCKETS` for a fleet (docs/operations.md): the smallest power of
+    two that keeps a shard's day at half `INTSET_ENTRIES` per set on average. The half is
+    headroom: shards and buckets are not filled evenly, and one set past the limit turns
+    into a hash table (at 2 048 ids a set on average, the fullest of 3 000 sets in the bench
+    stayed well inside 4 096; at 3 300, some did not, and the day cost 18 B an id)."""
+    need = -(-records_per_day // (shards * INTSET_ENTRIES // 2))  # ceiling
+    return 1 << max(0, need - 1).bit_length()
+
+
 def bucket(value: int, buckets: int) -> int:
     """Which of the window's sets holds `value` (`buckets` is a power of two)."""
     return value & (buckets - 1)
