@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from .domain.card import CardState
 from .domain.pools import Pool, PoolState
@@ -17,10 +17,11 @@ CONFLICT = -1
 DUPLICATE_EVENT = 0
 
 
-@dataclass(frozen=True, slots=True)
-class IngestRow:
+class IngestRow(NamedTuple):
     """One usage record ready for Redis: the cycle was named under `calendar`; `late` when
-    that cycle had ended by the time the record was processed."""
+    that cycle had ended by the time the record was processed. A named tuple, not a frozen
+    dataclass: one is made per record on the hot path, and a frozen dataclass's `__init__`
+    (an `object.__setattr__` per field) cost a fifth of parsing a record."""
 
     record_id: str
     iccid: str

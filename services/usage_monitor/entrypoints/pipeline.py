@@ -134,12 +134,15 @@ class UsagePipeline:
         # A record whose remembered-id window may be gone before a redelivery is refused.
         forgotten = dedupe.oldest_accepted(now, self.settings.record_dedupe_ttl_s).timestamp()
         too_large = self.settings.max_message_bytes
+        validate, window_at = UsageRecord.model_validate_json, dedupe.window_at
+        add_row, add_record = rows.append, records.append
         for n, msg in enumerate(messages):
-            if msg.value is not None and len(msg.value) > too_large:
-                self.dead_letters.add(msg, oversized(len(msg.value), too_large), "too_large")
+            value = msg.value
+            if value is not None and len(value) > too_large:
+                self.dead_letters.add(msg, oversized(len(value), too_large), "too_large")
                 continue
             try:
-                record = UsageRecord.model_validate_json(msg.value or b"")
+                record = validate(value or b"")
             except ValidationError as exc:
                 self.dead_letters.add(msg, describe_validation_error(exc), "malformed")
                 continue
@@ -147,22 +150,21 @@ class UsagePipeline:
             if at > horizon:
                 self._too_early(msg, at - now_ts)
                 continue
-            if n % LAG_SAMPLE_EVERY == 0:
+            if not n % LAG_SAMPLE_EVERY:
                 lag.observe(max(0.0, now_ts - at))
-            cycle = current if start <= at < end else cycle_of(record.event_time, tz, day)
-            records.append(record)
+            add_record(record)
             if at < forgotten:
                 self._too_old(msg)
                 continue
-            rows.append(
+            add_row(
                 IngestRow(
                     record.record_id,
                     record.iccid,
                     "",
-                    cycle,
-                    record.total_bytes,
+                    current if start <= at < end else cycle_of(record.event_time, tz, day),
+                    record.bytes_up + record.bytes_down,
                     at < start,
-                    dedupe.window_at(at),
+                    window_at(at),
                 )
             )
         out.dead_lettered = self.dead_letters.pending
