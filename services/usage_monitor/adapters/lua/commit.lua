@@ -56,31 +56,34 @@ local function commit(c)
     return -1
   end
   version = version + 1
-  redis.call('HSET', card, 'v', version, 's', c[3])
+  -- The card's hash in one HSET and one HDEL (each call from Lua costs about a microsecond
+  -- of Redis's time beyond the command itself; a boundary commits every card of a fleet).
   -- A card with a profile carries no flag (nearly every card: 5 bytes less each); one
   -- without, 'nk'. 'k' is the flag as written before 2026-11-29, gone at the next commit.
+  local set, del = {'v', version, 's', c[3]}, {'k'}
   if c[5] == '1' then
-    redis.call('HDEL', card, 'k', 'nk')
+    del[#del + 1] = 'nk'
   else
-    redis.call('HSET', card, 'nk', '1')
-    redis.call('HDEL', card, 'k')
+    set[#set + 1] = 'nk'
+    set[#set + 1] = '1'
   end
   if c[4] == '' then
-    redis.call('HDEL', card, 'cal')
+    del[#del + 1] = 'cal'
   else
-    redis.call('HSET', card, 'cal', c[4])
+    set[#set + 1] = 'cal'
+    set[#set + 1] = c[4]
   end
-  local fields = c[6]
-  if #fields > 0 then
-    redis.call('HSET', card, unpack(fields))
+  for _, x in ipairs(c[6]) do
+    set[#set + 1] = x
   end
+  for _, x in ipairs(c[8]) do  -- old cycles' counters and wake levels
+    del[#del + 1] = x
+  end
+  redis.call('HSET', card, unpack(set))
+  redis.call('HDEL', card, unpack(del))
   local messages = c[7]
   for j = 1, #messages, 3 do
     redis.call('XADD', outbox, '*', 't', messages[j], 'k', messages[j + 1], 'v', messages[j + 2])
-  end
-  local stale = c[8]
-  if #stale > 0 then
-    redis.call('HDEL', card, unpack(stale))
   end
   if event ~= '' then
     redis.call('SET', event_prefix .. event, '1', 'EX', event_ttl)
