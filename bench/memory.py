@@ -81,7 +81,11 @@ async def per_card(
                 redis, keys, record_ttl_s=86400, event_ttl_s=86400, dedupe_buckets=buckets
             )
             start = await _used(redis)
-            end = await _remember(redis, counted, keys, ids, cycle, records_per_card, f"p{n}")
+            # Zero bytes: the cards' counters stay as the first day left them (a counter
+            # growing past a listpack integer size would be counted as the ids' memory).
+            end = await _remember(
+                redis, counted, keys, ids, cycle, records_per_card, f"p{n}", nbytes=0
+            )
             per_id[buckets] = (end - start) / ids_kept
             await _forget_ids(redis, keys, shards)
         return PerCard(
@@ -104,13 +108,14 @@ async def _remember(
     cycle: date,
     per_card: int,
     run: str,
+    nbytes: int = 1000,
 ) -> int:
     """Count `per_card` records of each card (a day's ids); Redis's memory afterwards."""
     groups: dict[int, list[IngestRow]] = defaultdict(list)
     today = dedupe.window(datetime.now(UTC))
     for n, card in enumerate(ids):
         groups[keys.shard(card)] += [
-            IngestRow(f"rec-{run}-{n:012d}-{k}", card, "", cycle, 1000, day=today)
+            IngestRow(f"rec-{run}-{n:012d}-{k}", card, "", cycle, nbytes, day=today)
             for k in range(per_card)
         ]
     for shard, rows in groups.items():

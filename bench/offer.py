@@ -54,6 +54,9 @@ class Offer:
             self._sent.append(
                 await self.producer.send_batch(batch, self.topic, partition=partition)
             )
+        for f in self._sent:  # a batch that failed is records not offered: fail the run
+            if f.done() and f.exception() is not None:
+                raise RuntimeError("the offered load lost a batch") from f.exception()
         self._sent = [f for f in self._sent if not f.done()]
 
     async def flush(self) -> None:

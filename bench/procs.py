@@ -88,7 +88,8 @@ async def drop_topics(prefix: str = "bench") -> int:
     """Delete every topic a bench run made (its own, and the ones its workers' faust apps
     made, all named from "bench<tag>"): a long-lived broker otherwise keeps thousands of
     partitions from earlier runs, and at 16 000 of them its 512 MB heap was full, with
-    second-long collections in the middle of the latency runs."""
+    second-long collections in the middle of the latency runs. Like the bench's Redis flush,
+    it assumes one bench at a time on the broker."""
     admin = AIOKafkaAdminClient(bootstrap_servers=KAFKA)
     await admin.start()
     try:

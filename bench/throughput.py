@@ -14,9 +14,6 @@ from simwatch_contracts import UsageRecord
 
 from .procs import KAFKA, REDIS_URL, Names, WorkerProc, free_port
 
-IDLE_S = 0.5
-"""A worker whose count has not moved for this long has run out of records."""
-
 
 def start_workers(names: Names, app_id: str, n: int, usage_topic: str) -> list[WorkerProc]:
     # Started together, so that they join the group at about the same time.
@@ -45,9 +42,15 @@ def apply_profiles(names: Names, app_id: str, n_profiles: int, idle_topic: str) 
             w.stop()
 
 
+MIN_WINDOW_S = 1.0
+"""A window shorter than this measures nothing: then the run goes on to the last record."""
+
+
 def measure(workers: list[WorkerProc], total: int, timeout_s: float = 600) -> float:
     """records/s while every worker is working: from the moment each has counted records
-    until `total` records have an outcome, or until one of them ran out of records first.
+    until `total` records have an outcome or, with several workers, until one of them has
+    read all of its partitions (its consumer lag is 0: the records were produced
+    beforehand, so it has nothing left to do).
 
     Workers join the group one after the other, so the first may drain part of its
     partitions alone; it then runs dry before the others, and the tail of the run is one
@@ -55,27 +58,16 @@ def measure(workers: list[WorkerProc], total: int, timeout_s: float = 600) -> fl
     1.9x one worker from run to run."""
     deadline = time.monotonic() + timeout_s
     first_at = first_done = 0.0
-    last = [0.0] * len(workers)
-    moved = [0.0] * len(workers)  # when each worker's count last rose
-    history: list[tuple[float, float]] = []  # (when, total done) while all work
     while True:
         each = [w.records_done() for w in workers]
         done = sum(each)
         now = time.perf_counter()
-        for i, n in enumerate(each):
-            if n != last[i]:
-                last[i], moved[i] = n, now
         if all(each) and not first_at:
             first_at, first_done = now, done
-        if first_at:
-            history.append((now, done))
-            stalled = [m for m in moved if now - m > IDLE_S]
-            if stalled and done < total:  # one ran dry: end where it stopped
-                end = min(stalled)
-                at, then = max((h for h in history if h[0] <= end), default=history[0])
-                if at > first_at:
-                    return (then - first_done) / (at - first_at)
-        if done >= total:
+        finished = done >= total
+        if first_at and not finished and len(workers) > 1 and now - first_at > MIN_WINDOW_S:
+            finished = any(w.metric("usage_monitor_consumer_lag") == 0 for w in workers)
+        if finished:
             return (done - first_done) / (now - first_at) if now > first_at else float("nan")
         if time.monotonic() > deadline:
             raise RuntimeError(f"only {done:.0f} of {total} records in {timeout_s} s")

@@ -125,10 +125,10 @@ def test_a_state_written_with_the_older_hex_fingerprint_still_reads() -> None:
     assert encode_state(decode_state(state.iccid, legacy, {old: template}))[0] == raw
 
 
-def test_the_upcoming_balance_warning_and_the_cycle_are_stored_short() -> None:
+def test_the_upcoming_balance_warning_is_stored_short() -> None:
     """The card the bench measures in the days before the 1st: the milestone "b@2026-12-01"
-    is stored as "b", the cycle as the number 20261101; states written with the long forms
-    (before 2026-11-29) still read, and any other milestone stays as the domain names it."""
+    is stored as "b"; states written with the long form (before 2026-11-29) still read, and
+    any other milestone stays as the domain names it."""
     import orjson
 
     plan = Plan(plan_id="p", quota_bytes=100, monthly_fee=10, auto_suspend=True)
@@ -142,8 +142,8 @@ def test_the_upcoming_balance_warning_and_the_cycle_are_stored_short() -> None:
     raw, template = encode_state(state)
     assert template is not None
     doc = orjson.loads(raw)
-    assert doc["c"] == 20261101 and doc["m"] == ["b", "b@2026-11-01", "x@123"]
+    assert doc["c"] == "20261101" and doc["m"] == ["b", "b@2026-11-01", "x@123"]
     templates = {template.fingerprint: template}
     assert decode_state(state.iccid, raw, templates) == state
-    doc.update(c="20261101", m=["b@2026-11-01", "b@2026-12-01", "x@123"])  # the long forms
+    doc.update(m=["b@2026-11-01", "b@2026-12-01", "x@123"])  # the long form
     assert decode_state(state.iccid, orjson.dumps(doc), templates) == state

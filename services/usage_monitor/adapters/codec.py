@@ -105,7 +105,7 @@ def encode_state(state: CardState) -> tuple[bytes, Template | None]:
         "n": state.transitions,
         "r": sorted(state.reasons),
         "x": int(state.cancelled),
-        "c": _cycle_number(state.cycle) if state.cycle is not None else None,
+        "c": state.cycle.strftime("%Y%m%d") if state.cycle is not None else None,
         "f": sorted(state.fired),
         "m": _encode_milestones(state.milestones, state.cycle),
         "o": state.owed,
@@ -224,21 +224,17 @@ def _month(cycle: date | None) -> int:
     return cycle.year * 100 + cycle.month if cycle is not None else 0
 
 
-def _cycle(raw: str | int) -> date:
-    if isinstance(raw, int):  # yyyymmdd as a number: two quotes fewer in every card
-        return date(raw // 10_000, raw // 100 % 100, raw % 100)
+def _cycle(raw: str) -> date:
     if "-" in raw:  # the first format: ISO date
         return date.fromisoformat(raw)
-    return date(int(raw[:4]), int(raw[4:6]), int(raw[6:]))  # then yyyymmdd as a string
-
-
-def _cycle_number(cycle: date) -> int:
-    return cycle.year * 10_000 + cycle.month * 100 + cycle.day
+    return date(int(raw[:4]), int(raw[4:6]), int(raw[6:]))
 
 
 # The balance warning of the upcoming rollover, the one milestone most cards carry in the
-# days before the 1st: "b@2026-12-01" in full, 11 bytes more per card than "b" (and with
-# the cycle's quotes, enough to move the card's hash to the next allocation size: 32 bytes).
+# days before the 1st: "b@2026-12-01" in full, 11 bytes more per card than "b", enough to
+# move the card's hash to the next allocation size (32 bytes). A worker of an earlier
+# version reads "b" as a milestone of its own name, so during a rolling upgrade or a
+# rollback in those days a card's balance warning may be sent once more (docs/operations.md).
 # Any other milestone, or this one when the state has no cycle, is stored as the domain
 # names it; one that would read as the short form ("b", or anything starting "=": no domain
 # key does) is stored behind "=".

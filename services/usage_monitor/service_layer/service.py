@@ -204,7 +204,12 @@ class CardService:
         # and a card's messages all come from its shard's outbox. One after the other, a
         # batch that woke cards in all twelve shards waited for twelve Kafka acknowledgements
         # in a row (p50 record -> suspend ~200 ms at half capacity).
-        await asyncio.gather(*(self.drain_soon(shard) for shard in sorted(shards)))
+        drained = await asyncio.gather(
+            *(self.drain_soon(shard) for shard in sorted(shards)), return_exceptions=True
+        )
+        for outcome in drained:  # all settled (none left running unobserved), then the first
+            if isinstance(outcome, BaseException):
+                raise outcome
         return changed
 
     def _request(
