@@ -13,9 +13,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.producer.message_accumulator import BatchBuilder
 
-from simwatch_runtime.kafka_publisher import key_hash
+from simwatch_runtime.kafka_publisher import hand_over
 
 TICK_S = 0.01
 """How often the generators hand over what is due: every 10 ms, so each partition's batch
@@ -24,36 +23,17 @@ a core on 6 000 partition-batches a second; producers in front of a real system 
 
 
 class Offer:
-    """Hands keyed messages to the producer in record batches, on the partition Kafka's
-    default partitioner gives each key (as `send` would); `flush` waits for them all."""
+    """Hands keyed messages to the producer in record batches (the publisher's
+    `hand_over`, without waiting for each acknowledgement); `flush` waits for them all."""
 
     def __init__(self, producer: AIOKafkaProducer, topic: str) -> None:
         self.producer = producer
         self.topic = topic
-        self._partitions: list[int] = []
         self._sent: list[asyncio.Future[Any]] = []
 
     async def send(self, messages: Iterable[tuple[bytes, bytes]]) -> None:
         """Hand over (key, value) messages now; their delivery is awaited in `flush`."""
-        if not self._partitions:
-            self._partitions = sorted(await self.producer.partitions_for(self.topic))
-        parts = self._partitions
-        batches: dict[int, BatchBuilder] = {}
-        for key, value in messages:
-            partition = parts[key_hash(key) % len(parts)]
-            batch = batches.get(partition)
-            if batch is None:
-                batch = batches[partition] = self.producer.create_batch()
-            if batch.append(key=key, value=value, timestamp=None) is None:  # full
-                self._sent.append(
-                    await self.producer.send_batch(batch, self.topic, partition=partition)
-                )
-                batch = batches[partition] = self.producer.create_batch()
-                batch.append(key=key, value=value, timestamp=None)
-        for partition, batch in batches.items():
-            self._sent.append(
-                await self.producer.send_batch(batch, self.topic, partition=partition)
-            )
+        await hand_over(self.producer, [(self.topic, k, v) for k, v in messages], self._sent)
         for f in self._sent:  # a batch that failed is records not offered: fail the run
             if f.done() and f.exception() is not None:
                 raise RuntimeError("the offered load lost a batch") from f.exception()

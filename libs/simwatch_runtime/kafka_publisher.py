@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from functools import lru_cache
-from typing import Any
+from typing import Any, cast
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import murmur2
@@ -30,6 +30,30 @@ async def _acknowledged(futures: Sequence[asyncio.Future[Any]]) -> None:
     for result in results:
         if isinstance(result, BaseException):
             raise result
+
+
+async def hand_over(
+    producer: AIOKafkaProducer,
+    messages: Sequence[tuple[str, bytes, bytes]],
+    sent: list[asyncio.Future[Any]],
+) -> None:
+    """Append keyed (topic, key, value) messages straight into one record batch per
+    partition (the partition Kafka's default partitioner gives the key), hand each batch to
+    the producer, and add its delivery future to `sent` (also when a later one fails)."""
+    partitions = {t: sorted(await producer.partitions_for(t)) for t in {m[0] for m in messages}}
+    open_batches: dict[tuple[str, int], BatchBuilder] = {}
+    for topic, key, value in messages:
+        choices = partitions[topic]
+        partition = choices[key_hash(key) % len(choices)]
+        batch = open_batches.get((topic, partition))
+        if batch is None:
+            batch = open_batches[(topic, partition)] = producer.create_batch()
+        if batch.append(key=key, value=value, timestamp=None) is None:  # full
+            sent.append(await producer.send_batch(batch, topic, partition=partition))
+            batch = open_batches[(topic, partition)] = producer.create_batch()
+            batch.append(key=key, value=value, timestamp=None)  # first always fits
+    for (topic, partition), batch in open_batches.items():
+        sent.append(await producer.send_batch(batch, topic, partition=partition))
 
 
 class KafkaPublisher:
@@ -76,23 +100,9 @@ class KafkaPublisher:
         if any(k is None or len(v) > BATCHED_VALUE_MAX for _, k, v in messages):
             await _acknowledged([await producer.send(t, value=v, key=k) for t, k, v in messages])
             return
-        partitions = {t: sorted(await producer.partitions_for(t)) for t in {m[0] for m in messages}}
-        open_batches: dict[tuple[str, int], BatchBuilder] = {}
         sent: list[asyncio.Future[Any]] = []
         try:
-            for topic, key, value in messages:
-                assert key is not None
-                choices = partitions[topic]
-                partition = choices[key_hash(key) % len(choices)]
-                batch = open_batches.get((topic, partition))
-                if batch is None:
-                    batch = open_batches[(topic, partition)] = producer.create_batch()
-                if batch.append(key=key, value=value, timestamp=None) is None:  # full
-                    sent.append(await producer.send_batch(batch, topic, partition=partition))
-                    batch = open_batches[(topic, partition)] = producer.create_batch()
-                    batch.append(key=key, value=value, timestamp=None)  # first always fits
-            for (topic, partition), batch in open_batches.items():
-                sent.append(await producer.send_batch(batch, topic, partition=partition))
+            await hand_over(producer, cast(Sequence[tuple[str, bytes, bytes]], messages), sent)
         except BaseException:
             # Nothing is acknowledged to the caller (the outbox publishes it all again);
             # the batches already handed over are waited for, so none fails unobserved.

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from typing import Any
 
+import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -103,18 +105,17 @@ def test_cards_written_in_the_first_format_are_still_read() -> None:
     assert template is not None and b'"t":' in raw  # rewritten in the new format
 
 
+def _prepaid(expires: datetime, **fields: Any) -> CardState:
+    """A prepaid card in the November 2026 cycle (what the format tests below store)."""
+    plan = Plan(plan_id="p", quota_bytes=100, monthly_fee=10, auto_suspend=True)
+    profile = Profile("acme", plan, Billing.PREPAID, expires)
+    return CardState("89860412345678901234", profile, cycle=date(2026, 11, 1), **fields)
+
+
 def test_a_state_written_with_the_older_hex_fingerprint_still_reads() -> None:
     """Fingerprints were 18 hex characters before 2026-11-29 (now 12, base64url): a card
     stored then refers to its template by the old one, still stored under it."""
-    import orjson
-
-    plan = Plan(plan_id="p", quota_bytes=100, monthly_fee=10, auto_suspend=True)
-    state = CardState(
-        "89860412345678901234",
-        Profile("acme", plan, Billing.PREPAID, datetime(2027, 1, 1, tzinfo=UTC)),
-        balance=500,
-        cycle=date(2026, 11, 1),
-    )
+    state = _prepaid(expires=datetime(2027, 1, 1, tzinfo=UTC), balance=500)
     raw, template = encode_state(state)
     assert template is not None
     old = "d778ac17fb0205c4a6"
@@ -129,14 +130,9 @@ def test_the_upcoming_balance_warning_is_stored_short() -> None:
     """The card the bench measures in the days before the 1st: the milestone "b@2026-12-01"
     is stored as "b"; states written with the long form (before 2026-11-29) still read, and
     any other milestone stays as the domain names it."""
-    import orjson
-
-    plan = Plan(plan_id="p", quota_bytes=100, monthly_fee=10, auto_suspend=True)
-    state = CardState(
-        "89860412345678901234",
-        Profile("acme", plan, Billing.PREPAID, datetime(2099, 1, 1, tzinfo=UTC)),
+    state = _prepaid(
+        expires=datetime(2099, 1, 1, tzinfo=UTC),
         balance=10_000,
-        cycle=date(2026, 11, 1),
         milestones=frozenset({"b@2026-12-01", "b@2026-11-01", "x@123"}),
     )
     raw, template = encode_state(state)

@@ -128,16 +128,11 @@ def _lifted(e: Explanation, state: CardState, usage: dict[date, int], now: datet
             at = evaluate(state, usage, lift.at).state  # the new cycle's counter is empty
             before = evaluate(state, usage, lift.at - timedelta(seconds=1)).state
             if at.cancelled:
-                # An expired card whose grace ends before the next cycle is cancelled first
-                # (explain's `next` lists that): the cycle lifts the reason once it is renewed.
-                renew = next(h.lifts for h in e.reasons if h.reason is Reason.EXPIRED)
-                assert renew.deadline is not None and renew.deadline <= lift.at
-                renewal = event(
-                    "card.renewed", expires_at=(renew.deadline + timedelta(days=365)).isoformat()
-                )
-                renewed = apply_event(state, renewal, usage, now).state
-                at = evaluate(renewed, usage, lift.at).state
-                before = evaluate(renewed, usage, lift.at - timedelta(seconds=1)).state
+                # Cancelled before the next cycle (an expired card's grace or a postpaid
+                # card's arrears ran out; explain's `next` lists it): nothing lifts then, and
+                # only those two reasons lead there.
+                assert {Reason.EXPIRED, Reason.ARREARS} & (before.reasons | at.reasons)
+                continue
             assert reason not in at.reasons and reason in before.reasons
         elif lift.how == Lifts.RENEW:
             assert lift.deadline is not None

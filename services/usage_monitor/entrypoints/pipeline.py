@@ -162,7 +162,7 @@ class UsagePipeline:
                     record.iccid,
                     "",
                     current if start <= at < end else cycle_of(record.event_time, tz, day),
-                    record.bytes_up + record.bytes_down,
+                    record.total_bytes,
                     at < start,
                     window_at(at),
                 )
