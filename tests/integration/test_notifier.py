@@ -111,7 +111,9 @@ async def test_redirect_is_not_followed(
     card = iccid(7101)
     await kafka.send(topics["NOTIFIER_TOPIC_ALERTS"], alert(card), key=card)
     dlq = await kafka.read(topics["NOTIFIER_TOPIC_DELIVERY_DLQ"], lambda ms: len(ms) >= 1)
-    assert len(receiver.hits["/moved"]) == 4  # first attempt + 3 retries, never the Location
+    # first attempt + 3 retries, never the Location (the letter's reason when it is not so:
+    # twice in a dozen cluster runs no attempt was seen, cause not yet known)
+    assert len(receiver.hits["/moved"]) == 4, dlq[0]["error"]
     assert "gave_up" in dlq[0]["error"] and "HTTP 302" in dlq[0]["error"]
 
 
