@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 
 from simwatch_contracts import Reason
 from tests.reference import production
-from tests.reference.scenario import Scenario
+from tests.reference.scenario import Input, Policy, Scenario, Usage
 from tests.reference.strategies import scenarios
 from usage_monitor.domain.card import CardState
 from usage_monitor.domain.explain import Explanation, Lifts, explain
@@ -172,3 +172,33 @@ def test_doing_what_explain_says_lifts_the_reason_and_a_little_less_does_not(
     if state.cancelled or not state.reasons or state.profile is None:
         return
     _lifted(explain(state, usage, scenario.until, DEFAULT_POLICY), state, usage, scenario.until)
+
+
+def test_a_blacklisted_card_whose_balance_covers_its_arrears_needs_only_a_resume() -> None:
+    """Found by the property above: a prepaid card expired, in arrears (owes 200, balance
+    300) and held for its customer's old debt of 300. Explain said "recharge 300, then
+    resume" for the arrears, but a recharge pays the held debt first and the arrears need
+    no money at all: the customer's resume lifts them (the debt stays held)."""
+    at, minute = datetime(2026, 1, 1, tzinfo=UTC), timedelta(minutes=1)
+
+    def card(n: int) -> Input:
+        expires = (at + minute).isoformat()
+        doc = upsert(None, auto_suspend=False, warn=(), balance=300, expires_at=expires)
+        plan = doc.plan.model_copy(update={"monthly_fee": 0})  # type: ignore[union-attr]
+        changes = {"plan": plan, "event_id": f"e{n}", "occurred_at": at + n * minute}
+        return Input(at + n * minute, doc.model_copy(update=changes))
+
+    inputs = [card(0)]
+    inputs += [Input(at + i * minute, Usage(f"r{i}", at + i * minute, 0)) for i in range(1, 8)]
+    inputs += [card(8)]
+    until = datetime(2026, 1, 31, 16, tzinfo=UTC)
+    inputs += [Input(until, Usage("r8", until, 0))]
+    _, state, usage = production.simulate(
+        Scenario(upsert().iccid, tuple(inputs), until, Policy(), customer_debt=300)
+    )
+    assert state.reasons == {Reason.ARREARS, Reason.EXPIRED, Reason.BLACKLISTED}
+    assert state.balance >= state.owed > 0
+    e = explain(state, usage, until, DEFAULT_POLICY)
+    (arrears,) = [h for h in e.reasons if h.reason is Reason.ARREARS]
+    assert arrears.lifts.how == Lifts.CUSTOMER_RESUME
+    _lifted(e, state, usage, until)

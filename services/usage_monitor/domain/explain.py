@@ -149,14 +149,16 @@ def _lift(reason: Reason, state: CardState, policy: Policy) -> Lift:
         return Lift(Lifts.RENEW, deadline=add_months(p.expires_at, policy.grace_months))
     if reason is Reason.BLACKLISTED:
         return Lift(Lifts.PAY_DEBT, amount=state.held_debt)
-    # A recharge of a card held for its customer's old debt pays that debt first.
+    # A recharge of a card held for its customer's old debt pays that debt first, so a
+    # shortfall of the card's own needs that much more; a card whose balance already covers
+    # what it owes needs only the customer's resume (which does not touch the held debt).
     first = state.held_debt if Reason.BLACKLISTED in state.reasons else 0
     if reason is Reason.ARREARS and p.billing is Billing.PREPAID:
-        need = max(0, state.owed - state.balance) + first
-        resume = not p.plan.auto_restore_on_recharge
+        need = max(0, state.owed - state.balance)
         if need == 0:
             return Lift(Lifts.CUSTOMER_RESUME)
-        return Lift(Lifts.RECHARGE, amount=need, then_resume=resume)
+        resume = not p.plan.auto_restore_on_recharge
+        return Lift(Lifts.RECHARGE, amount=need + first, then_resume=resume)
     if reason is Reason.ARREARS:
         need = billing.past_due(state) - (p.plan.credit_limit or 0)
         return (
