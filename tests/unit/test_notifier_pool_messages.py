@@ -1,6 +1,6 @@
 """Pool alerts (流量池, #19) in the notifier: their SMS texts in both languages, with and
 without top cards, kept to two segments; a card suspended by its pool; logs and dead letters
-keyed by the pool id."""
+keyed by the pool id; a pool's stop texted once, its members' stops sent to the webhook."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 
+from notifier.domain.delivery import Channel, plan
 from notifier.domain.messages import mask_iccid, render, sms_segments, subject
 from notifier.domain.outcome import Outcome, Result
-from simwatch_contracts import AlertType, CardAlert
+from simwatch_contracts import AlertType, CardAlert, CustomerSettings
 
 from .test_notifier_dispatcher import NUMBER, URL, customer_settings, world
 
@@ -173,3 +174,38 @@ async def test_a_pool_alert_is_delivered_by_webhook_and_sms_and_dead_lettered_by
     assert letter["key"] == "POOL-SH-7" and (letter["partition"], letter["offset"]) == (3, 7)
     original = json.loads(letter["original"])
     assert "iccid" not in original and original["top_members"][0]["used_bytes"] == 6 * GiB
+
+
+@pytest.mark.parametrize("kind", ["suspended", "resumed"])
+@pytest.mark.parametrize("trigger", ["pool_over_quota", "member_cap", "over_quota"])
+def test_a_pools_stop_reaches_the_phone_once_not_once_per_member(kind: str, trigger: str) -> None:
+    """A pool's stop (and its end) is one `pool_exhausted` SMS; its members' `suspended` /
+    `resumed` (trigger `pool_over_quota`, 10 000 at once) go to the webhook only. A member's
+    own reasons (its cap, its own quota) are still texted."""
+    settings = CustomerSettings.model_validate_json(
+        json.dumps(
+            {
+                "customer_id": "acme",
+                "webhook": {"url": "https://h.example/x", "secret": "whsec_" + "A" * 43},
+                "sms": {"numbers": ["+8613800000000"]},
+            }
+        )
+    )
+    doc = {
+        "alert_id": "alr-m",
+        "type": kind,
+        "iccid": "89860412345678901234",
+        "customer_id": "acme",
+        "cycle": "2026-11-01",
+        "occurred_at": "2026-11-25T10:00:01+08:00",
+        "trigger": trigger,
+        "reasons": [trigger] if kind == "suspended" else [],
+    }
+    member = CardAlert.model_validate_json(json.dumps(doc))
+    channels = [p.channel for p in plan(member, settings, sms_enabled=True)]
+    if trigger == "pool_over_quota":
+        assert channels == [Channel.WEBHOOK]
+    else:
+        assert channels == [Channel.WEBHOOK, Channel.SMS]
+    pool = pool_alert("pool_exhausted", trigger="pool_over_quota", lifts=[NEXT_CYCLE])
+    assert [p.channel for p in plan(pool, settings, True)] == [Channel.WEBHOOK, Channel.SMS]

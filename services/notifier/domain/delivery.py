@@ -17,7 +17,7 @@ from datetime import datetime
 from enum import StrEnum
 from functools import cached_property
 
-from simwatch_contracts import CardAlert, CustomerSettings
+from simwatch_contracts import AlertType, CardAlert, CustomerSettings, Reason
 from simwatch_contracts.ids import stable_id
 
 from .outcome import Result
@@ -136,9 +136,22 @@ def plan(alert: CardAlert, settings: CustomerSettings | None, sms_enabled: bool)
     out = []
     if settings.webhook is not None:
         out.append(_planned(alert, Channel.WEBHOOK, "webhook"))
-    if settings.sms is not None and sms_enabled:
+    if settings.sms is not None and sms_enabled and by_sms(alert):
         out += [_planned(alert, Channel.SMS, number) for number in settings.sms.numbers]
     return out
+
+
+POOL_WIDE = (AlertType.SUSPENDED, AlertType.RESUMED)
+
+
+def by_sms(alert: CardAlert) -> bool:
+    """Whether `alert` is for a person's phone. A pool's stop, and its end, reach every
+    member at once: 10 000 `suspended` alerts, triggered by `pool_over_quota`, and as many
+    `resumed` when the pool's next cycle lifts it. They go to the webhook (a system that
+    tracks each card); the phone gets the pool's own `pool_threshold` / `pool_exhausted`,
+    once per pool. One SMS per member would flood it, and at `NOTIFIER_SMS_RATE_PER_HOUR`
+    (10) the backlog of a 10 000-member pool would still be sending weeks later."""
+    return not (alert.type in POOL_WIDE and alert.trigger is Reason.POOL_OVER_QUOTA)
 
 
 def _planned(alert: CardAlert, channel: Channel, target: str) -> Planned:
