@@ -24,16 +24,18 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import math
 import os
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from prometheus_client import CollectorRegistry
 
 from simwatch_contracts import PoolUpserted, parse_card_event
+from simwatch_runtime.redis_client import AnyRedis
 from usage_monitor.bootstrap import build
 from usage_monitor.domain.card import CardState
 from usage_monitor.domain.cycles import cycle_of, cycle_start, next_cycle
@@ -86,10 +88,67 @@ def domain_costs(n: int = 5000) -> tuple[float, float]:
     return stop, roll
 
 
-async def _timed(fn: Callable[[], Awaitable[int]]) -> tuple[int, float, float]:
+def _broker_pid() -> int | None:
+    """The local broker's process (Apache Kafka's JVM or Tansu), to read its CPU time."""
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/cmdline", "rb") as f:
+                cmdline = f.read()
+        except OSError:
+            continue
+        if b"kafka.Kafka" in cmdline or b"/tansu\x00" in cmdline:
+            return int(entry.name)
+    return None
+
+
+def _process_cpu(pid: int | None) -> float:
+    """User + system CPU seconds of `pid` so far (0 when unknown)."""
+    if pid is None:
+        return 0.0
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True, slots=True)
+class Timed:
+    """One timed run: items done, wall seconds, and the CPU seconds each process spent
+    (this process as the worker; Redis from INFO and the broker from /proc, both shared
+    with whatever else runs: upper bounds)."""
+
+    n: int
+    wall: float
+    worker: float
+    redis: float
+    broker: float
+
+    def per_item(self) -> str:
+        us = 1e6 / self.n
+        total = (self.worker + self.redis + self.broker) * us
+        return (
+            f"{self.wall * us:.0f} us wall; CPU {self.worker * us:.0f} us worker + "
+            f"{self.redis * us:.0f} us Redis + {self.broker * us:.0f} us broker = {total:.0f} us"
+        )
+
+
+async def _timed(redis: AnyRedis, fn: Callable[[], Awaitable[int]]) -> Timed:
+    broker = _broker_pid()
+    r0, b0 = await _redis_cpu(redis), _process_cpu(broker)
     wall, cpu = time.perf_counter(), time.process_time()
     n = await fn()
-    return n, time.perf_counter() - wall, time.process_time() - cpu
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    r1, b1 = await _redis_cpu(redis), _process_cpu(broker)
+    return Timed(n, wall, cpu, r1 - r0, b1 - b0)
+
+
+async def _redis_cpu(redis: AnyRedis) -> float:
+    info = await redis.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
 async def service_costs(members: int) -> list[str]:
@@ -137,31 +196,52 @@ async def service_costs(members: int) -> list[str]:
             version = await c.store.pool_commit(record, state, [], fan_out=True)
             return await c.pools.fan_out("bench-pool", version)
 
+        stop: Timed | None = None
         for label, stopping in (("stop", True), ("start", False)):
             runs = []
             for rep in range(REPS):
                 if rep:  # back to the state this run starts from
                     await fan_out(not stopping)
-                runs.append(await _timed(lambda s=stopping: fan_out(s)))  # type: ignore[misc]
-            n, wall, cpu = min(runs, key=lambda r: r[1])
+                runs.append(await _timed(c.redis, lambda s=stopping: fan_out(s)))  # type: ignore[misc]
+            best = min(runs, key=lambda r: r.wall)
             lines.append(
-                f"decisions, pool fan-out ({label}) in-process: {n:,} members in {wall:.2f} s "
-                f"({wall / n * 1e6:.0f} us wall, {cpu / n * 1e6:.0f} us CPU per member)"
+                f"decisions, pool fan-out ({label}) in-process: {best.n:,} members in "
+                f"{best.wall:.2f} s (per member: {best.per_item()})"
             )
             say(lines[-1])
+            if stopping:
+                stop = best
 
         boundary = cycle_start(next_cycle(cycle_of(now, TZ, 1)), TZ)
         c.service.clock = lambda: boundary + timedelta(seconds=5)
-        n, wall, cpu = await _timed(c.service.tick)
+        tick = await _timed(c.redis, c.service.tick)
         lines.append(
-            f"decisions, lifecycle tick at a cycle boundary in-process: {n:,} cards rolled over "
-            f"in {wall:.2f} s ({wall / n * 1e6:.0f} us wall, {cpu / n * 1e6:.0f} us CPU per card)"
+            f"decisions, lifecycle tick at a cycle boundary in-process: {tick.n:,} cards rolled "
+            f"over in {tick.wall:.2f} s (per card: {tick.per_item()})"
         )
+        say(lines[-1])
+        assert stop is not None
+        lines.append(_floor(stop))
         say(lines[-1])
         return lines
     finally:
         await c.close()
         await forget(names.prefix)
+
+
+def _floor(stop: Timed) -> str:
+    """What a member's stop costs means for issue #19's goal (10 000 members stopped within
+    1 s): the worker part splits over the workers that own the members' shards, each needing a
+    core of its own; the Redis part runs on one server's single thread; all of it shares this
+    machine's cores with the records counted meanwhile."""
+    scale = 10_000 / stop.n
+    worker, redis, broker = stop.worker * scale, stop.redis * scale, stop.broker * scale
+    return (
+        f"decisions, a 10,000-member pool's stop costs {worker:.1f} s of worker CPU (>= "
+        f"{math.ceil(worker):.0f} workers on cores of their own for <= 1 s), {redis:.1f} s of "
+        f"Redis CPU (one server's thread), {broker:.1f} s of broker CPU: "
+        f"{worker + redis + broker:.1f} s in all, on {os.cpu_count()} cores here"
+    )
 
 
 def run(quick: bool = False) -> list[str]:

@@ -132,7 +132,7 @@ class Metrics:
             ),
             outbox_depth=Gauge(
                 f"{p}_outbox_depth",
-                "Messages waiting in the Redis outbox (all shards)",
+                "Outbox entries waiting in Redis (all shards): a card decision's messages each",
                 registry=registry,
             ),
             transient_errors=Counter(

@@ -160,7 +160,8 @@ class CardStore(Protocol):
         ...
 
     async def outbox_read(self, shard: int, count: int) -> list[OutboxEntry]:
-        """The oldest `count` entries of the shard's outbox, in order."""
+        """The messages of the shard's oldest `count` outbox entries, in order (an entry is
+        one commit's messages; they share its `entry_id`)."""
         ...
 
     async def outbox_ack(self, shard: int, entry_ids: Sequence[bytes]) -> None:

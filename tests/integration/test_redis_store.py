@@ -295,17 +295,37 @@ async def test_an_expired_lock_can_be_taken_by_another(store: CardStore) -> None
 
 
 async def test_outbox_reads_in_order_and_acks_what_was_published(store: CardStore) -> None:
-    msgs = [("t", f"k{i}".encode(), f"v{i}".encode()) for i in range(5)]
+    msgs = [("t", f"k{i}".encode(), f"v{i}".encode()) for i in range(6)]
     await put(store, CardState(A), messages=msgs[:3])
-    await put(store, CardState(B), messages=msgs[3:])
-    assert await store.outbox_depth([0]) == {0: 5}
-    first = await store.outbox_read(0, 2)
-    assert [(e.topic, e.key, e.value) for e in first] == msgs[:2]
-    await store.outbox_ack(0, [first[0].entry_id])
+    await put(store, CardState(B), messages=msgs[3:5])
+    await put(store, CardState(A), messages=msgs[5:])
+    assert await store.outbox_depth([0]) == {0: 3}  # an entry per commit
+    first = await store.outbox_read(0, 2)  # two commits' messages, in order
+    assert [(e.topic, e.key, e.value) for e in first] == msgs[:5]
+    assert len({e.entry_id for e in first[:3]}) == 1 and first[3].entry_id != first[0].entry_id
+    await store.outbox_ack(0, [e.entry_id for e in first[:3]])  # the first commit's, repeated
     await store.outbox_ack(0, [])
     rest = await store.outbox_read(0, 10)
-    assert [(e.topic, e.key, e.value) for e in rest] == msgs[1:]
-    assert await store.outbox_depth([0]) == {0: 4}
+    assert [(e.topic, e.key, e.value) for e in rest] == msgs[3:]
+    assert await store.outbox_depth([0]) == {0: 2}
+
+
+async def test_an_outbox_entry_of_one_message_as_written_before_reads_the_same(
+    store: CardStore,
+) -> None:
+    """Entries written before a commit's messages shared one entry (one XADD per message)
+    are still read, in order, after an upgrade."""
+    if not isinstance(store, RedisStore):
+        pytest.skip("the stream's layout is Redis's")
+    outbox = store.keys.outbox(0)
+    await store.redis.xadd(outbox, {"t": "t", "k": b"k0", "v": b"v0"})
+    await put(store, CardState(A), messages=[("t", b"k1", b"v1"), ("t", b"k2", b"v2")])
+    read = await store.outbox_read(0, 10)
+    assert [(e.topic, e.key, e.value) for e in read] == [
+        ("t", b"k0", b"v0"),
+        ("t", b"k1", b"v1"),
+        ("t", b"k2", b"v2"),
+    ]
 
 
 # --- the customers' blacklists

@@ -47,7 +47,8 @@ class _Card:
 
 @dataclass(slots=True)
 class _Shard:
-    outbox: dict[bytes, tuple[str, bytes, bytes]] = field(default_factory=dict)
+    outbox: dict[bytes, list[tuple[str, bytes, bytes]]] = field(default_factory=dict)
+    """Entries in order: one card commit's messages each (as ``commit.lua``)."""
     due: dict[str, float] = field(default_factory=dict)
     suspended: int = 0
     counts: dict[str, int] = field(default_factory=dict)
@@ -155,8 +156,8 @@ class MemoryStore:
         card.calendar = request.calendar
         card.known = request.state.profile is not None
         card.wakes.update(request.wakes)
-        for topic, key, value in request.messages:
-            shard.outbox[self._entry_id()] = (topic, key, value)
+        if request.messages:
+            shard.outbox[self._entry_id()] = list(request.messages)
         for cycle in request.drop_cycles:
             card.usage.pop(cycle, None)
             card.wakes.pop(cycle, None)
@@ -209,8 +210,8 @@ class MemoryStore:
         version = old.version + 1
         self._pools[record.pool_id] = replace(old, state=state, version=version)
         shard = self._shards[self.shard(record.pool_id)]
-        for topic, key, value in messages:
-            shard.outbox[self._entry_id()] = (topic, key, value)
+        for message in messages:  # one entry per message, as ``pool_commit.lua``
+            shard.outbox[self._entry_id()] = [message]
         if fan_out:
             self._pool_fanout[record.pool_id] = version
         return version
@@ -262,7 +263,7 @@ class MemoryStore:
 
     async def outbox_read(self, shard: int, count: int) -> list[OutboxEntry]:
         entries = itertools.islice(self._shards[shard].outbox.items(), count)
-        return [OutboxEntry(eid, topic, key, value) for eid, (topic, key, value) in entries]
+        return [OutboxEntry(eid, *message) for eid, messages in entries for message in messages]
 
     async def outbox_ack(self, shard: int, entry_ids: Sequence[bytes]) -> None:
         outbox = self._shards[shard].outbox

@@ -17,7 +17,7 @@
 --   [4] calendar ('' = the default: field removed)
 --   [5] '1' when the card has a profile, else '0' (field `nk` = '1': read by ingest.lua)
 --   [6] flat field/value pairs to set (wake levels, "w:<cycle>", values as strings)
---   [7] flat topic, key, value triples appended to the outbox
+--   [7] flat topic, key, value triples appended to the outbox (one entry per card)
 --   [8] fields to delete (old cycles' counters)
 --   [9] the card event's id ('' = none): applied at most once
 --   [10] when the card is next due ('' = never: removed from the due set)
@@ -81,9 +81,18 @@ local function commit(c)
   end
   redis.call('HSET', card, unpack(set))
   redis.call('HDEL', card, unpack(del))
+  -- The card's messages in one outbox entry, its fields t, k, v once per message in order
+  -- (one XADD per message cost a pool's stop a call from Lua per command, alert and audit
+  -- record; an entry of one message, as written before, reads the same).
   local messages = c[7]
-  for j = 1, #messages, 3 do
-    redis.call('XADD', outbox, '*', 't', messages[j], 'k', messages[j + 1], 'v', messages[j + 2])
+  if #messages > 0 then
+    local fields = {}
+    for j = 1, #messages, 3 do
+      local n = #fields
+      fields[n + 1], fields[n + 2], fields[n + 3] = 't', messages[j], 'k'
+      fields[n + 4], fields[n + 5], fields[n + 6] = messages[j + 1], 'v', messages[j + 2]
+    end
+    redis.call('XADD', outbox, '*', unpack(fields))
   end
   if event ~= '' then
     redis.call('SET', event_prefix .. event, '1', 'EX', event_ttl)
