@@ -73,6 +73,7 @@ def build(
         record_ttl_s=settings.record_dedupe_ttl_s,
         dedupe_buckets=settings.dedupe_buckets,
         history_length=settings.history_length,
+        entry_per_decision=settings.outbox_entry_per_decision,
         event_ttl_s=settings.event_dedupe_ttl_s,
     )
     publisher = KafkaPublisher(

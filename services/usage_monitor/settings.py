@@ -112,6 +112,12 @@ class Settings(RuntimeSettings):
     fetch_max_wait_ms: int = Field(20, ge=0)
     broker_session_timeout_s: float = Field(10.0, gt=0)
     outbox_sweep_interval_s: float = Field(1.0, gt=0)
+    outbox_entry_per_decision: bool = Field(
+        True,
+        description="one outbox entry per card decision, holding all its messages; false: "
+        "one per message, as workers before 2026-11-29 wrote and read them (set it while "
+        "rolling an upgrade from such a version, docs/operations.md)",
+    )
     retry_backoff_max_s: float = Field(10.0, gt=0)
     durability: Durability = Field(
         Durability.FSYNC,

@@ -328,6 +328,27 @@ async def test_an_outbox_entry_of_one_message_as_written_before_reads_the_same(
     ]
 
 
+async def test_one_entry_per_message_while_an_upgrade_rolls(names: dict[str, str]) -> None:
+    """`USAGE_MONITOR_OUTBOX_ENTRY_PER_DECISION=false`: each message its own entry (t, k, v),
+    as workers before 2026-11-29 read them."""
+    prefix = names["USAGE_MONITOR_REDIS_PREFIX"]
+    redis = connect(REDIS_URL)
+    store = RedisStore(redis, Keys(prefix, 1), record_ttl_s=60, event_ttl_s=60)
+    store.entry_per_decision = False
+    try:
+        msgs = [("t", f"k{i}".encode(), f"v{i}".encode()) for i in range(3)]
+        await put(store, CardState(A), messages=msgs)
+        assert await store.outbox_depth([0]) == {0: 3}
+        raw = await redis.execute_command("XRANGE", store.keys.outbox(0), "-", "+")
+        assert [fields for _, fields in raw] == [[b"t", b"t", b"k", k, b"v", v] for _, k, v in msgs]
+        read = await store.outbox_read(0, 10)
+        assert [(e.topic, e.key, e.value) for e in read] == msgs
+    finally:
+        for key in [k async for k in redis.scan_iter(match=f"{prefix}:*", count=1000)]:
+            await redis.delete(key)
+        await redis.aclose()
+
+
 # --- the customers' blacklists
 
 

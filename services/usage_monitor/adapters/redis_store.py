@@ -63,8 +63,11 @@ class RedisStore:
         event_ttl_s: int,
         dedupe_buckets: int = DEFAULT_DEDUPE_BUCKETS,
         history_length: int = DEFAULT_HISTORY_LENGTH,
+        entry_per_decision: bool = True,
     ) -> None:
         self.redis = redis
+        self.entry_per_decision = entry_per_decision
+        """A card decision's messages in one outbox entry (else one entry each)."""
         self.keys = keys
         self.record_ttl_s = record_ttl_s
         self.dedupe_buckets = dedupe_buckets
@@ -199,6 +202,7 @@ class RedisStore:
                     self.keys.pending_prefix(shard),
                     orjson.dumps([rows[n] for n in members]),
                     self.keys.tag(shard),
+                    "1" if self.entry_per_decision else "0",
                 ]
                 queue_script(pipe, self._commit, keys, args)
 

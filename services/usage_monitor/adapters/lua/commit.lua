@@ -32,6 +32,8 @@
 --        profile), what the card used in that cycle before it was known joins the pool's
 --        count too, read here so that no record counted meanwhile is missed or added twice
 -- ARGV[8]  the tag, e.g. "sw:{7}:" (a pool's member set here is tag .. 'pm:' .. pool)
+-- ARGV[9]  '1': a card's messages in one outbox entry; else one entry per message (as
+--          workers before 2026-11-29 read them: USAGE_MONITOR_OUTBOX_ENTRY_PER_DECISION)
 --
 -- Returns, per commit in order: the new version, -1 on a version conflict, or 0 when the
 -- event was already applied.
@@ -41,6 +43,7 @@ local history_prefix, keep = ARGV[4], tonumber(ARGV[5])
 local pending_prefix = ARGV[6]
 local commits = cjson.decode(ARGV[7])
 local tag = ARGV[8]
+local entry_per_decision = ARGV[9] == '1'
 local results = {}
 local suspended = 0
 local totals = {}
@@ -85,7 +88,11 @@ local function commit(c)
   -- (one XADD per message cost a pool's stop a call from Lua per command, alert and audit
   -- record; an entry of one message, as written before, reads the same).
   local messages = c[7]
-  if #messages > 0 then
+  if not entry_per_decision then
+    for j = 1, #messages, 3 do
+      redis.call('XADD', outbox, '*', 't', messages[j], 'k', messages[j + 1], 'v', messages[j + 2])
+    end
+  elseif #messages > 0 then
     local fields = {}
     for j = 1, #messages, 3 do
       local n = #fields
