@@ -72,6 +72,10 @@ class CardAlert(BaseModel):
     quota_bytes: QuotaBytes | None = None
     trigger: Reason | None = None
     reasons: tuple[Reason, ...] | None = None
+    lifted: tuple[Reason, ...] | None = Field(
+        default=None,
+        description="resumed: the reasons this resume lifted (optional; `trigger` is the first)",
+    )
     expires_at: AwareDatetime | None = None
     days_left: Annotated[int, Field(ge=0)] | None = None
     balance: Money | None = None

@@ -31,6 +31,7 @@ class Metrics:
             alerts=counter(
                 "alerts",
                 "card.alerts consumed, by outcome (scheduled, duplicate, no_channel, "
+                "webhook_only: a pool member's stop for a customer without a webhook, "
                 "dead_lettered)",
                 "outcome",
             ),

@@ -328,6 +328,15 @@ async def test_an_outbox_entry_of_one_message_as_written_before_reads_the_same(
     ]
 
 
+async def test_a_decision_with_thousands_of_messages_commits_them_all(store: CardStore) -> None:
+    """Past what one XADD can take from Lua (unpack: ~8000 values), a decision's messages go
+    one per entry: never a committed decision without its messages."""
+    msgs = [("t", f"k{i}".encode(), b"v") for i in range(1400)]
+    assert await put(store, CardState(A), messages=msgs) == 1
+    read = await store.outbox_read(0, 5000)
+    assert [(e.topic, e.key, e.value) for e in read] == msgs
+
+
 async def test_one_entry_per_message_while_an_upgrade_rolls(names: dict[str, str]) -> None:
     """`USAGE_MONITOR_OUTBOX_ENTRY_PER_DECISION=false`: each message its own entry (t, k, v),
     as workers before 2026-11-29 read them."""

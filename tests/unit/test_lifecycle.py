@@ -107,7 +107,25 @@ def test_next_cycle_lifts_over_quota_and_rearms_thresholds() -> None:
         date(2026, 12, 1),
     )
     assert kinds(d2) == [("resumed", None)]
+    assert d2.alerts[0].lifted == (Reason.OVER_QUOTA,)  # what the resume lifted
     assert d2.state.fired == frozenset() and d2.wakes[date(2026, 12, 1)] == 800
+
+
+def test_a_resume_says_every_reason_it_lifted() -> None:
+    """In arrears at the rollover, then stopped by hand: a recharge and the customer's resume
+    lift both at once. The `resumed` names both (`lifted`, the trigger first), so the notifier
+    can tell a pool's end from a member's own."""
+    d = evaluate(profiled(None, balance=0).state, {}, NOW + timedelta(days=7))
+    assert d.state.reasons == {Reason.ARREARS}
+    later = NOW + timedelta(days=8)
+    d = apply_event(d.state, event("card.suspend_requested"), {}, later)
+    d = apply_event(d.state, event("card.recharged", amount=1000), {}, later)
+    assert d.state.reasons == {Reason.ARREARS, Reason.MANUAL}
+    d = apply_event(d.state, event("card.resume_requested"), {}, later)
+    (alert,) = d.alerts
+    assert alert.type.value == "resumed" and alert.lifted is not None
+    assert set(alert.lifted) == {Reason.ARREARS, Reason.MANUAL}
+    assert alert.trigger == alert.lifted[0]
 
 
 def test_bigger_plan_mid_cycle_lifts_over_quota() -> None:

@@ -156,6 +156,21 @@ async def test_an_alert_of_a_customer_without_channels_schedules_nothing() -> No
     assert w.metrics.alerts.labels("no_channel")._value.get() == 1
 
 
+async def test_a_pool_members_stop_for_a_customer_with_sms_only_is_counted_apart() -> None:
+    """Stopped by its pool alone: webhook only (the phone gets the pool's alert). A customer
+    without a webhook is not missing a channel for it: `webhook_only`, not `no_channel`."""
+    w = world()
+    await w.scheduler.store_settings("acme", customer_settings(webhook=False, sms=[NUMBER]))
+    doc = alert().model_dump(mode="json") | {
+        "trigger": "pool_over_quota",
+        "reasons": ["pool_over_quota"],
+    }
+    await w.scheduler.alert(CardAlert.model_validate_json(json.dumps(doc)), partition=0, offset=0)
+    assert await w.ledger.depth() == 0
+    assert w.metrics.alerts.labels("webhook_only")._value.get() == 1
+    assert w.metrics.alerts.labels("no_channel")._value.get() == 0
+
+
 async def test_a_failing_webhook_is_retried_on_schedule_then_dead_lettered() -> None:
     w = world()
     w.webhooks.answers = [Outcome(Result.RETRY, "HTTP 503")] * 3

@@ -176,13 +176,8 @@ async def test_a_pool_alert_is_delivered_by_webhook_and_sms_and_dead_lettered_by
     assert "iccid" not in original and original["top_members"][0]["used_bytes"] == 6 * GiB
 
 
-@pytest.mark.parametrize("kind", ["suspended", "resumed"])
-@pytest.mark.parametrize("trigger", ["pool_over_quota", "member_cap", "over_quota"])
-def test_a_pools_stop_reaches_the_phone_once_not_once_per_member(kind: str, trigger: str) -> None:
-    """A pool's stop (and its end) is one `pool_exhausted` SMS; its members' `suspended` /
-    `resumed` (trigger `pool_over_quota`, 10 000 at once) go to the webhook only. A member's
-    own reasons (its cap, its own quota) are still texted."""
-    settings = CustomerSettings.model_validate_json(
+def _settings() -> CustomerSettings:
+    return CustomerSettings.model_validate_json(
         json.dumps(
             {
                 "customer_id": "acme",
@@ -191,7 +186,10 @@ def test_a_pools_stop_reaches_the_phone_once_not_once_per_member(kind: str, trig
             }
         )
     )
-    doc = {
+
+
+def _member_alert(kind: str, trigger: str, reasons: list[str], lifted: list[str] | None) -> Any:
+    doc: dict[str, Any] = {
         "alert_id": "alr-m",
         "type": kind,
         "iccid": "89860412345678901234",
@@ -199,13 +197,38 @@ def test_a_pools_stop_reaches_the_phone_once_not_once_per_member(kind: str, trig
         "cycle": "2026-11-01",
         "occurred_at": "2026-11-25T10:00:01+08:00",
         "trigger": trigger,
-        "reasons": [trigger] if kind == "suspended" else [],
+        "reasons": reasons,
     }
-    member = CardAlert.model_validate_json(json.dumps(doc))
-    channels = [p.channel for p in plan(member, settings, sms_enabled=True)]
-    if trigger == "pool_over_quota":
-        assert channels == [Channel.WEBHOOK]
-    else:
-        assert channels == [Channel.WEBHOOK, Channel.SMS]
-    pool = pool_alert("pool_exhausted", trigger="pool_over_quota", lifts=[NEXT_CYCLE])
-    assert [p.channel for p in plan(pool, settings, True)] == [Channel.WEBHOOK, Channel.SMS]
+    if lifted is not None:
+        doc["lifted"] = lifted
+    return CardAlert.model_validate_json(json.dumps(doc))
+
+
+POOL = "pool_over_quota"
+
+
+@pytest.mark.parametrize(
+    ("kind", "trigger", "reasons", "lifted", "texted"),
+    [
+        ("suspended", POOL, [POOL], None, False),  # the pool alone: pool_exhausted says it
+        ("resumed", POOL, [], [POOL], False),
+        ("suspended", POOL, [POOL, "member_cap"], None, True),  # its own cap too
+        ("resumed", POOL, [], [POOL, "member_cap"], True),  # was texted when its cap hit
+        ("resumed", POOL, [], [POOL, "manual"], True),
+        ("resumed", POOL, [], None, True),  # published before `lifted`: not known, texted
+        ("suspended", "member_cap", ["member_cap"], None, True),
+        ("resumed", "member_cap", [], ["member_cap"], True),
+        ("suspended", "over_quota", ["over_quota"], None, True),
+    ],
+)
+def test_a_pools_stop_reaches_the_phone_once_not_once_per_member(
+    kind: str, trigger: str, reasons: list[str], lifted: list[str] | None, texted: bool
+) -> None:
+    """A pool's stop (and its end) is one `pool_exhausted` SMS; a member stopped or resumed
+    by the pool alone (10 000 at once) is told by webhook only. A member's own reasons (its
+    cap, a manual stop) are still texted, so a `suspended` SMS always gets its `resumed`."""
+    member = _member_alert(kind, trigger, reasons, lifted)
+    channels = [p.channel for p in plan(member, _settings(), sms_enabled=True)]
+    assert channels == ([Channel.WEBHOOK, Channel.SMS] if texted else [Channel.WEBHOOK])
+    pool = pool_alert("pool_exhausted", trigger=POOL, lifts=[NEXT_CYCLE])
+    assert [p.channel for p in plan(pool, _settings(), True)] == [Channel.WEBHOOK, Channel.SMS]

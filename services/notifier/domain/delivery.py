@@ -141,17 +141,24 @@ def plan(alert: CardAlert, settings: CustomerSettings | None, sms_enabled: bool)
     return out
 
 
-POOL_WIDE = (AlertType.SUSPENDED, AlertType.RESUMED)
+POOL_ONLY = (Reason.POOL_OVER_QUOTA,)
 
 
 def by_sms(alert: CardAlert) -> bool:
     """Whether `alert` is for a person's phone. A pool's stop, and its end, reach every
-    member at once: 10 000 `suspended` alerts, triggered by `pool_over_quota`, and as many
-    `resumed` when the pool's next cycle lifts it. They go to the webhook (a system that
-    tracks each card); the phone gets the pool's own `pool_threshold` / `pool_exhausted`,
-    once per pool. One SMS per member would flood it, and at `NOTIFIER_SMS_RATE_PER_HOUR`
-    (10) the backlog of a 10 000-member pool would still be sending weeks later."""
-    return not (alert.type in POOL_WIDE and alert.trigger is Reason.POOL_OVER_QUOTA)
+    member at once: 10 000 `suspended` alerts, and as many `resumed` when the pool's next
+    cycle lifts it. A member stopped by its pool alone (`reasons`), or resumed from that alone
+    (`lifted`), goes to the webhook (a system that tracks each card); the phone hears of the
+    stop once, from the pool's own `pool_exhausted`. One SMS per member would flood it, and at
+    `NOTIFIER_SMS_RATE_PER_HOUR` (10) the backlog of a 10 000-member pool would still be
+    sending weeks later. A member stopped or resumed for any reason of its own as well (its
+    `member_cap`, a manual stop) is texted as any card is, and so is a `resumed` alert that
+    does not say what it lifted (one published before `lifted` existed)."""
+    if alert.type is AlertType.SUSPENDED:
+        return tuple(alert.reasons or ()) != POOL_ONLY
+    if alert.type is AlertType.RESUMED:
+        return tuple(alert.lifted or ()) != POOL_ONLY
+    return True
 
 
 def _planned(alert: CardAlert, channel: Channel, target: str) -> Planned:

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 from simwatch_contracts import CardAlert
 
-from ..domain.delivery import Delivery, plan
+from ..domain.delivery import Delivery, by_sms, plan
 from ..metrics import Metrics
 from ..ports import DeliveryLedger
 
@@ -32,7 +32,7 @@ class Scheduler:
 
     async def alert(self, alert: CardAlert, partition: int, offset: int) -> None:
         """Schedule `alert`'s deliveries, due now (`partition` and `offset` say where it was
-        read, for a dead letter); counted as scheduled, duplicate or no_channel."""
+        read, for a dead letter); counted as scheduled, duplicate, no_channel or webhook_only."""
         await self.alerts([(alert, partition, offset)])
 
     async def alerts(self, batch: Sequence[tuple[CardAlert, int, int]]) -> None:
@@ -43,9 +43,14 @@ class Scheduler:
         planned: list[tuple[Delivery, datetime]] = []
         owners: list[int] = []  # the index in `batch` of each planned delivery
         for n, (alert, partition, offset) in enumerate(batch):
-            plans = plan(alert, customers.get(alert.customer_id), self.sms_enabled)
+            customer = customers.get(alert.customer_id)
+            plans = plan(alert, customer, self.sms_enabled)
             if not plans:
-                self.metrics.alerts.labels("no_channel").inc()
+                # A member stopped or resumed by its pool alone goes to the webhook only; a
+                # customer with SMS and no webhook is not missing a channel for it.
+                texts = customer is not None and customer.sms is not None and self.sms_enabled
+                outcome = "webhook_only" if texts and not by_sms(alert) else "no_channel"
+                self.metrics.alerts.labels(outcome).inc()
                 continue
             alert_json = alert.model_dump_json(exclude_none=True)
             for p in plans:

@@ -79,7 +79,7 @@ class Draft:
         if after:
             self._issue(CommandType.SUSPEND, AlertType.SUSPENDED, first(after - before), at)
         else:
-            self._issue(CommandType.RESUME, AlertType.RESUMED, first(before), at)
+            self._issue(CommandType.RESUME, AlertType.RESUMED, first(before), at, before)
 
     def _stamp(self, before: frozenset[Reason], at: datetime) -> None:
         """Remember since when each held reason holds (explain's "since")."""
@@ -98,7 +98,12 @@ class Draft:
         self._issue(CommandType.CANCEL, AlertType.CANCELLED, trigger, at)
 
     def _issue(
-        self, kind: CommandType, alert_kind: AlertType, trigger: Reason, at: datetime
+        self,
+        kind: CommandType,
+        alert_kind: AlertType,
+        trigger: Reason,
+        at: datetime,
+        lifted: frozenset[Reason] | None = None,
     ) -> None:
         seq = self.state.transitions + 1
         self.state = replace(self.state, transitions=seq)
@@ -118,6 +123,7 @@ class Draft:
                 trigger=trigger,
                 reasons=ordered(self.state.reasons),
                 lifts=hints,
+                lifted=ordered(lifted) if lifted else None,
             )
         )
 

@@ -44,6 +44,7 @@ local pending_prefix = ARGV[6]
 local commits = cjson.decode(ARGV[7])
 local tag = ARGV[8]
 local entry_per_decision = ARGV[9] == '1'
+local MAX_ENTRY_MESSAGES = 1000
 local results = {}
 local suspended = 0
 local totals = {}
@@ -87,8 +88,11 @@ local function commit(c)
   -- The card's messages in one outbox entry, its fields t, k, v once per message in order
   -- (one XADD per message cost a pool's stop a call from Lua per command, alert and audit
   -- record; an entry of one message, as written before, reads the same).
+  -- More than MAX_ENTRY_MESSAGES (a decision catching up on years of steps) go one per entry:
+  -- Lua's unpack() takes at most ~8000 values, and a failed XADD after the card's HSET
+  -- would leave the decision committed without its messages.
   local messages = c[7]
-  if not entry_per_decision then
+  if not entry_per_decision or #messages > MAX_ENTRY_MESSAGES * 3 then
     for j = 1, #messages, 3 do
       redis.call('XADD', outbox, '*', 't', messages[j], 'k', messages[j + 1], 'v', messages[j + 2])
     end
