@@ -208,7 +208,8 @@ async def _watch_due(
             if left < cards and not first:
                 first = max(0.0, now)
             if left == 0 and now >= 0:
-                return first, now, await _cpu_of(redis) - (cpu_at_boundary or 0.0)
+                assert cpu_at_boundary is not None, "sampled once the boundary passed"
+                return first, now, await _cpu_of(redis) - cpu_at_boundary
             await asyncio.sleep(0.02)
     finally:
         await redis.aclose()

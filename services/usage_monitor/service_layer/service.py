@@ -52,7 +52,7 @@ log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
 MAX_CAS_ATTEMPTS = 20
 OUTBOX_LOCK_MS = 10_000
-OUTBOX_READ = 5000  # entries published per Kafka batch (a boundary appends thousands)
+OUTBOX_READ = 2000  # entries (a decision's 1-5 messages each) per Kafka batch read and published
 TICK_SLICE = 2000  # due cards read, decided and committed per round trip (a setting)
 
 
