@@ -36,6 +36,7 @@ from redis.asyncio import Redis
 from usage_monitor.adapters.keys import Keys
 
 from .dataset import iccid, profile
+from .private_redis import cpu_seconds
 from .procs import (
     KAFKA,
     PARTITIONS,
@@ -183,11 +184,6 @@ async def _due(redis: Redis, keys: Keys, until: float) -> int:
         return sum(int(n) for n in await pipe.execute())
 
 
-async def _cpu_of(redis: Redis) -> float:
-    info = await redis.info("cpu")
-    return float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
-
-
 async def _watch_due(
     keys: Keys, boundary: datetime, wall_b: float, cards: int
 ) -> tuple[float, float, float]:
@@ -202,14 +198,14 @@ async def _watch_due(
     try:
         while time.monotonic() < deadline:
             if cpu_at_boundary is None and time.time() >= wall_b:
-                cpu_at_boundary = await _cpu_of(redis)
+                cpu_at_boundary = await cpu_seconds(redis)
             left = await _due(redis, keys, boundary.timestamp())
             now = time.time() - wall_b
             if left < cards and not first:
                 first = max(0.0, now)
             if left == 0 and now >= 0:
                 assert cpu_at_boundary is not None, "sampled once the boundary passed"
-                return first, now, await _cpu_of(redis) - cpu_at_boundary
+                return first, now, await cpu_seconds(redis) - cpu_at_boundary
             await asyncio.sleep(0.02)
     finally:
         await redis.aclose()

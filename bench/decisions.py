@@ -45,6 +45,7 @@ from usage_monitor.settings import Settings
 
 from .boundary import forget
 from .dataset import iccid, profile
+from .private_redis import cpu_seconds
 from .procs import KAFKA, REDIS_URL, Names
 
 MEMBERS = int(os.environ.get("DECISIONS_MEMBERS", "10000"))
@@ -142,21 +143,12 @@ class Timed:
 
 async def _timed(redis: AnyRedis, fn: Callable[[], Awaitable[int]]) -> Timed:
     broker = _broker_pid()
-    r0, b0 = await _redis_cpu(redis), _process_cpu(broker)
+    r0, b0 = await cpu_seconds(redis, main_thread=True), _process_cpu(broker)
     wall, cpu = time.perf_counter(), time.process_time()
     n = await fn()
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    r1, b1 = await _redis_cpu(redis), _process_cpu(broker)
+    r1, b1 = await cpu_seconds(redis, main_thread=True), _process_cpu(broker)
     return Timed(n, wall, cpu, r1 - r0, None if broker is None else b1 - b0)
-
-
-async def _redis_cpu(redis: AnyRedis) -> float:
-    """The CPU seconds of Redis's main thread (the one that runs commands and scripts; the
-    whole process where the server does not say)."""
-    info = await redis.info("cpu")
-    if "used_cpu_user_main_thread" in info:
-        return float(info["used_cpu_user_main_thread"]) + float(info["used_cpu_sys_main_thread"])
-    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
 async def service_costs(members: int) -> list[str]:

@@ -13,6 +13,8 @@ from contextlib import asynccontextmanager
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from simwatch_runtime.redis_client import AnyRedis
+
 from .procs import free_port
 
 # As deployed (scripts/stack.sh, docker-compose.yml): a card's hash stays a compact listpack,
@@ -45,7 +47,10 @@ async def private_redis(extra_config: tuple[str, ...] = DEPLOYED_CONFIG) -> Asyn
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-async def cpu_seconds(redis: Redis) -> float:
-    """Redis's own CPU time so far (user + system), from INFO."""
+async def cpu_seconds(redis: AnyRedis, main_thread: bool = False) -> float:
+    """Redis's own CPU time so far (user + system), from INFO. `main_thread`: only the thread
+    that runs commands and scripts, where the server says (the whole process where not)."""
     info = await redis.info("cpu")
+    if main_thread and "used_cpu_user_main_thread" in info:
+        return float(info["used_cpu_user_main_thread"]) + float(info["used_cpu_sys_main_thread"])
     return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
