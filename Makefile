@@ -12,7 +12,7 @@ setup: $(STAMP)
 # Installs exactly the pinned, hash-checked set of requirements.lock, then the project itself
 # without dependencies; `pip check` fails when the lock no longer satisfies pyproject.toml
 # (run `make lock`).
-$(STAMP): pyproject.toml $(LOCK)
+$(STAMP): pyproject.toml setup.py services/usage_monitor/adapters/_records.c $(LOCK)
 	@command -v python3.11 >/dev/null || command -v python3 >/dev/null || { echo "python 3.11 is required"; exit 1; }
 	test -x $(PY) || python3 -m venv .venv
 	$(PY) -m pip install -q --upgrade pip

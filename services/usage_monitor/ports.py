@@ -31,6 +31,8 @@ class IngestRow(NamedTuple):
     late: bool = False
     day: str = ""
     """The event-time day (UTC, yyyymmdd) the record id is remembered under."""
+    digest: int | None = None
+    """`dedupe.digest(record_id)` when the reader computed it already (the store does if not)."""
 
 
 @dataclass(slots=True)

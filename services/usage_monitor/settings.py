@@ -63,6 +63,11 @@ class Settings(RuntimeSettings):
     max_message_bytes: int = Field(
         64 * 1024, ge=1024, description="larger usage records and card events are dead-lettered"
     )
+    native_records: bool = Field(
+        True,
+        description="read usage records in the plain form with the compiled reader (pydantic "
+        "validates the rest); false: pydantic validates every record",
+    )
     default_timezone: str = "Asia/Shanghai"
     default_cycle_day: int = Field(1, ge=1, le=28)
 

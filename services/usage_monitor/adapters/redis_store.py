@@ -104,7 +104,7 @@ class RedisStore:
         buckets = self.dedupe_buckets
         for r in rows:
             day = days.setdefault(r.day, len(days) + 1)
-            value = dedupe.digest(r.record_id)
+            value = dedupe.digest(r.record_id) if r.digest is None else r.digest
             flat += (day, dedupe.bucket(value, buckets), str(value), r.iccid, r.calendar)
             flat += (r.cycle.isoformat(), r.nbytes, int(r.late))
         expiry = [x for d in days for x in (d, dedupe.expires_at(d, self.record_ttl_s))]

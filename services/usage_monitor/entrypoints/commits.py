@@ -44,6 +44,7 @@ class DurableCommits:
         self._since: Offsets = {}  # first offset of the oldest uncommitted batch
         self._oldest: float | None = None  # when the oldest uncommitted batch was applied
         self._covered: Offsets = {}
+        self._fetched: list[Offsets] = []  # first offsets of batches fetched, not yet applied
         self._task: asyncio.Task[None] | None = None
         self._started = 0.0
         self._pause_until = 0.0  # after an unconfirmed barrier: not before this (monotonic)
@@ -55,15 +56,32 @@ class DurableCommits:
         if self.epoch is None:
             self.epoch = await self.barrier.epoch()
 
-    async def applied(self, first: Offsets, following: Offsets) -> None:
+    def fetched(self, first: Offsets) -> int:
+        """A batch was fetched (`first` offset per partition) and will be applied while later
+        ones are fetched: until it is applied, a re-read goes back to its offsets too. Called
+        as soon as it is fetched, with no await in between, so that a re-read started later
+        always covers it. Returns the generation to hand to `applied`."""
+        self._fetched.append(first)
+        return self.generation
+
+    async def applied(
+        self, first: Offsets, following: Offsets, generation: int | None = None
+    ) -> bool:
         """A batch is in Redis (in memory): `first`/`following` offsets per partition. Its
-        offsets are committed once a barrier confirms it (at once at level ``memory``)."""
+        offsets are committed once a barrier confirms it (at once at level ``memory``).
+        Batches must be reported in the order they were fetched. A batch fetched in an
+        earlier `generation` (a re-read started since) is stale: nothing is recorded, its
+        records are read again, and False is returned."""
+        if generation is not None and generation != self.generation:
+            return False
+        self._fetched = [f for f in self._fetched if f is not first]
         for tp, offset in first.items():
             self._since.setdefault(tp, offset)
         self._ready.update(following)
         if self._oldest is None:
             self._oldest = time.monotonic()
         await self.advance(wait=not self.barrier.enabled)
+        return True
 
     async def advance(self, wait: bool = False) -> None:
         """Commit what a finished barrier confirmed, and start one for what is ready. With
@@ -148,13 +166,18 @@ class DurableCommits:
             "re-read from their last commit",
             self.barrier.level.value,
             exc,
-            len(self._since),
+            len(self._since.keys() | {tp for f in self._fetched for tp in f}),
         )
         assigned = self.consumer.assignment()
-        for tp, offset in self._since.items():
+        back = dict(self._since)
+        for first in self._fetched:  # fetched, still being applied: stale now, read again
+            for tp, offset in first.items():
+                back[tp] = min(offset, back.get(tp, offset))
+        for tp, offset in back.items():
             if tp in assigned:
                 self.consumer.seek(tp, offset)
         self._since.clear()
+        self._fetched.clear()
         self._ready.clear()
         self._covered = {}
         self._oldest = None

@@ -9,10 +9,12 @@ own consumer group, so the hot path pays no per-event faust machinery.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import functools
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any, cast
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -25,10 +27,46 @@ from simwatch_runtime.errors import component_of, is_transient, retrying
 from ..metrics import Metrics
 from ..settings import Settings
 from .commits import DurableCommits
-from .pipeline import UsagePipeline
+from .pipeline import Parsed, UsagePipeline
 
 log = logging.getLogger(__name__)
 STOP_GRACE_S = 30.0
+IN_FLIGHT = 2
+"""Batches applied at once: two let Redis run one batch's script while the worker parses
+the next and waits on Kafka for the one before (docs/benchmarks.md, sixth round)."""
+
+
+@dataclass(slots=True)
+class _Batch:
+    """One fetch, parsed, with the offsets it covers and when it was taken."""
+
+    parsed: Parsed
+    first: dict[TopicPartition, int]
+    offsets: dict[TopicPartition, int]
+    oldest_ms: int
+    started: float
+    generation: int
+    """`DurableCommits.generation` when fetched: a re-read since makes the batch stale."""
+
+    @classmethod
+    async def of(
+        cls,
+        fetched: dict[TopicPartition, list[Any]],
+        pipeline: UsagePipeline,
+        commits: DurableCommits,
+    ) -> _Batch:
+        started = time.perf_counter()
+        first = {tp: batch[0].offset for tp, batch in fetched.items()}
+        generation = commits.fetched(first)  # before any await: a re-read covers it
+        messages: list[RawMessage] = [m for batch in fetched.values() for m in batch]
+        return cls(
+            await pipeline.parse(messages),
+            first,
+            {tp: batch[-1].offset + 1 for tp, batch in fetched.items()},
+            min((b[0].timestamp for b in fetched.values() if b[0].timestamp), default=0),
+            started,
+            generation,
+        )
 
 
 def fetcher_failure(consumer: Any) -> BaseException | None:
@@ -137,37 +175,60 @@ class UsageConsumer(Service):
         return self._loop_task is not None and not self._loop_task.done()
 
     async def _run(self) -> None:
+        """Fetch, parse and apply, overlapped: while one batch waits on Redis and Kafka (its
+        script, its decisions, its dead letters, its offset commit), the next is fetched,
+        parsed and sent. At most `IN_FLIGHT` batches are in flight; each records its offsets
+        only after the batch before it did, so offsets advance strictly in fetch order."""
         assert self.consumer is not None
-        consumer = self.consumer
-        while not self._stopping.is_set():
-            fetched = await consumer.getmany(
-                timeout_ms=200, max_records=self.settings.batch_max_records
-            )
-            if not fetched:
-                failure = fetcher_failure(consumer)
-                if failure is not None:
-                    # aiokafka's fetch routine died (uvloop's closed-transport error after a
-                    # broken broker link): getmany then returns nothing, for ever. End the
-                    # loop, so the worker stops and its supervisor restarts it.
-                    raise RuntimeError("Kafka fetcher stopped") from failure
-                assert self.commits is not None
-                await self.commits.advance()  # a barrier that finished meanwhile: commit
-                continue
-            started = time.perf_counter()
-            messages: list[RawMessage] = [m for batch in fetched.values() for m in batch]
-            oldest_ms = min((b[0].timestamp for b in fetched.values() if b[0].timestamp), default=0)
-            first = {tp: batch[0].offset for tp, batch in fetched.items()}
-            offsets = {tp: batch[-1].offset + 1 for tp, batch in fetched.items()}
+        assert self.commits is not None
+        consumer, commits = self.consumer, self.commits
+        flights: collections.deque[asyncio.Task[None]] = collections.deque()
+        try:
+            while not self._stopping.is_set():
+                fetched = await consumer.getmany(
+                    timeout_ms=200, max_records=self.settings.batch_max_records
+                )
+                if not fetched:
+                    failure = fetcher_failure(consumer)
+                    if failure is not None:
+                        # aiokafka's fetch routine died (uvloop's closed-transport error after
+                        # a broken broker link): getmany then returns nothing, for ever. End
+                        # the loop, so the worker stops and its supervisor restarts it.
+                        raise RuntimeError("Kafka fetcher stopped") from failure
+                    while flights:
+                        await flights.popleft()
+                    await commits.advance()  # a barrier that finished meanwhile: commit
+                    continue
+                batch = await _Batch.of(fetched, self.pipeline, commits)
+                while len(flights) >= IN_FLIGHT:
+                    await flights.popleft()
+                previous = flights[-1] if flights else None
+                flights.append(asyncio.create_task(self._apply(batch, previous)))
+        except BaseException:
+            for task in flights:  # the worker stops: whoever owns them next reads them again
+                task.cancel()
+            raise
+        for task in flights:  # a stop: the batches in hand finish, their offsets recorded
+            await task
+
+    async def _apply(self, batch: _Batch, previous: asyncio.Task[None] | None) -> None:
+        assert self.commits is not None
+        if batch.generation == self.commits.generation:  # else stale: read again, skip it
             await retrying(
-                functools.partial(self._handle, messages, first, offsets),
+                functools.partial(self._handle, batch.parsed),
                 what="usage batch",
                 on_error=lambda exc: self.metrics.transient_errors.labels(component_of(exc)).inc(),
                 max_backoff_s=self.settings.retry_backoff_max_s,
             )
-            self.metrics.batch_seconds.observe(time.perf_counter() - started)
-            if oldest_ms:
-                self.metrics.record_latency.observe(max(0.0, time.time() - oldest_ms / 1000))
-            self._observe_lag(consumer, offsets)
+        if previous is not None:
+            await previous  # its offsets first; its failure is this batch's too
+        if not await self.commits.applied(batch.first, batch.offsets, batch.generation):
+            return
+        self.metrics.batch_seconds.observe(time.perf_counter() - batch.started)
+        if batch.oldest_ms:
+            self.metrics.record_latency.observe(max(0.0, time.time() - batch.oldest_ms / 1000))
+        assert self.consumer is not None
+        self._observe_lag(self.consumer, batch.offsets)
 
     def _observe_lag(self, consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:
         """Lag from the highwater mark the fetch responses carried (no extra request), for the
@@ -185,15 +246,10 @@ class UsageConsumer(Service):
                     max(0, highwater - position)
                 )
 
-    async def _handle(
-        self,
-        messages: list[RawMessage],
-        first: dict[TopicPartition, int],
-        offsets: dict[TopicPartition, int],
-    ) -> None:
+    async def _handle(self, parsed: Parsed) -> None:
+        """Apply a parsed batch and publish its dead letters; safe to run again after a
+        failure (nothing is counted twice, letters are published at least once)."""
         assert self.commits is not None
         await self.commits.begin()
-        self.dead_letters.reset()
-        await self.pipeline.process(messages)
-        await self.dead_letters.flush()
-        await self.commits.applied(first, offsets)
+        await self.pipeline.apply(parsed)
+        await self.dead_letters.publish(parsed.letters)
