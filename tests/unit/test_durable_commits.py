@@ -147,3 +147,44 @@ async def test_memory_level_commits_each_batch_before_the_next() -> None:
     assert consumer.committed == [{A: 10}]
     await batch(c, {A: 10}, {A: 20})
     assert consumer.committed == [{A: 10}, {A: 20}]
+
+
+async def test_a_reread_rewinds_the_batches_still_being_applied_and_drops_them() -> None:
+    """Two batches in flight (usage_consumer.IN_FLIGHT): the second was fetched, not yet
+    applied, when the first's barrier found its writes may be gone. The re-read must start
+    at the second's offsets too on a partition only it covers, and the second, applied
+    later, must record nothing (it is read again)."""
+    c, consumer, barrier = make()
+    first_a = {A: 40}
+    g1 = c.fetched(first_a)
+    await c.begin()
+    assert await c.applied(first_a, {A: 100}, g1)
+    first_b = {A: 100, B: 7}
+    g2 = c.fetched(first_b)  # fetched while the first is being confirmed
+    await barrier.fail(reapply=True)
+    await c.advance()
+    assert consumer.seeks == {A: 40, B: 7}, "B is rewound although no applied batch covered it"
+    assert not await c.applied(first_b, {A: 150, B: 20}, g2), "stale: it records nothing"
+    assert consumer.committed == []
+    g3 = c.fetched({A: 40, B: 7})  # read again, under the new generation
+    await c.begin()
+    assert await c.applied({A: 40, B: 7}, {A: 150, B: 20}, g3)
+    await barrier.ok()
+    await c.advance()
+    assert consumer.committed == [{A: 150, B: 20}]
+
+
+async def test_a_batch_applied_is_no_longer_rewound_past_its_commit() -> None:
+    c, consumer, barrier = make()
+    first = {A: 0}
+    g = c.fetched(first)
+    await c.begin()
+    await c.applied(first, {A: 10}, g)
+    await barrier.ok()
+    await c.advance()
+    assert consumer.committed == [{A: 10}]
+    g = c.fetched({A: 10})
+    await c.applied({A: 10}, {A: 20}, g)
+    await barrier.fail(reapply=True)
+    await c.advance()
+    assert consumer.seeks == {A: 10}, "from the first uncommitted offset, not the first batch's"

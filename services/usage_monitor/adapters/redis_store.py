@@ -100,13 +100,16 @@ class RedisStore:
     async def ingest(self, shard: int, rows: Sequence[IngestRow]) -> IngestResult:
         """Count a batch of one shard's records once each; see ``lua/ingest.lua``."""
         days: dict[str, int] = {}
+        cycles: dict[date, str] = {}
         flat: list[str | int] = []
-        buckets = self.dedupe_buckets
+        buckets, digest, bucket = self.dedupe_buckets, dedupe.digest, dedupe.bucket
         for r in rows:
-            day = days.setdefault(r.day, len(days) + 1)
-            value = dedupe.digest(r.record_id) if r.digest is None else r.digest
-            flat += (day, dedupe.bucket(value, buckets), str(value), r.iccid, r.calendar)
-            flat += (r.cycle.isoformat(), r.nbytes, int(r.late))
+            # A batch has one or two days and cycles: each named once, not per record.
+            day = days.get(r.day) or days.setdefault(r.day, len(days) + 1)
+            cycle = cycles.get(r.cycle) or cycles.setdefault(r.cycle, r.cycle.isoformat())
+            value = digest(r.record_id) if r.digest is None else r.digest
+            flat += (day, bucket(value, buckets), str(value), r.iccid, r.calendar)
+            flat += (cycle, r.nbytes, int(r.late))
         expiry = [x for d in days for x in (d, dedupe.expires_at(d, self.record_ttl_s))]
         args: list[str | int | bytes] = [
             self.keys.card_prefix(shard),

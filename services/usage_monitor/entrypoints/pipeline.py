@@ -8,6 +8,7 @@ It pays no per-record framework cost: records arrive as aiokafka batches (see
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from ..ports import IngestResult, IngestRow
 from ..service_layer.pooling import PoolService
 from ..service_layer.service import CardService
 
+log = logging.getLogger(__name__)
 MAX_RECALENDAR_ROUNDS = 3
 LAG_SAMPLE_EVERY = 8  # event-time lag is observed for one record in 8: it costs ~3 us each
 PARSE_SLICE = 1000
@@ -82,6 +84,11 @@ class UsagePipeline:
         self.metrics = metrics
         self._default = self.settings.default_calendar
         self._scan = record_scan.scan if self.settings.native_records else None
+        if self.settings.native_records and record_scan.scan is None:
+            log.warning(
+                "compiled record reader not built (no C compiler at install?): every usage "
+                "record is validated by pydantic, ~3 us more CPU a record"
+            )
 
     async def process(self, messages: Sequence[RawMessage]) -> BatchOutcome:
         """Parse and apply a batch, its dead letters published."""
