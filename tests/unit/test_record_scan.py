@@ -295,6 +295,9 @@ async def test_a_batch_parses_the_same_with_and_without_the_reader() -> None:
     assert [r._replace(digest=None) for r in a.rows] == [r._replace(digest=None) for r in b.rows]
     assert all(r.digest == reference_digest(r.record_id) for r in a.rows if r.digest is not None)
     assert a.event_times == b.event_times
+    # One event time per row, in the rows' order (`_recalendar` finds a row's by its index;
+    # the too-old record before r-5 used to shift them by one).
+    assert [dedupe.window_at(t) for t in a.event_times] == [r.day for r in a.rows]
     assert [(k, json.loads(v)["error"], s, r) for k, v, s, r in a.letters] == [
         (k, json.loads(v)["error"], s, r) for k, v, s, r in b.letters
     ]

@@ -67,6 +67,14 @@ class Parsed:
     size: int
     letters: Letters
 
+    def extend(self, more: Parsed) -> None:
+        """Take in a later fetch's records: one batch, applied as one."""
+        self.rows += more.rows
+        self.event_times += more.event_times
+        self.out.dead_lettered += more.out.dead_lettered
+        self.size += more.size
+        self.letters += more.letters
+
 
 class UsagePipeline:
     def __init__(
@@ -192,10 +200,10 @@ class UsagePipeline:
                 continue
             if not n % LAG_SAMPLE_EVERY:
                 lag.observe(max(0.0, now_ts - at))
-            add_time(at)
             if at < forgotten:
                 self._too_old(msg)
                 continue
+            add_time(at)  # with its row: `_recalendar` finds a row's event time by its index
             add_row(
                 IngestRow(
                     record_id,

@@ -34,11 +34,14 @@ STOP_GRACE_S = 30.0
 IN_FLIGHT = 2
 """Batches applied at once: two let Redis run one batch's script while the worker parses
 the next and waits on Kafka for the one before (docs/benchmarks.md, sixth round)."""
+MERGE_EVERY_S = 0.005
+"""While every slot is taken, how often the waiting batch takes in what was fetched."""
 
 
 @dataclass(slots=True)
 class _Batch:
-    """One fetch, parsed, with the offsets it covers and when it was taken."""
+    """One fetch (or several, taken in while it waited for a slot), parsed, with the offsets
+    it covers and when it was taken."""
 
     parsed: Parsed
     first: dict[TopicPartition, int]
@@ -47,6 +50,18 @@ class _Batch:
     started: float
     generation: int
     """`DurableCommits.generation` when fetched: a re-read since makes the batch stale."""
+
+    async def add(self, fetched: dict[TopicPartition, list[Any]], pipeline: UsagePipeline) -> None:
+        """Take in a later fetch (same generation): its first offsets join the registered
+        ones before any await, so a re-read from now on covers them too."""
+        for tp, batch in fetched.items():
+            self.first.setdefault(tp, batch[0].offset)  # the dict `DurableCommits` holds
+            self.offsets[tp] = batch[-1].offset + 1
+        oldest = min((b[0].timestamp for b in fetched.values() if b[0].timestamp), default=0)
+        if oldest and (not self.oldest_ms or oldest < self.oldest_ms):
+            self.oldest_ms = oldest
+        messages: list[RawMessage] = [m for batch in fetched.values() for m in batch]
+        self.parsed.extend(await pipeline.parse(messages))
 
     @classmethod
     async def of(
@@ -178,16 +193,30 @@ class UsageConsumer(Service):
         """Fetch, parse and apply, overlapped: while one batch waits on Redis and Kafka (its
         script, its decisions, its dead letters, its offset commit), the next is fetched,
         parsed and sent. At most `IN_FLIGHT` batches are in flight; each records its offsets
-        only after the batch before it did, so offsets advance strictly in fetch order."""
+        only after the batch before it did, so offsets advance strictly in fetch order.
+
+        While every slot is taken, the next batch keeps taking in what the fetcher holds
+        (every `MERGE_EVERY_S`): the fetcher asks the broker for more of a partition only
+        once what it holds of it is taken, so records left in it would miss a fetch."""
         assert self.consumer is not None
         assert self.commits is not None
         consumer, commits = self.consumer, self.commits
+        limit = self.settings.batch_max_records
         flights: collections.deque[asyncio.Task[None]] = collections.deque()
+        pending: _Batch | None = None  # fetched and parsed, waiting for a slot
         try:
             while not self._stopping.is_set():
-                fetched = await consumer.getmany(
-                    timeout_ms=200, max_records=self.settings.batch_max_records
-                )
+                if pending is not None and pending.generation != commits.generation:
+                    pending = None  # fetched before a re-read: its records are read again
+                if pending is not None and len(flights) < IN_FLIGHT:
+                    previous = flights[-1] if flights else None
+                    flights.append(asyncio.create_task(self._apply(pending, previous)))
+                    pending = None
+                    continue
+                if pending is not None:
+                    pending = await self._wait_for_slot(pending, flights)
+                    continue
+                fetched = await consumer.getmany(timeout_ms=200, max_records=limit)
                 if not fetched:
                     failure = fetcher_failure(consumer)
                     if failure is not None:
@@ -199,17 +228,39 @@ class UsageConsumer(Service):
                         await flights.popleft()
                     await commits.advance()  # a barrier that finished meanwhile: commit
                     continue
-                batch = await _Batch.of(fetched, self.pipeline, commits)
-                while len(flights) >= IN_FLIGHT:
-                    await flights.popleft()
-                previous = flights[-1] if flights else None
-                flights.append(asyncio.create_task(self._apply(batch, previous)))
+                pending = await _Batch.of(fetched, self.pipeline, commits)
         except BaseException:
             for task in flights:  # the worker stops: whoever owns them next reads them again
                 task.cancel()
             raise
-        for task in flights:  # a stop: the batches in hand finish, their offsets recorded
+        # A stop: the batches in flight finish, their offsets recorded; one still waiting
+        # for a slot is read again after the restart.
+        for task in flights:
             await task
+
+    async def _wait_for_slot(
+        self, pending: _Batch, flights: collections.deque[asyncio.Task[None]]
+    ) -> _Batch:
+        """Every slot taken: wait for the oldest batch in flight, up to `MERGE_EVERY_S`, and
+        take in what was fetched meanwhile (the batch waiting, or a new one if a re-read
+        made it stale)."""
+        assert self.consumer is not None
+        assert self.commits is not None
+        oldest = flights[0]
+        await asyncio.wait((oldest,), timeout=MERGE_EVERY_S)
+        if oldest.done():
+            flights.popleft().result()  # its failure ends the loop
+            return pending
+        room = self.settings.batch_max_records - pending.parsed.size
+        if room <= 0:
+            return pending
+        more = await self.consumer.getmany(timeout_ms=0, max_records=room)
+        if not more:
+            return pending
+        if pending.generation != self.commits.generation:
+            return await _Batch.of(more, self.pipeline, self.commits)
+        await pending.add(more, self.pipeline)
+        return pending
 
     async def _apply(self, batch: _Batch, previous: asyncio.Task[None] | None) -> None:
         assert self.commits is not None
