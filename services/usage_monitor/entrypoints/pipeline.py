@@ -68,7 +68,9 @@ class Parsed:
     letters: Letters
 
     def extend(self, more: Parsed) -> None:
-        """Take in a later fetch's records: one batch, applied as one."""
+        """Take in a later fetch's records: one batch, applied as one, at the later time
+        (its decisions are made as of then)."""
+        self.now = more.now
         self.rows += more.rows
         self.event_times += more.event_times
         self.out.dead_lettered += more.out.dead_lettered

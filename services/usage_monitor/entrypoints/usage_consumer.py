@@ -14,8 +14,9 @@ import contextlib
 import functools
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from mode import Service
@@ -30,6 +31,7 @@ from .commits import DurableCommits
 from .pipeline import Parsed, UsagePipeline
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 STOP_GRACE_S = 30.0
 IN_FLIGHT = 2
 """Batches applied at once: two let Redis run one batch's script while the worker parses
@@ -114,10 +116,11 @@ class UsageConsumer(Service):
         self._loop_task: asyncio.Task[None] | None = None
         self._crash_task: asyncio.Future[None] | None = None
         self._stopping = asyncio.Event()
-        # One batch's counting and decisions at a time, in fetch order (asyncio's lock is
-        # FIFO): what overlaps them is the next batch's parse and the Kafka waits of the one
-        # before (its dead letters, its offsets). Two batches' scripts and decision round
-        # trips interleaved in Redis made each wait behind the other's (p50 at 65 000
+        # One batch's counting and decisions at a time (usually in fetch order; a batch whose
+        # attempt failed may be overtaken, which is harmless: counting commutes and decisions
+        # are versioned). What overlaps them is the next batch's parse and the Kafka waits of
+        # the one before (its dead letters, its offsets). Two batches' scripts and decision
+        # round trips interleaved in Redis made each wait behind the other's (p50 at 65 000
         # records/s 159 and 110 ms interleaved, 125 and 100 ms in turn; the same records/s).
         self._redis_turn = asyncio.Lock()
 
@@ -156,7 +159,9 @@ class UsageConsumer(Service):
         self._crash_task = asyncio.ensure_future(self.crash(exc))
 
     async def on_stop(self) -> None:
-        """Finish the batch in hand (its offsets get committed), then leave the group."""
+        """Finish the batches in flight (their offsets get committed; a batch still waiting
+        for a slot is read again after the restart), then leave the group. After
+        `STOP_GRACE_S` the loop is cancelled, and every batch in flight with it."""
         self._stopping.set()
         if self._loop_task is not None:
             try:
@@ -235,14 +240,19 @@ class UsageConsumer(Service):
                     await commits.advance()  # a barrier that finished meanwhile: commit
                     continue
                 pending = await _Batch.of(fetched, self.pipeline, commits)
+            # A stop: the batches in flight finish, their offsets recorded; one still
+            # waiting for a slot is read again after the restart.
+            while flights:
+                await flights[0]
+                flights.popleft()
         except BaseException:
-            for task in flights:  # the worker stops: whoever owns them next reads them again
+            # A failure, or the stop's grace ran out (the loop is cancelled): no batch may
+            # go on writing after the consumer stopped. Whoever owns them next reads them
+            # again. Their own failures are collected here (none left unretrieved).
+            for task in flights:
                 task.cancel()
+            await asyncio.gather(*flights, return_exceptions=True)
             raise
-        # A stop: the batches in flight finish, their offsets recorded; one still waiting
-        # for a slot is read again after the restart.
-        for task in flights:
-            await task
 
     async def _wait_for_slot(
         self, pending: _Batch, flights: collections.deque[asyncio.Task[None]]
@@ -270,16 +280,14 @@ class UsageConsumer(Service):
 
     async def _apply(self, batch: _Batch, previous: asyncio.Task[None] | None) -> None:
         assert self.commits is not None
-        if batch.generation == self.commits.generation:  # else stale: read again, skip it
-            await retrying(
-                functools.partial(self._handle, batch.parsed),
-                what="usage batch",
-                on_error=lambda exc: self.metrics.transient_errors.labels(component_of(exc)).inc(),
-                max_backoff_s=self.settings.retry_backoff_max_s,
-            )
+        await self._retrying(functools.partial(self._handle, batch), "usage batch")
         if previous is not None:
             await previous  # its offsets first; its failure is this batch's too
-        if not await self.commits.applied(batch.first, batch.offsets, batch.generation):
+        recorded = await self._retrying(
+            functools.partial(self.commits.applied, batch.first, batch.offsets, batch.generation),
+            "usage offsets",
+        )
+        if not recorded:
             return
         self.metrics.batch_seconds.observe(time.perf_counter() - batch.started)
         if batch.oldest_ms:
@@ -303,11 +311,24 @@ class UsageConsumer(Service):
                     max(0, highwater - position)
                 )
 
-    async def _handle(self, parsed: Parsed) -> None:
+    async def _retrying(self, op: Callable[[], Awaitable[T]], what: str) -> T:
+        return await retrying(
+            op,
+            what=what,
+            on_error=lambda exc: self.metrics.transient_errors.labels(component_of(exc)).inc(),
+            max_backoff_s=self.settings.retry_backoff_max_s,
+        )
+
+    async def _handle(self, batch: _Batch) -> None:
         """Apply a parsed batch and publish its dead letters; safe to run again after a
-        failure (nothing is counted twice, letters are published at least once)."""
+        failure (nothing is counted twice, letters are published at least once). A batch
+        a re-read made stale is not applied (its records are read again)."""
         assert self.commits is not None
+        if batch.generation != self.commits.generation:
+            return
         await self.commits.begin()
         async with self._redis_turn:
-            await self.pipeline.apply(parsed)
-        await self.dead_letters.publish(parsed.letters)
+            if batch.generation != self.commits.generation:
+                return
+            await self.pipeline.apply(batch.parsed)
+        await self.dead_letters.publish(batch.parsed.letters)
