@@ -190,13 +190,8 @@ class UsagePipeline:
                 except ValidationError as exc:
                     self.dead_letters.add(msg, describe_validation_error(exc), "malformed")
                     continue
-                record_id, iccid, nbytes, digest = (
-                    record.record_id,
-                    record.iccid,
-                    record.total_bytes,
-                    None,
-                )
-                at = record.event_time.timestamp()
+                record_id, iccid, nbytes = record.record_id, record.iccid, record.total_bytes
+                at, digest = record.event_time.timestamp(), None
             if at > horizon:
                 self._too_early(msg, at - now_ts)
                 continue

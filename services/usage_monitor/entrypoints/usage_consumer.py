@@ -56,13 +56,9 @@ class _Batch:
     async def add(self, fetched: dict[TopicPartition, list[Any]], pipeline: UsagePipeline) -> None:
         """Take in a later fetch (same generation): its first offsets join the registered
         ones before any await, so a re-read from now on covers them too."""
-        for tp, batch in fetched.items():
-            self.first.setdefault(tp, batch[0].offset)  # the dict `DurableCommits` holds
-            self.offsets[tp] = batch[-1].offset + 1
-        oldest = min((b[0].timestamp for b in fetched.values() if b[0].timestamp), default=0)
+        messages, oldest = _cover(fetched, self.first, self.offsets)
         if oldest and (not self.oldest_ms or oldest < self.oldest_ms):
             self.oldest_ms = oldest
-        messages: list[RawMessage] = [m for batch in fetched.values() for m in batch]
         self.parsed.extend(await pipeline.parse(messages))
 
     @classmethod
@@ -73,17 +69,25 @@ class _Batch:
         commits: DurableCommits,
     ) -> _Batch:
         started = time.perf_counter()
-        first = {tp: batch[0].offset for tp, batch in fetched.items()}
-        generation = commits.fetched(first)  # before any await: a re-read covers it
-        messages: list[RawMessage] = [m for batch in fetched.values() for m in batch]
-        return cls(
-            await pipeline.parse(messages),
-            first,
-            {tp: batch[-1].offset + 1 for tp, batch in fetched.items()},
-            min((b[0].timestamp for b in fetched.values() if b[0].timestamp), default=0),
-            started,
-            generation,
-        )
+        first: dict[TopicPartition, int] = {}
+        offsets: dict[TopicPartition, int] = {}
+        generation = commits.fetched(first)  # filled below, before any await
+        messages, oldest = _cover(fetched, first, offsets)
+        return cls(await pipeline.parse(messages), first, offsets, oldest, started, generation)
+
+
+def _cover(
+    fetched: dict[TopicPartition, list[Any]],
+    first: dict[TopicPartition, int],
+    following: dict[TopicPartition, int],
+) -> tuple[list[RawMessage], int]:
+    """Note a fetch's offsets in a batch's (a partition's first offset is its earliest
+    fetch's); its messages in order, and the oldest message timestamp (ms, 0 if none)."""
+    for tp, batch in fetched.items():
+        first.setdefault(tp, batch[0].offset)
+        following[tp] = batch[-1].offset + 1
+    oldest = min((b[0].timestamp for b in fetched.values() if b[0].timestamp), default=0)
+    return [m for batch in fetched.values() for m in batch], oldest
 
 
 def fetcher_failure(consumer: Any) -> BaseException | None:
