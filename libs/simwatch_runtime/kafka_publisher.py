@@ -49,10 +49,14 @@ async def hand_over(
         if batch is None:
             batch = open_batches[(topic, partition)] = producer.create_batch()
         if batch.append(key=key, value=value, timestamp=None) is None:  # full
+            batch.close()
             sent.append(await producer.send_batch(batch, topic, partition=partition))
             batch = open_batches[(topic, partition)] = producer.create_batch()
             batch.append(key=key, value=value, timestamp=None)  # first always fits
     for (topic, partition), batch in open_batches.items():
+        # Closed: complete, so the producer sends it at once. An open batch waits out
+        # `linger_ms` for more records that will never come (2 ms on every decision).
+        batch.close()
         sent.append(await producer.send_batch(batch, topic, partition=partition))
 
 

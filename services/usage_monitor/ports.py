@@ -157,21 +157,24 @@ class CardStore(Protocol):
         """The fleet's counts `names` (as `CommitRequest.counts` changed them), all shards."""
         ...
 
-    async def outbox_take(self, shard: int, token: str, lock_ms: int) -> bool:
-        """Take the shard's drain lock for `lock_ms` unless someone holds it."""
+    async def outbox_claim(
+        self, shard: int, token: str, lock_ms: int, count: int
+    ) -> list[OutboxEntry] | None:
+        """Take the shard's drain lock for `lock_ms` and read the messages of its oldest
+        `count` entries, in one round trip; None when someone else holds the lock."""
+        ...
+
+    async def outbox_settle(
+        self, shard: int, token: str, lock_ms: int, published: Sequence[bytes], count: int
+    ) -> list[OutboxEntry] | None:
+        """End a drain round in one round trip: remove the `published` entries, then release
+        the lock if the outbox is empty (``[]``), else extend it and return the next `count`
+        entries' messages; None when the lock was lost (expired, taken by another)."""
         ...
 
     async def outbox_read(self, shard: int, count: int) -> list[OutboxEntry]:
         """The messages of the shard's oldest `count` outbox entries, in order (an entry is
         one commit's messages; they share its `entry_id`)."""
-        ...
-
-    async def outbox_ack(self, shard: int, entry_ids: Sequence[bytes]) -> None:
-        """Remove published entries."""
-        ...
-
-    async def outbox_release(self, shard: int, token: str, lock_ms: int) -> int:
-        """1 released (outbox empty), 0 still held and extended (entries remain), -1 lost."""
         ...
 
     async def outbox_depth(self, shards: Iterable[int]) -> dict[int, int]:

@@ -276,22 +276,33 @@ async def test_suspended_cards_follow_the_deltas(store: CardStore) -> None:
 async def test_outbox_lock_is_released_only_when_empty(store: CardStore) -> None:
     await put(store, CardState(A), messages=[("t", b"k", b"v")])
     token = new_token()
-    assert await store.outbox_take(0, token, 5000)
-    assert not await store.outbox_take(0, new_token(), 5000)
-    assert await store.outbox_release(0, new_token(), 5000) == -1  # not the holder
-    assert await store.outbox_release(0, token, 5000) == 0  # an entry is waiting
-    entries = await store.outbox_read(0, 10)
-    await store.outbox_ack(0, [e.entry_id for e in entries])
-    assert await store.outbox_release(0, token, 5000) == 1
-    assert await store.outbox_release(0, token, 5000) == -1
+    entries = await store.outbox_claim(0, token, 5000, 10)
+    assert entries is not None and [(e.topic, e.key, e.value) for e in entries] == [
+        ("t", b"k", b"v")
+    ]
+    assert await store.outbox_claim(0, new_token(), 5000, 10) is None  # held
+    assert await store.outbox_settle(0, new_token(), 5000, [], 10) is None  # not the holder
+    again = await store.outbox_settle(0, token, 5000, [], 10)  # nothing published: read on
+    assert again == entries
+    await put(store, CardState(B), messages=[("t", b"k2", b"v2")])
+    rest = await store.outbox_settle(0, token, 5000, [e.entry_id for e in entries], 10)
+    assert rest is not None and [e.key for e in rest] == [b"k2"]
+    assert await store.outbox_settle(0, token, 5000, [e.entry_id for e in rest], 10) == []
+    assert await store.outbox_read(0, 10) == []
+    assert await store.outbox_settle(0, token, 5000, [], 10) is None  # released
+    assert await store.outbox_claim(0, new_token(), 5000, 10) == []  # free again, and empty
 
 
 async def test_an_expired_lock_can_be_taken_by_another(store: CardStore) -> None:
+    await put(store, CardState(A), messages=[("t", b"k", b"v")])
     token = new_token()
-    assert await store.outbox_take(0, token, 50)
+    entries = await store.outbox_claim(0, token, 50, 10)
+    assert entries
     await asyncio.sleep(0.2)
-    assert await store.outbox_release(0, token, 50) == -1  # lost
-    assert await store.outbox_take(0, new_token(), 5000)
+    assert await store.outbox_claim(0, new_token(), 5000, 10) == entries
+    # The first holder's settle: lost, though what it published is deleted all the same.
+    assert await store.outbox_settle(0, token, 50, [e.entry_id for e in entries], 10) is None
+    assert await store.outbox_read(0, 10) == []
 
 
 async def test_outbox_reads_in_order_and_acks_what_was_published(store: CardStore) -> None:
@@ -300,12 +311,14 @@ async def test_outbox_reads_in_order_and_acks_what_was_published(store: CardStor
     await put(store, CardState(B), messages=msgs[3:5])
     await put(store, CardState(A), messages=msgs[5:])
     assert await store.outbox_depth([0]) == {0: 3}  # an entry per commit
-    first = await store.outbox_read(0, 2)  # two commits' messages, in order
+    token = new_token()
+    first = await store.outbox_claim(0, token, 5000, 2)  # two commits' messages, in order
+    assert first is not None
     assert [(e.topic, e.key, e.value) for e in first] == msgs[:5]
     assert len({e.entry_id for e in first[:3]}) == 1 and first[3].entry_id != first[0].entry_id
-    await store.outbox_ack(0, [e.entry_id for e in first[:3]])  # the first commit's, repeated
-    await store.outbox_ack(0, [])
-    rest = await store.outbox_read(0, 10)
+    # The first commit's entry, its id repeated once per message: removed once.
+    rest = await store.outbox_settle(0, token, 5000, [e.entry_id for e in first[:3]], 10)
+    assert rest is not None
     assert [(e.topic, e.key, e.value) for e in rest] == msgs[3:]
     assert await store.outbox_depth([0]) == {0: 2}
 

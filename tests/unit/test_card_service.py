@@ -135,10 +135,11 @@ async def test_a_drain_under_another_holders_lock_leaves_the_outbox_to_it(
     await service.apply_event(upsert(quota=1000))
     shard = service.store.shard(ICCID)
     holder = new_token()
-    assert await service.store.outbox_take(shard, holder, 10_000)
+    assert await service.store.outbox_claim(shard, holder, 10_000, 10) is not None
     await service.apply_event(event("card.suspend_requested"))
     assert publisher.sent == []  # the holder publishes it
-    assert await service.store.outbox_release(shard, holder, 10_000) == 0  # entries remain
+    waiting = await service.store.outbox_settle(shard, holder, 10_000, [], 10)
+    assert waiting  # entries remain: the holder reads them and keeps the lock
     assert await service.drain(shard) == 0  # still held by `holder`
 
 

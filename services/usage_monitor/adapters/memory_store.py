@@ -254,32 +254,33 @@ class MemoryStore:
     async def counts(self, names: Sequence[str]) -> dict[str, int]:
         return {n: sum(s.counts.get(n, 0) for s in self._shards) for n in names}
 
-    async def outbox_take(self, shard: int, token: str, lock_ms: int) -> bool:
+    async def outbox_claim(
+        self, shard: int, token: str, lock_ms: int, count: int
+    ) -> list[OutboxEntry] | None:
         s = self._shards[shard]
         if self._locked(s):
-            return False
+            return None
         s.lock = (token, self._monotonic() + lock_ms / 1000)
-        return True
+        return await self.outbox_read(shard, count)
+
+    async def outbox_settle(
+        self, shard: int, token: str, lock_ms: int, published: Sequence[bytes], count: int
+    ) -> list[OutboxEntry] | None:
+        """As `RedisStore.outbox_settle` (``lua/release_outbox.lua`` in the middle)."""
+        s = self._shards[shard]
+        for eid in published:
+            s.outbox.pop(eid, None)
+        if not self._locked(s) or s.lock is None or s.lock[0] != token:
+            return None
+        if not s.outbox:
+            s.lock = None
+            return []
+        s.lock = (token, self._monotonic() + lock_ms / 1000)
+        return await self.outbox_read(shard, count)
 
     async def outbox_read(self, shard: int, count: int) -> list[OutboxEntry]:
         entries = itertools.islice(self._shards[shard].outbox.items(), count)
         return [OutboxEntry(eid, *message) for eid, messages in entries for message in messages]
-
-    async def outbox_ack(self, shard: int, entry_ids: Sequence[bytes]) -> None:
-        outbox = self._shards[shard].outbox
-        for eid in entry_ids:
-            outbox.pop(eid, None)
-
-    async def outbox_release(self, shard: int, token: str, lock_ms: int) -> int:
-        """As ``lua/release_outbox.lua``."""
-        s = self._shards[shard]
-        if not self._locked(s) or s.lock is None or s.lock[0] != token:
-            return -1
-        if not s.outbox:
-            s.lock = None
-            return 1
-        s.lock = (token, self._monotonic() + lock_ms / 1000)
-        return 0
 
     async def outbox_depth(self, shards: Iterable[int]) -> dict[int, int]:
         return {shard: len(self._shards[shard].outbox) for shard in shards}

@@ -356,33 +356,54 @@ class RedisStore:
         )
         return [i.decode() for i in ids]
 
-    async def outbox_take(self, shard: int, token: str, lock_ms: int) -> bool:
-        return bool(await self.redis.set(self.keys.outbox_lock(shard), token, nx=True, px=lock_ms))
+    async def outbox_claim(
+        self, shard: int, token: str, lock_ms: int, count: int
+    ) -> list[OutboxEntry] | None:
+        """The lock and the first read in one pipeline (the read is dropped when the lock
+        is someone else's: a small waste, against a round trip on every drain)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.set(self.keys.outbox_lock(shard), token, nx=True, px=lock_ms)
+            pipe.execute_command("XRANGE", self.keys.outbox(shard), "-", "+", "COUNT", count)
+            taken, rows = await pipe.execute()
+        return _entries(rows) if taken else None
+
+    async def outbox_settle(
+        self, shard: int, token: str, lock_ms: int, published: Sequence[bytes], count: int
+    ) -> list[OutboxEntry] | None:
+        """Delete, release-or-extend (``lua/release_outbox.lua``) and read on, pipelined.
+        Deleting is right even when the lock was lost: those entries were published."""
+        outbox = self.keys.outbox(shard)
+        keys = [self.keys.outbox_lock(shard), outbox]
+
+        def queue(pipe: Any) -> None:
+            if published:
+                pipe.xdel(outbox, *dict.fromkeys(published))
+            queue_script(pipe, self._release, keys, [token, lock_ms])
+            pipe.execute_command("XRANGE", outbox, "-", "+", "COUNT", count)
+
+        while True:
+            *_, released, rows = await run_pipeline(self.redis, queue, [self._release])
+            if int(released) < 0:
+                return None
+            if int(released) == 1:
+                return []
+            entries = _entries(rows)
+            if entries:
+                return entries
+            # Held and extended, yet nothing read: only a writer outside the lock protocol
+            # could empty it between the two; go round again rather than keep the lock.
+            published = ()
 
     async def outbox_read(self, shard: int, count: int) -> list[OutboxEntry]:
         """The messages of the oldest `count` entries of a shard's outbox, in order. An
         entry holds one card commit's messages (``commit.lua``) or one message
         (``pool_commit.lua``, and every entry written before 2026-11-29): fields t, k, v per
         message, always in that order. The messages of one entry share its id."""
-        rows = cast(
-            list[tuple[bytes, list[bytes]]],
+        return _entries(
             await self.redis.execute_command(
                 "XRANGE", self.keys.outbox(shard), "-", "+", "COUNT", count
-            ),
+            )
         )
-        return [
-            OutboxEntry(eid, fields[i + 1].decode(), fields[i + 3], fields[i + 5])
-            for eid, fields in rows
-            for i in range(0, len(fields), 6)
-        ]
-
-    async def outbox_ack(self, shard: int, entry_ids: Sequence[bytes]) -> None:
-        if entry_ids:
-            await self.redis.xdel(self.keys.outbox(shard), *dict.fromkeys(entry_ids))
-
-    async def outbox_release(self, shard: int, token: str, lock_ms: int) -> int:
-        keys = [self.keys.outbox_lock(shard), self.keys.outbox(shard)]
-        return int(await self._release(keys=keys, args=[token, lock_ms]))
 
     async def customer_apply(self, customer_id: str, entries: Sequence[object]) -> CustomerDebt:
         """Apply blacklist entries (see ``lua/customer.lua``); returns the customer's debt."""
@@ -405,6 +426,15 @@ class RedisStore:
                 pipe.xlen(self.keys.outbox(shard))
             lengths = await pipe.execute()
         return dict(zip(ids, (int(n) for n in lengths), strict=True))
+
+
+def _entries(rows: list[tuple[bytes, list[bytes]]]) -> list[OutboxEntry]:
+    """Outbox messages from an XRANGE reply as the server sent it (see `_as_sent`)."""
+    return [
+        OutboxEntry(eid, fields[i + 1].decode(), fields[i + 3], fields[i + 5])
+        for eid, fields in rows
+        for i in range(0, len(fields), 6)
+    ]
 
 
 def _as_sent(response: Any, **_: Any) -> Any:

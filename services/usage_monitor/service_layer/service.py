@@ -321,28 +321,33 @@ class CardService:
         """Publish a shard's outbox in order, under the shard's drain lock.
 
         If another worker holds the lock it will publish what we appended (the release is
-        atomic with an emptiness check), so returning at once loses nothing.
+        atomic with an emptiness check), so returning at once loses nothing. Two Redis round
+        trips a round (claim, then settle: delete, then release or read on), not four: each
+        may wait behind another batch's scripts queued in Redis.
         """
         token = new_token()
-        if not await self.store.outbox_take(shard, token, OUTBOX_LOCK_MS):
+        entries = await self.store.outbox_claim(shard, token, OUTBOX_LOCK_MS, OUTBOX_READ)
+        if entries is None:
             return 0
         published = 0
         while True:
-            entries = await self.store.outbox_read(shard, OUTBOX_READ)
             if entries:
                 crash_point("outbox.before_publish")
                 kafka = [(e.topic, e.key, e.value) for e in entries if e.topic != LEDGER]
                 await self.publisher.publish(kafka)
                 await self._apply_ledger([e for e in entries if e.topic == LEDGER])
                 crash_point("outbox.before_ack")
-                await self.store.outbox_ack(shard, [e.entry_id for e in entries])
                 published += len(entries)
                 for topic, n in Counter(e.topic for e in entries).items():
                     self.metrics.outbox_published.labels(topic).inc(n)
-            released = await self.store.outbox_release(shard, token, OUTBOX_LOCK_MS)
-            if released != 0:
-                if released < 0:
-                    log.warning("outbox lock of shard %d expired while draining", shard)
+            done = [e.entry_id for e in entries]
+            entries = await self.store.outbox_settle(
+                shard, token, OUTBOX_LOCK_MS, done, OUTBOX_READ
+            )
+            if entries is None:
+                log.warning("outbox lock of shard %d expired while draining", shard)
+                return published
+            if not entries:
                 return published
 
     async def _apply_ledger(self, entries: Sequence[OutboxEntry]) -> None:
