@@ -106,8 +106,8 @@ def _run() -> int:
         k: records(Mix(CARDS, RECORDS * m, seed=n), now, f"{names.tag}{k}")
         for n, (k, m) in enumerate((("w1", W1_SHARE), ("w2", W2_SHARE)))
     }
-    for key in ("w1", "w2"):
-        asyncio.run(produce(topics[key], data[key]))
+    # Two workers' records are produced once both have joined (`throughput.run_joined`).
+    asyncio.run(produce(topics["w1"], data["w1"]))
     gc.freeze()  # the generated records live to the end: keep GC pauses out of the timings
 
     results: dict[str, float] = {}
@@ -129,7 +129,7 @@ def _run() -> int:
         f"{results['naive']:,.0f} records/s on the same records "
         f"({results['one'] / results['naive']:.1f}x)"
     )
-    results["two"] = _workers(names, "w2", 2, topics, W2_SHARE * RECORDS)
+    results["two"] = _workers(names, "w2", 2, topics, W2_SHARE * RECORDS, data["w2"])
     say(
         f"scale-out: 2 workers {results['two']:,.0f} records/s "
         f"({results['two'] / ceiling:.0%} of the ceiling; {results['two'] / results['one']:.2f}x "
@@ -194,12 +194,22 @@ def _json(doc: object) -> bytes:
     return json.dumps(doc).encode()
 
 
-def _workers(names: Names, key: str, n: int, topics: dict[str, str], total: int) -> float:
+def _workers(
+    names: Names,
+    key: str,
+    n: int,
+    topics: dict[str, str],
+    total: int,
+    later: list[tuple[bytes, bytes]] | None = None,
+) -> float:
+    """`n` workers on the records of `topics[key]`, or on `later` produced once all joined."""
     app = f"{names.prefix}-{key}"
     run = Names.__new__(Names)
     run.__dict__.update(names.__dict__, prefix=f"{names.prefix}-{key}")
     throughput.apply_profiles(run, app, CARDS + 2 * PROBES, topics["idle"])
-    return throughput.run_workers(run, app, n, topics[key], total)
+    if later is None:
+        return throughput.run_workers(run, app, n, topics[key], total)
+    return throughput.run_joined(run, app, n, topics[key], later)
 
 
 def _latency(

@@ -5,13 +5,16 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
 from redis.asyncio import Redis
 
 from simwatch_contracts import UsageRecord
 
+from .offer import offer_all
 from .procs import KAFKA, REDIS_URL, Names, WorkerProc, free_port
 
 
@@ -45,36 +48,77 @@ def apply_profiles(names: Names, app_id: str, n_profiles: int, idle_topic: str) 
 WARM_UP = 0.05
 """The window opens once this share of the records is done: the first batches pay for the
 worker's first reads of every card and template, which a running worker has long paid."""
-MIN_WINDOW_S = 1.0
-"""A window shorter than this measures nothing: then the run goes on to the last record."""
+SAMPLE_S = 0.25
+"""With several workers, progress is summed over intervals this long in which every one of
+them counted records (a worker does several batches in one, at any rate the bench sees)."""
 
 
 def measure(workers: list[WorkerProc], total: int, timeout_s: float = 600) -> float:
-    """records/s while every worker is working: from the moment each has counted records
-    until `total` records have an outcome or, with several workers, until one of them has
-    read all of its partitions (its consumer lag is 0: the records were produced
-    beforehand, so it has nothing left to do).
+    """records/s while every worker is working, once `WARM_UP` of the records are done.
 
-    Workers join the group one after the other, so the first may drain part of its
-    partitions alone; it then runs dry before the others, and the tail of the run is one
-    worker's rate. That tail was counted before, and two workers read anywhere from 1.1x to
-    1.9x one worker from run to run."""
+    One worker: from then until `total` records have an outcome. Several: the records
+    counted over the `SAMPLE_S` intervals in which each of them counted some, over those
+    intervals' time. Workers join the group one after the other, so the first drains part
+    of its partitions alone, and each join is a rebalance during which nobody counts for a
+    few seconds; the first to run dry leaves one worker's tail. A window from the first
+    record of the last to join until one ran dry read anywhere from 0.12x to 1.9x one
+    worker from run to run, as the join fell."""
     deadline = time.monotonic() + timeout_s
+    several = len(workers) > 1
+    last: list[float] = [0.0] * len(workers)
+    last_at = time.perf_counter()
     first_at = first_done = 0.0
+    busy_s = busy_records = 0.0
     while True:
+        time.sleep(SAMPLE_S if several else 0.05)
         each = [w.records_done() for w in workers]
-        done = sum(each)
-        now = time.perf_counter()
-        if all(each) and done >= WARM_UP * total and not first_at:
-            first_at, first_done = now, done
-        finished = done >= total
-        if first_at and not finished and len(workers) > 1 and now - first_at > MIN_WINDOW_S:
-            finished = any(w.metric("usage_monitor_consumer_lag") == 0 for w in workers)
-        if finished:
+        done, now = sum(each), time.perf_counter()
+        if done >= WARM_UP * total:
+            if not first_at:
+                first_at, first_done = now, done
+            elif several and all(e > n for e, n in zip(each, last, strict=True)):
+                busy_s += now - last_at
+                busy_records += done - sum(last)
+        last, last_at = each, now
+        if done >= total:
+            if several:
+                return busy_records / busy_s if busy_s else float("nan")
             return (done - first_done) / (now - first_at) if now > first_at else float("nan")
         if time.monotonic() > deadline:
             raise RuntimeError(f"only {done:.0f} of {total} records in {timeout_s} s")
-        time.sleep(0.05)
+
+
+def run_joined(
+    names: Names, app_id: str, n: int, usage_topic: str, items: Sequence[tuple[bytes, bytes]]
+) -> float:
+    """`n` workers' records/s on `items`, produced once every worker has joined the usage
+    group (the local broker assigns at once, `group.initial.rebalance.delay.ms=0`). With
+    the records there before, the first worker to join drained most of them alone while the
+    others joined, and two workers read anywhere from 0.12x to 1.9x one worker."""
+    workers = start_workers(names, app_id, n, usage_topic)
+    try:
+        asyncio.run(_joined(f"{app_id}-usage", n))
+        asyncio.run(offer_all(usage_topic, items))
+        return measure(workers, len(items))
+    finally:
+        for w in workers:
+            w.stop()
+
+
+async def _joined(group: str, n: int, timeout_s: float = 60) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=KAFKA)
+    await admin.start()
+    try:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            (reply,) = await admin.describe_consumer_groups([group])
+            _, _, state, _, _, members, *_ = reply.groups[0]
+            if state == "Stable" and len(members) == n:
+                return
+            await asyncio.sleep(0.2)
+        raise RuntimeError(f"{n} workers did not join {group} in {timeout_s} s")
+    finally:
+        await admin.close()
 
 
 def run_workers(names: Names, app_id: str, n: int, usage_topic: str, total: int) -> float:
