@@ -102,7 +102,7 @@ redis_node() {
   binary=$(redis_binary)
   log "starting $(basename "$binary") on 127.0.0.1:$port"
   nohup "$binary" --bind 127.0.0.1 --port "$port" --dir "$dir" \
-    --appendonly yes --appendfsync everysec --save "" --daemonize no \
+    --appendonly yes --appendfsync everysec --auto-aof-rewrite-min-size 1gb --save "" --daemonize no \
     --hash-max-listpack-value 256 --set-max-intset-entries 4096 --maxmemory-policy noeviction \
     --logfile "$dir/redis.log" "$@" >/dev/null 2>&1 &
   echo $! >"$pidfile"

@@ -139,12 +139,14 @@ class _Parsed:
 class _Pipeline:
     def __init__(self, world: _World, stuck: bool = False) -> None:
         self.w, self.stuck = world, stuck
+        self.applying = 0  # apply calls begun
 
     async def parse(self, msgs: list[_Rec]) -> _Parsed:
         await self.w.jitter(0.6, 4)
         return _Parsed(list(msgs))
 
     async def apply(self, parsed: _Parsed) -> None:
+        self.applying += 1
         if self.stuck:  # Redis away: the batch retries for as long as it takes
             await asyncio.sleep(3600)
         await self.w.jitter(0.7, 5)
@@ -165,7 +167,8 @@ def _consumer(world: _World, stuck: bool = False) -> tuple[UsageConsumer, _Kafka
     c.consumer, c.barrier, c.metrics = kafka, barrier, metrics  # type: ignore[assignment]
     c.pipeline, c.dead_letters = _Pipeline(world, stuck), _Letters()  # type: ignore[assignment]
     c.settings = SimpleNamespace(batch_max_records=12, retry_backoff_max_s=0.001)  # type: ignore[assignment]
-    c._stopping, c._redis_turn = asyncio.Event(), asyncio.Lock()
+    c._stopping, c._redis_turn, c._turn_free = asyncio.Event(), asyncio.Lock(), asyncio.Event()
+    c._turn_free.set()
     c.commits = DurableCommits(kafka, barrier, metrics)  # type: ignore[arg-type]
     c._observe_lag = lambda *args: None  # type: ignore[method-assign]
     return c, kafka
@@ -194,7 +197,7 @@ async def test_a_stop_out_of_grace_leaves_no_batch_running() -> None:
     world = _World(0, records=100)
     c, _ = _consumer(world, stuck=True)
     loop = asyncio.create_task(c._run())
-    await asyncio.sleep(0.05)  # two batches in flight, both stuck on Redis
+    await asyncio.sleep(0.05)  # a batch stuck on Redis, the next waiting for its turn
     c._stopping.set()
     with pytest.raises(TimeoutError):
         await asyncio.wait_for(asyncio.shield(loop), 0.1)  # on_stop's grace, shortened
@@ -203,3 +206,36 @@ async def test_a_stop_out_of_grace_leaves_no_batch_running() -> None:
         await loop
     others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
     assert [t.get_coro().__qualname__ for t in others if not t.done()] == []
+
+
+async def test_no_batch_is_launched_while_one_counts_and_the_next_takes_in_fetches() -> None:
+    """The batch after a counting one waits unlaunched and keeps taking in what is fetched,
+    instead of waiting for the turn with what it had; a full one is launched (it can take
+    in nothing more, and goes the moment the turn is free)."""
+    world = _World(1, records=200)
+    c, kafka = _consumer(world, stuck=True)
+    c.settings.batch_max_records = 1000  # type: ignore[misc]
+    loop = asyncio.create_task(c._run())
+    deadline = asyncio.get_running_loop().time() + 5
+    while min(kafka.pos.values()) < world.n and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.005)
+    try:
+        assert min(kafka.pos.values()) == world.n  # the rest taken in by the batch waiting
+        flights = [t for t in asyncio.all_tasks() if "_apply" in t.get_coro().__qualname__]
+        assert len(flights) == 1  # the one counting (stuck)
+    finally:
+        loop.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await loop
+    c.settings.batch_max_records = 12  # type: ignore[misc]
+    world, flights = _World(1, records=200), []
+    c, kafka = _consumer(world, stuck=True)
+    loop = asyncio.create_task(c._run())
+    await asyncio.sleep(0.05)
+    try:
+        flights = [t for t in asyncio.all_tasks() if "_apply" in t.get_coro().__qualname__]
+        assert len(flights) == 2  # the one counting, and a full one waiting for the turn
+    finally:
+        loop.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await loop

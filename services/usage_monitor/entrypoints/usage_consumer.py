@@ -14,6 +14,7 @@ import contextlib
 import functools
 import logging
 import time
+from asyncio import FIRST_COMPLETED
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
@@ -127,6 +128,12 @@ class UsageConsumer(Service):
         # round trips interleaved in Redis made each wait behind the other's (p50 at 65 000
         # records/s 159 and 110 ms interleaved, 125 and 100 ms in turn; the same records/s).
         self._redis_turn = asyncio.Lock()
+        # Set while no batch is counting or waiting to: a batch that could take in more is
+        # launched only then (`_may_go`). One launched while another counted waited for the
+        # turn, parsed and idle, for ~2/3 of a batch's time, while the records fetched
+        # meanwhile waited for the batch after it; kept waiting, it takes them in.
+        self._turn_free = asyncio.Event()
+        self._turn_free.set()
 
     @property
     def group_id(self) -> str:
@@ -223,8 +230,9 @@ class UsageConsumer(Service):
             while not self._stopping.is_set():
                 if pending is not None and pending.generation != commits.generation:
                     pending = None  # fetched before a re-read: its records are read again
-                if pending is not None and len(flights) < IN_FLIGHT:
+                if pending is not None and len(flights) < IN_FLIGHT and self._may_go(pending):
                     previous = flights[-1] if flights else None
+                    self._turn_free.clear()
                     flights.append(asyncio.create_task(self._apply(pending, previous)))
                     pending = None
                     continue
@@ -261,16 +269,22 @@ class UsageConsumer(Service):
     async def _wait_for_slot(
         self, pending: _Batch, flights: collections.deque[asyncio.Task[None]]
     ) -> _Batch:
-        """Every slot taken: wait for the oldest batch in flight, up to `MERGE_EVERY_S`, and
-        take in what was fetched meanwhile (the batch waiting, or a new one if a re-read
-        made it stale)."""
+        """No slot, or a batch is counting: wait for the oldest batch in flight to end or
+        the turn to come free, up to `MERGE_EVERY_S`, and take in what was fetched meanwhile
+        (the batch waiting, or a new one if a re-read made it stale)."""
         assert self.consumer is not None
         assert self.commits is not None
         oldest = flights[0]
-        await asyncio.wait((oldest,), timeout=MERGE_EVERY_S)
+        free = asyncio.ensure_future(self._turn_free.wait())
+        try:
+            await asyncio.wait((oldest, free), timeout=MERGE_EVERY_S, return_when=FIRST_COMPLETED)
+        finally:
+            free.cancel()
         if oldest.done():
             flights.popleft().result()  # its failure ends the loop
             return pending
+        if len(flights) < IN_FLIGHT and self._may_go(pending):
+            return pending  # launched at once
         room = self.settings.batch_max_records - pending.parsed.size
         if room <= 0:
             return pending
@@ -281,6 +295,14 @@ class UsageConsumer(Service):
             return await _Batch.of(more, self.pipeline, self.commits)
         await pending.add(more, self.pipeline)
         return pending
+
+    def _may_go(self, pending: _Batch) -> bool:
+        """Launch `pending` now (a slot being free): when no batch is counting, or when it
+        can take in nothing more (then it waits for the turn launched, and goes the moment
+        the turn is free: held back, the loop could be parsing a whole fetch then, and one
+        worker drained a backlog 16 % slower)."""
+        full = pending.parsed.size >= self.settings.batch_max_records
+        return full or self._turn_free.is_set()
 
     async def _apply(self, batch: _Batch, previous: asyncio.Task[None] | None) -> None:
         assert self.commits is not None
@@ -328,11 +350,16 @@ class UsageConsumer(Service):
         failure (nothing is counted twice, letters are published at least once). A batch
         a re-read made stale is not applied (its records are read again)."""
         assert self.commits is not None
-        if batch.generation != self.commits.generation:
-            return
-        await self.commits.begin()
-        async with self._redis_turn:
+        try:
             if batch.generation != self.commits.generation:
                 return
-            await self.pipeline.apply(batch.parsed)
+            await self.commits.begin()
+            async with self._redis_turn:
+                if batch.generation != self.commits.generation:
+                    return
+                await self.pipeline.apply(batch.parsed)
+        finally:
+            # Counting done, failed (its retry takes the turn again) or stale: the next
+            # batch may go.
+            self._turn_free.set()
         await self.dead_letters.publish(batch.parsed.letters)
