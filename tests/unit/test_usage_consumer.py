@@ -5,6 +5,7 @@ commits offsets only over durable records, through failovers, and stops cleanly.
 from __future__ import annotations
 
 import asyncio
+import collections
 import random
 from types import SimpleNamespace
 from typing import Any
@@ -239,3 +240,30 @@ async def test_no_batch_is_launched_while_one_counts_and_the_next_takes_in_fetch
         loop.cancel()
         with pytest.raises(asyncio.CancelledError):
             await loop
+
+
+async def test_waiting_for_a_slot_does_not_spin_while_the_turn_is_free() -> None:
+    """Both slots taken (the newer batch done counting, the turn free, the older one still
+    publishing): the waiting batch looks for more every `MERGE_EVERY_S`, not every tick."""
+    world = _World(2, records=10)
+    c, kafka = _consumer(world)
+    calls = 0
+
+    async def nothing(timeout_ms: int = 0, max_records: int = 0) -> dict[Any, Any]:
+        nonlocal calls
+        calls += 1
+        return {}
+
+    kafka.getmany = nothing  # type: ignore[method-assign]
+    busy = collections.deque(asyncio.create_task(asyncio.sleep(3600)) for _ in range(2))
+    pending: Any = SimpleNamespace(parsed=SimpleNamespace(size=1), generation=0)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 0.05
+    try:
+        while loop.time() < deadline:
+            pending = await c._wait_for_slot(pending, busy)  # type: ignore[arg-type]
+    finally:
+        for task in busy:
+            task.cancel()
+        await asyncio.gather(*busy, return_exceptions=True)
+    assert calls <= 20  # ~10 at one look per 5 ms; thousands when it spun

@@ -275,11 +275,18 @@ class UsageConsumer(Service):
         assert self.consumer is not None
         assert self.commits is not None
         oldest = flights[0]
-        free = asyncio.ensure_future(self._turn_free.wait())
+        waits: set[asyncio.Future[Any]] = {oldest}
+        free = None
+        if len(flights) < IN_FLIGHT and not self._turn_free.is_set():
+            # Only then can the turn coming free launch the batch; waiting on an event that
+            # is set already would return at once, and the loop would spin.
+            free = asyncio.ensure_future(self._turn_free.wait())
+            waits.add(free)
         try:
-            await asyncio.wait((oldest, free), timeout=MERGE_EVERY_S, return_when=FIRST_COMPLETED)
+            await asyncio.wait(waits, timeout=MERGE_EVERY_S, return_when=FIRST_COMPLETED)
         finally:
-            free.cancel()
+            if free is not None:
+                free.cancel()
         if oldest.done():
             flights.popleft().result()  # its failure ends the loop
             return pending
