@@ -48,8 +48,7 @@ async def hand_over(
         batch = open_batches.get((topic, partition))
         if batch is None:
             batch = open_batches[(topic, partition)] = producer.create_batch()
-        if batch.append(key=key, value=value, timestamp=None) is None:  # full
-            batch.close()
+        if batch.append(key=key, value=value, timestamp=None) is None:  # full (and closed)
             sent.append(await producer.send_batch(batch, topic, partition=partition))
             batch = open_batches[(topic, partition)] = producer.create_batch()
             batch.append(key=key, value=value, timestamp=None)  # first always fits

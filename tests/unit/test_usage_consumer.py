@@ -228,9 +228,8 @@ async def test_no_batch_is_launched_while_one_counts_and_the_next_takes_in_fetch
         loop.cancel()
         with pytest.raises(asyncio.CancelledError):
             await loop
-    c.settings.batch_max_records = 12  # type: ignore[misc]
-    world, flights = _World(1, records=200), []
-    c, kafka = _consumer(world, stuck=True)
+    world = _World(1, records=200)
+    c, kafka = _consumer(world, stuck=True)  # the fetch limit back at 12
     loop = asyncio.create_task(c._run())
     await asyncio.sleep(0.05)
     try:
