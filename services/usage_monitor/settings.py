@@ -124,6 +124,13 @@ class Settings(RuntimeSettings):
         "rolling an upgrade from such a version, docs/operations.md)",
     )
     retry_backoff_max_s: float = Field(10.0, gt=0)
+    consumer_stall_s: float = Field(
+        120.0,
+        gt=0,
+        description="a worker whose usage consumer has records waiting, applied nothing for "
+        "this long and retries nothing stops, for its supervisor to restart it "
+        "(docs/reliability.md)",
+    )
     durability: Durability = Field(
         Durability.FSYNC,
         description="what Redis must have done with a batch's writes before its offsets are "

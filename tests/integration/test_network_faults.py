@@ -25,7 +25,13 @@ from .oracle import Workload, begin, check, start_notifier_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.fault]
 
-WORKER = {"USAGE_MONITOR_BATCH_MAX_RECORDS": "200", "USAGE_MONITOR_RETRY_BACKOFF_MAX_S": "1"}
+WORKER = {
+    "USAGE_MONITOR_BATCH_MAX_RECORDS": "200",
+    "USAGE_MONITOR_RETRY_BACKOFF_MAX_S": "1",
+    # A silent stall after the faults (seen once in CI: nothing applied, nothing logged)
+    # ends the worker after this long, for the test's supervisor to restart it.
+    "USAGE_MONITOR_CONSUMER_STALL_S": "30",
+}
 
 
 async def faults(proxy: FaultProxy, blackhole_s: float) -> None:
@@ -211,3 +217,43 @@ async def test_webhook_link_delayed_reset_and_blackholed_past_the_request_timeou
         assert retried and float(retried.group(1)) > 0, "the faults never hit a delivery"
     finally:
         proxy.stop()
+
+
+async def test_a_worker_cut_off_from_kafka_stops_by_itself_and_its_restart_counts_the_rest(
+    kafka_behind_proxy: tuple[PrivateKafka, FaultProxy],
+    kafka_io: KafkaIO,
+    start_worker: Any,
+    names: dict[str, str],
+    redis: AnyRedis,
+    tmp_path: Path,
+) -> None:
+    """The stall watchdog (`entrypoints/liveness.py`), end to end: the worker's Kafka link
+    goes silent (no error, no fetch response) while records wait; after its stall timeout
+    the worker stops on its own, and a restart counts every record exactly once."""
+    _, proxy = kafka_behind_proxy
+    w = Workload.build(33, cards=50, batches=20)
+    stall_s = 5
+    worker = await asyncio.to_thread(
+        start_worker,
+        KAFKA_BOOTSTRAP_SERVERS=proxy.address,
+        **{**WORKER, "USAGE_MONITOR_CONSUMER_STALL_S": str(stall_s)},
+    )
+    assert worker.proc is not None
+    proxy.blackhole()
+    producing = begin(w, kafka_io, names)  # straight to the broker: the records wait
+    loop = asyncio.get_running_loop()
+    cut_at = loop.time()
+    try:
+        while worker.proc.poll() is None and loop.time() - cut_at < 90:
+            await asyncio.sleep(0.5)
+        stopped_after = loop.time() - cut_at
+    finally:
+        proxy.heal()
+    await producing
+    assert worker.proc.poll() is not None, "the cut-off worker should have stopped by itself"
+    log_text = (tmp_path / "worker-0.log").read_text()
+    assert "usage consumer stalled" in log_text, log_text[-3000:]
+    # No fetch response for QUIET_S (10 s) makes the records waiting; then the stall timeout.
+    assert stopped_after < 10 + stall_s + 30, stopped_after
+    await asyncio.to_thread(start_worker, KAFKA_BOOTSTRAP_SERVERS=proxy.address, **WORKER)
+    await check(w, redis=redis, names=names, kafka=kafka_io)

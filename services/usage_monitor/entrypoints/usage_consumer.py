@@ -13,6 +13,8 @@ import collections
 import contextlib
 import functools
 import logging
+import os
+import threading
 import time
 from asyncio import FIRST_COMPLETED
 from collections.abc import Awaitable, Callable
@@ -29,6 +31,7 @@ from simwatch_runtime.errors import component_of, is_transient, retrying
 from ..metrics import Metrics
 from ..settings import Settings
 from .commits import DurableCommits
+from .liveness import ConsumerStalledError, StallClock, await_chain, consumer_state
 from .pipeline import Parsed, UsagePipeline
 
 log = logging.getLogger(__name__)
@@ -39,6 +42,14 @@ IN_FLIGHT = 2
 the next and waits on Kafka for the one before (docs/benchmarks.md, sixth round)."""
 MERGE_EVERY_S = 0.005
 """While every slot is taken, how often the waiting batch takes in what was fetched."""
+WATCH_EVERY_S = 1.0
+"""How often the stall watchdog looks at the consumer (`liveness.py`)."""
+EXIT_GRACE_S = 20.0
+"""After the consumer crashed the worker, how long its stop may take before the process
+exits anyway: a clean stop waits on Kafka (leaving the group, flushing the producers),
+and with the broker unreachable that took over a minute, a minute in which the partitions
+stayed with a worker that no longer counts. Exiting without it is safe: nothing is
+committed that is not durable, and what is not committed is read again."""
 
 
 @dataclass(slots=True)
@@ -134,6 +145,10 @@ class UsageConsumer(Service):
         # meanwhile waited for the batch after it; kept waiting, it takes them in.
         self._turn_free = asyncio.Event()
         self._turn_free.set()
+        self._applied = 0  # batches recorded: the watchdog's sign of progress
+        self._retries_open = 0  # operations retrying a failed dependency right now
+        self._stalled: ConsumerStalledError | None = None
+        self._watch_task: asyncio.Task[None] | None = None
 
     @property
     def group_id(self) -> str:
@@ -158,22 +173,93 @@ class UsageConsumer(Service):
         self.commits = DurableCommits(self.consumer, self.barrier, self.metrics)
         self._loop_task = asyncio.create_task(self._run(), name="usage-consumer")
         self._loop_task.add_done_callback(self._on_loop_done)
+        self._watch_task = asyncio.create_task(self._watch(), name="usage-consumer-watchdog")
+        self._watch_task.add_done_callback(self._on_watch_done)
+
+    def _on_watch_done(self, task: asyncio.Task[None]) -> None:
+        """The watchdog must not die unnoticed: its failure ends the worker too."""
+        if task.cancelled() or task.exception() is None or self._stopping.is_set():
+            return
+        exc = task.exception()
+        assert exc is not None
+        log.critical("usage consumer watchdog failed: %r; stopping the worker", exc)
+        self._crash_worker(exc)
 
     def _on_loop_done(self, task: asyncio.Task[None]) -> None:
         """A consumer loop that died must not leave its partitions assigned to a live but
         idle process: crash the worker, so the supervisor restarts it and the group moves
         the partitions meanwhile."""
-        if task.cancelled() or self._stopping.is_set():
+        if self._stopping.is_set():
             return
-        exc = task.exception() or RuntimeError("usage consumer loop ended")
+        if task.cancelled():
+            if self._stalled is None:
+                return
+            exc: BaseException = self._stalled
+        else:
+            exc = task.exception() or RuntimeError("usage consumer loop ended")
         log.critical("usage consumer stopped unexpectedly: %r; stopping the worker", exc)
+        self._crash_worker(exc)
+
+    def _crash_worker(self, exc: BaseException) -> None:
+        """Stop the worker for its supervisor to restart it; if the stop has not ended the
+        process after `EXIT_GRACE_S`, end it anyway."""
         self._crash_task = asyncio.ensure_future(self.crash(exc))
+        self._exit_after(EXIT_GRACE_S)
+
+    @staticmethod
+    def _exit_after(seconds: float) -> None:
+        """End the process in `seconds`, from a thread: whatever the event loop waits on."""
+
+        def exit_now() -> None:
+            log.critical("worker still stopping after %.0f s; exiting now", seconds)
+            logging.shutdown()
+            os._exit(70)  # EX_SOFTWARE
+
+        timer = threading.Timer(seconds, exit_now)
+        timer.daemon = True
+        timer.start()
+
+    async def _watch(self) -> None:
+        """End the loop when it has stalled silently (`liveness.py`): records wait, no batch
+        was applied for `consumer_stall_s`, and nothing is being retried."""
+        assert self.consumer is not None
+        clock = StallClock(self.settings.consumer_stall_s, time.monotonic())
+        seen = self._applied
+        while self.running:
+            await asyncio.sleep(WATCH_EVERY_S)
+            state = consumer_state(self.consumer, time.time() * 1000)
+            applied, seen = self._applied != seen, self._applied
+            reason = clock.observe(
+                time.monotonic(), applied=applied, retrying=self._retries_open > 0, state=state
+            )
+            if reason is None or self._stopping.is_set():
+                continue
+            self._stalled = ConsumerStalledError(f"usage consumer stalled: {reason}")
+            log.critical(
+                "%s (%s); the loop waits at %s; stopping the worker so that its supervisor "
+                "restarts it (docs/reliability.md)",
+                self._stalled,
+                state.detail,
+                await_chain(self._loop_task),
+            )
+            assert self._loop_task is not None
+            self._loop_task.cancel()
+            return
 
     async def on_stop(self) -> None:
         """Finish the batches in flight (their offsets get committed; a batch still waiting
         for a slot is read again after the restart), then leave the group. After
-        `STOP_GRACE_S` the loop is cancelled, and every batch in flight with it."""
+        `STOP_GRACE_S` the loop is cancelled, and every batch in flight with it. After a
+        stall, nothing more is awaited of the loop or the commits: what they waited for
+        may never come."""
         self._stopping.set()
+        if self._watch_task is not None:
+            self._watch_task.cancel()
+        if self._stalled is not None:
+            if self.consumer is not None:
+                with contextlib.suppress(TimeoutError):  # leaving the group may hang too
+                    await asyncio.wait_for(self.consumer.stop(), EXIT_GRACE_S / 2)
+            return
         if self._loop_task is not None:
             try:
                 await asyncio.wait_for(asyncio.shield(self._loop_task), STOP_GRACE_S)
@@ -322,6 +408,7 @@ class UsageConsumer(Service):
         )
         if not recorded:
             return
+        self._applied += 1
         self.metrics.batch_seconds.observe(time.perf_counter() - batch.started)
         if batch.oldest_ms:
             self.metrics.record_latency.observe(max(0.0, time.time() - batch.oldest_ms / 1000))
@@ -345,12 +432,22 @@ class UsageConsumer(Service):
                 )
 
     async def _retrying(self, op: Callable[[], Awaitable[T]], what: str) -> T:
-        return await retrying(
-            op,
-            what=what,
-            on_error=lambda exc: self.metrics.transient_errors.labels(component_of(exc)).inc(),
-            max_backoff_s=self.settings.retry_backoff_max_s,
-        )
+        failing = False
+
+        def on_error(exc: BaseException) -> None:
+            nonlocal failing
+            self.metrics.transient_errors.labels(component_of(exc)).inc()
+            if not failing:
+                failing = True
+                self._retries_open += 1
+
+        try:
+            return await retrying(
+                op, what=what, on_error=on_error, max_backoff_s=self.settings.retry_backoff_max_s
+            )
+        finally:
+            if failing:
+                self._retries_open -= 1
 
     async def _handle(self, batch: _Batch) -> None:
         """Apply a parsed batch and publish its dead letters; safe to run again after a

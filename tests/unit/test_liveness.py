@@ -1,0 +1,176 @@
+"""The stall watchdog (`entrypoints/liveness.py`): a usage consumer that has records waiting
+and applies nothing, with no retry under way, is stopped once the stall has lasted
+`consumer_stall_s`; progress, an idle member, and a visible retry keep it running."""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from aiokafka import TopicPartition
+from aiokafka.consumer.subscription_state import SubscriptionState
+
+from usage_monitor.entrypoints import usage_consumer as uc
+from usage_monitor.entrypoints.liveness import (
+    QUIET_S,
+    ConsumerStalledError,
+    ConsumerState,
+    StallClock,
+    await_chain,
+    consumer_state,
+)
+
+from .test_usage_consumer import _consumer, _World
+
+WAITING = ConsumerState(member=True, waiting="partition 0 is at 3 of 10", detail="")
+IDLE = ConsumerState(member=True, waiting=None, detail="")
+OUT = ConsumerState(member=False, waiting=None, detail="")
+
+
+def test_the_clock_fires_only_after_a_whole_stall() -> None:
+    clock = StallClock(10, now=0)
+    assert clock.observe(5, applied=False, retrying=False, state=WAITING) is None
+    assert clock.observe(9.9, applied=False, retrying=False, state=WAITING) is None
+    reason = clock.observe(10, applied=False, retrying=False, state=WAITING)
+    assert reason is not None and "partition 0 is at 3 of 10" in reason and "10 s" in reason
+
+
+@pytest.mark.parametrize(
+    "healthy",
+    [
+        {"applied": True, "retrying": False, "state": WAITING},  # progress
+        {"applied": False, "retrying": True, "state": WAITING},  # a visible, logged retry
+        {"applied": False, "retrying": False, "state": IDLE},  # nothing waits
+    ],
+)
+def test_any_healthy_look_starts_the_stall_again(healthy: dict[str, Any]) -> None:
+    clock = StallClock(10, now=0)
+    assert clock.observe(8, applied=False, retrying=False, state=WAITING) is None
+    assert clock.observe(9, **healthy) is None
+    assert clock.observe(18, applied=False, retrying=False, state=WAITING) is None
+    assert clock.observe(19, applied=False, retrying=False, state=WAITING) is not None
+
+
+def test_out_of_the_group_counts_as_waiting() -> None:
+    clock = StallClock(10, now=0)
+    reason = clock.observe(11, applied=False, retrying=False, state=OUT)
+    assert reason is not None and "not a settled member" in reason
+
+
+def _kafka(positions: dict[int, int | None], highwater: dict[int, int], polled_ms: float) -> Any:
+    """A consumer with aiokafka's own subscription state, and a coordinator with the fields
+    aiokafka 0.14 keeps (read, like aiokafka's, by name)."""
+    tps = {TopicPartition("u", p) for p in positions}
+    subscriptions = SubscriptionState()
+    subscriptions.subscribe(topics={"u"})
+    subscriptions.assign_from_subscribed(tps)
+    assignment = subscriptions.subscription.assignment
+    for tp in tps:
+        position = positions[tp.partition]
+        if position is not None:
+            assignment.state_value(tp).reset_to(position)
+    rejoin = asyncio.get_running_loop().create_future()
+    coordinator = SimpleNamespace(
+        coordinator_id=1,
+        member_id="m-1",
+        generation=3,
+        _rejoin_needed_fut=rejoin,
+        _coordination_task=None,
+    )
+    return SimpleNamespace(
+        _coordinator=coordinator,
+        _subscription=subscriptions,
+        highwater=lambda tp: highwater.get(tp.partition),
+        last_poll_timestamp=lambda tp: polled_ms,
+    )
+
+
+async def test_the_consumer_state_reads_positions_highwater_and_membership() -> None:
+    now = 1_000_000.0
+    caught_up = _kafka({0: 5, 1: 7}, {0: 5, 1: 7}, polled_ms=now - 50)
+    state = consumer_state(caught_up, now)
+    assert state.member and state.waiting is None and "member 'm-1'" in state.detail
+    behind = consumer_state(_kafka({0: 5, 1: 7}, {0: 5, 1: 9}, polled_ms=now), now)
+    assert behind.waiting == "partition 1 is at 7 of 9"
+    unset = consumer_state(_kafka({0: None}, {}, polled_ms=now), now)
+    assert unset.waiting == "partition 0 has no position"
+    quiet = consumer_state(_kafka({0: 5}, {0: 5}, polled_ms=now - QUIET_S * 1000 - 1), now)
+    assert quiet.waiting is not None and "no fetch response" in quiet.waiting
+    kicked = _kafka({0: 5}, {0: 5}, polled_ms=now)
+    kicked._coordinator.member_id = ""  # what aiokafka's reset_generation leaves
+    kicked._coordinator._rejoin_needed_fut.set_result(None)
+    assert not consumer_state(kicked, now).member
+    assert consumer_state(SimpleNamespace(), now).member  # unknown layout: never fires
+
+
+async def test_await_chain_names_where_a_task_waits() -> None:
+    async def inner() -> None:
+        await asyncio.sleep(3600)
+
+    async def outer() -> None:
+        await inner()
+
+    task = asyncio.create_task(outer())
+    await asyncio.sleep(0)
+    try:
+        chain = await_chain(task)
+        assert chain.startswith("outer:") and "inner:" in chain and "sleep" in chain
+    finally:
+        task.cancel()
+    assert await_chain(None) == "not running"
+
+
+async def _watched(stuck_with: str, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A consumer whose batch hangs on Redis (silently, or failing and retried), watched
+    with a 0.2 s stall timeout while records wait."""
+    world = _World(3, records=100)
+    c, _ = _consumer(world, stuck=stuck_with == "silence")
+    if stuck_with == "errors":
+
+        async def refused(parsed: Any) -> None:
+            raise ConnectionError("Redis refused")
+
+        c.pipeline.apply = refused  # type: ignore[method-assign,assignment]
+    c.settings.consumer_stall_s = 0.2  # type: ignore[misc]
+    monkeypatch.setattr(uc, "WATCH_EVERY_S", 0.02)
+    monkeypatch.setattr(uc, "consumer_state", lambda consumer, now_ms: WAITING)
+    crashed: list[BaseException] = []
+
+    async def crash(reason: BaseException) -> None:
+        crashed.append(reason)
+
+    c.crash = crash  # type: ignore[method-assign]
+    c._exit_after = lambda seconds: crashed.append(TimeoutError(seconds))  # type: ignore[method-assign]
+    c._loop_task = asyncio.create_task(c._run())
+    c._loop_task.add_done_callback(c._on_loop_done)
+    watch = asyncio.create_task(c._watch())
+    await asyncio.sleep(0.6)
+    return c, watch, crashed
+
+
+async def test_a_silent_stall_ends_the_loop_and_crashes_the_worker(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    c, watch, crashed = await _watched("silence", monkeypatch)
+    await asyncio.sleep(0)
+    assert watch.done() and c._loop_task.cancelled()
+    stalls = [e for e in crashed if isinstance(e, ConsumerStalledError)]
+    assert len(stalls) == 1 and "partition 0 is at 3 of 10" in str(stalls[0])
+    exits = [e for e in crashed if isinstance(e, TimeoutError)]
+    assert len(exits) == 1  # and the process would exit after the grace, stopped or not
+    others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    assert [t.get_coro().__qualname__ for t in others if not t.done()] == []
+
+
+async def test_a_retried_dependency_failure_is_not_a_stall(monkeypatch: pytest.MonkeyPatch) -> None:
+    c, watch, crashed = await _watched("errors", monkeypatch)
+    try:
+        assert not watch.done() and not c._loop_task.done() and crashed == []
+        assert c._retries_open > 0
+    finally:
+        c._stopping.set()
+        watch.cancel()
+        c._loop_task.cancel()
+        await asyncio.gather(watch, c._loop_task, return_exceptions=True)
