@@ -51,6 +51,10 @@ class FaultProxy:
         return self
 
     def stop(self) -> None:
+        """Close the listener and every connection; stopping again does nothing."""
+        if not self._thread.is_alive():
+            return
+
         async def close() -> None:
             assert self._server is not None and self._open is not None
             self._open.set()

@@ -25,11 +25,12 @@ from .oracle import Workload, begin, check, start_notifier_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.fault]
 
-WORKER = {
-    "USAGE_MONITOR_BATCH_MAX_RECORDS": "200",
-    "USAGE_MONITOR_RETRY_BACKOFF_MAX_S": "1",
+WORKER = {"USAGE_MONITOR_BATCH_MAX_RECORDS": "200", "USAGE_MONITOR_RETRY_BACKOFF_MAX_S": "1"}
+SUPERVISED = {
+    **WORKER,
     # A silent stall after the faults (seen once in CI: nothing applied, nothing logged)
-    # ends the worker after this long, for the test's supervisor to restart it.
+    # ends the worker after this long, for the test's supervisor to restart it. Only where
+    # a supervisor is: elsewhere a stop would fail the test, and the default (120 s) holds.
     "USAGE_MONITOR_CONSUMER_STALL_S": "30",
 }
 
@@ -118,7 +119,9 @@ async def test_kafka_link_delayed_reset_and_blackholed_past_the_session_timeout(
 ) -> None:
     _, proxy = kafka_behind_proxy
     w = Workload.build(32, cards=100, batches=30)
-    worker = await asyncio.to_thread(start_worker, KAFKA_BOOTSTRAP_SERVERS=proxy.address, **WORKER)
+    worker = await asyncio.to_thread(
+        start_worker, KAFKA_BOOTSTRAP_SERVERS=proxy.address, **SUPERVISED
+    )
     producing = begin(w, kafka_io, names)
     await asyncio.sleep(1.5)
     await faults(proxy, blackhole_s=9)  # the group's session timeout is 6 s
@@ -134,7 +137,7 @@ async def test_kafka_link_delayed_reset_and_blackholed_past_the_session_timeout(
             await asyncio.sleep(0.5)
             if current.proc is not None and current.proc.poll() is not None:
                 current = await asyncio.to_thread(
-                    start_worker, KAFKA_BOOTSTRAP_SERVERS=proxy.address, **WORKER
+                    start_worker, KAFKA_BOOTSTRAP_SERVERS=proxy.address, **SUPERVISED
                 )
 
     supervisor = asyncio.create_task(supervise())
@@ -236,7 +239,7 @@ async def test_a_worker_cut_off_from_kafka_stops_by_itself_and_its_restart_count
     worker = await asyncio.to_thread(
         start_worker,
         KAFKA_BOOTSTRAP_SERVERS=proxy.address,
-        **{**WORKER, "USAGE_MONITOR_CONSUMER_STALL_S": str(stall_s)},
+        **{**SUPERVISED, "USAGE_MONITOR_CONSUMER_STALL_S": str(stall_s)},
     )
     assert worker.proc is not None
     proxy.blackhole()
@@ -253,7 +256,44 @@ async def test_a_worker_cut_off_from_kafka_stops_by_itself_and_its_restart_count
     assert worker.proc.poll() is not None, "the cut-off worker should have stopped by itself"
     log_text = (tmp_path / "worker-0.log").read_text()
     assert "usage consumer stalled" in log_text, log_text[-3000:]
-    # No fetch response for QUIET_S (10 s) makes the records waiting; then the stall timeout.
-    assert stopped_after < 10 + stall_s + 30, stopped_after
+    # No fetch response for QUIET_S (10 s) makes the records waiting, then the stall
+    # timeout; the stop waits on the unreachable broker until the exit grace (20 s) ends it.
+    assert worker.proc.returncode != 0, "a stall is a failure, for the supervisor to see"
+    assert stopped_after < 10 + stall_s + 20 + 25, stopped_after
     await asyncio.to_thread(start_worker, KAFKA_BOOTSTRAP_SERVERS=proxy.address, **WORKER)
     await check(w, redis=redis, names=names, kafka=kafka_io)
+
+
+async def test_a_worker_with_no_broker_reachable_waits_instead_of_restarting(
+    kafka_behind_proxy: tuple[PrivateKafka, FaultProxy],
+    kafka_io: KafkaIO,
+    start_worker: Any,
+    names: dict[str, str],
+    redis: AnyRedis,
+    tmp_path: Path,
+) -> None:
+    """No broker accepts a connection (the proxy is gone): an outage, which aiokafka logs
+    and retries, not a stall; the worker keeps its card API up and counts when it is back."""
+    broker, proxy = kafka_behind_proxy
+    w = Workload.build(34, cards=50, batches=20)
+    stall_s = 5
+    worker = await asyncio.to_thread(
+        start_worker,
+        KAFKA_BOOTSTRAP_SERVERS=proxy.address,
+        **{**SUPERVISED, "USAGE_MONITOR_CONSUMER_STALL_S": str(stall_s)},
+    )
+    assert worker.proc is not None
+    proxy.stop()  # every connection reset, and the port refuses new ones
+    producing = begin(w, kafka_io, names)
+    await asyncio.sleep(10 + stall_s + 10)  # the quiet rule, a stall timeout, and some
+    await producing
+    assert worker.proc.poll() is None, "an outage must not restart the worker"
+    log_text = (tmp_path / "worker-0.log").read_text()
+    assert "no Kafka broker reachable" in log_text, log_text[-3000:]
+    assert "usage consumer stalled" not in log_text
+    back = FaultProxy(broker.external, port=proxy.port).start()
+    try:
+        await check(w, redis=redis, names=names, kafka=kafka_io)
+        assert worker.proc.poll() is None
+    finally:
+        back.stop()

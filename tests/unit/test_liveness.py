@@ -5,6 +5,8 @@ and applies nothing, with no retry under way, is stopped once the stall has last
 from __future__ import annotations
 
 import asyncio
+import socket
+import time
 from types import SimpleNamespace
 from typing import Any
 
@@ -19,6 +21,7 @@ from usage_monitor.entrypoints.liveness import (
     ConsumerState,
     StallClock,
     await_chain,
+    broker_reachable,
     consumer_state,
 )
 
@@ -30,7 +33,7 @@ OUT = ConsumerState(member=False, waiting=None, detail="")
 
 
 def test_the_clock_fires_only_after_a_whole_stall() -> None:
-    clock = StallClock(10, now=0)
+    clock = StallClock(10, now=0, gap_s=100)  # looks this sparse are no freeze
     assert clock.observe(5, applied=False, retrying=False, state=WAITING) is None
     assert clock.observe(9.9, applied=False, retrying=False, state=WAITING) is None
     reason = clock.observe(10, applied=False, retrying=False, state=WAITING)
@@ -46,20 +49,35 @@ def test_the_clock_fires_only_after_a_whole_stall() -> None:
     ],
 )
 def test_any_healthy_look_starts_the_stall_again(healthy: dict[str, Any]) -> None:
-    clock = StallClock(10, now=0)
+    clock = StallClock(10, now=0, gap_s=100)  # looks this sparse are no freeze
     assert clock.observe(8, applied=False, retrying=False, state=WAITING) is None
     assert clock.observe(9, **healthy) is None
     assert clock.observe(18, applied=False, retrying=False, state=WAITING) is None
     assert clock.observe(19, applied=False, retrying=False, state=WAITING) is not None
 
 
+def test_a_frozen_process_does_not_count_its_freeze_as_a_stall() -> None:
+    """SIGSTOP, a paused VM: the looks stop; after the thaw the stall starts again, and the
+    fetch responses get `QUIET_S` to come back."""
+    clock = StallClock(10, now=0, gap_s=3)
+    assert clock.observe(1, applied=False, retrying=False, state=WAITING) is None
+    fired = [
+        t
+        for t in range(60, 100)  # frozen from 1 to 60, then a look every second
+        if clock.observe(t, applied=False, retrying=False, state=WAITING) is not None
+    ]
+    assert fired[0] == 60 + QUIET_S - 1 + 10  # the last thawing look, then a whole stall
+
+
 def test_out_of_the_group_counts_as_waiting() -> None:
-    clock = StallClock(10, now=0)
+    clock = StallClock(10, now=0, gap_s=100)  # looks this sparse are no freeze
     reason = clock.observe(11, applied=False, retrying=False, state=OUT)
     assert reason is not None and "not a settled member" in reason
 
 
-def _kafka(positions: dict[int, int | None], highwater: dict[int, int], polled_ms: float) -> Any:
+def _kafka(
+    positions: dict[int, int | None], highwater: dict[int, int], polled_ms: float | None
+) -> Any:
     """A consumer with aiokafka's own subscription state, and a coordinator with the fields
     aiokafka 0.14 keeps (read, like aiokafka's, by name)."""
     tps = {TopicPartition("u", p) for p in positions}
@@ -100,9 +118,34 @@ async def test_the_consumer_state_reads_positions_highwater_and_membership() -> 
     assert quiet.waiting is not None and "no fetch response" in quiet.waiting
     kicked = _kafka({0: 5}, {0: 5}, polled_ms=now)
     kicked._coordinator.member_id = ""  # what aiokafka's reset_generation leaves
-    kicked._coordinator._rejoin_needed_fut.set_result(None)
     assert not consumer_state(kicked, now).member
-    assert consumer_state(SimpleNamespace(), now).member  # unknown layout: never fires
+    rejoining = _kafka({0: 5}, {0: 5}, polled_ms=now)
+    rejoining._coordinator._rejoin_needed_fut.set_result(None)
+    assert not consumer_state(rejoining, now).member
+    idle = _kafka({}, {}, polled_ms=now)  # more workers than partitions: nothing assigned
+    assert consumer_state(idle, now) == ConsumerState(True, None, consumer_state(idle, now).detail)
+
+
+async def test_a_new_assignment_that_never_hears_from_its_broker_is_waiting() -> None:
+    """After a rebalance every partition starts with no highwater and no fetch response:
+    the time the assignment was first seen stands in for the response."""
+    now = 1_000_000.0
+    fresh = _kafka({0: 5}, {}, polled_ms=None)  # type: ignore[arg-type]
+    assert consumer_state(fresh, now, assigned_ms=now - 1000).waiting is None
+    late = consumer_state(fresh, now, assigned_ms=now - QUIET_S * 1000 - 1).waiting
+    assert late is not None and "no fetch response" in late
+
+
+def test_an_unreadable_consumer_is_reported_healthy() -> None:
+    """A layout this aiokafka version lacks must disable the watchdog, not crash-loop the
+    worker."""
+    assert consumer_state(SimpleNamespace(), 0).member
+    broken = SimpleNamespace(
+        _coordinator=SimpleNamespace(member_id="m"),
+        _subscription=SimpleNamespace(subscription=SimpleNamespace(assignment=object())),
+    )
+    state = consumer_state(broken, 0)
+    assert state.member and state.waiting is None and state.detail.startswith("unreadable")
 
 
 async def test_await_chain_names_where_a_task_waits() -> None:
@@ -122,7 +165,23 @@ async def test_await_chain_names_where_a_task_waits() -> None:
     assert await_chain(None) == "not running"
 
 
-async def _watched(stuck_with: str, monkeypatch: pytest.MonkeyPatch) -> Any:
+async def test_a_broker_is_reachable_when_one_accepts_a_connection() -> None:
+    server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    unused = closed.getsockname()[1]
+    closed.close()  # nothing listens there now
+    try:
+        assert await broker_reachable(f"127.0.0.1:{unused},127.0.0.1:{port}")
+        assert not await broker_reachable(f"127.0.0.1:{unused}", timeout_s=1)
+        assert not await broker_reachable("not-a-port")
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def _watched(stuck_with: str, monkeypatch: pytest.MonkeyPatch, reachable: bool = True) -> Any:
     """A consumer whose batch hangs on Redis (silently, or failing and retried), watched
     with a 0.2 s stall timeout while records wait."""
     world = _World(3, records=100)
@@ -134,8 +193,14 @@ async def _watched(stuck_with: str, monkeypatch: pytest.MonkeyPatch) -> Any:
 
         c.pipeline.apply = refused  # type: ignore[method-assign,assignment]
     c.settings.consumer_stall_s = 0.2  # type: ignore[misc]
+    c.settings.kafka_bootstrap_servers = "127.0.0.1:1"  # type: ignore[misc]
     monkeypatch.setattr(uc, "WATCH_EVERY_S", 0.02)
-    monkeypatch.setattr(uc, "consumer_state", lambda consumer, now_ms: WAITING)
+    monkeypatch.setattr(uc, "consumer_state", lambda consumer, now_ms, assigned_ms=None: WAITING)
+
+    async def probe(servers: str) -> bool:
+        return reachable
+
+    monkeypatch.setattr(uc, "broker_reachable", probe)
     crashed: list[BaseException] = []
 
     async def crash(reason: BaseException) -> None:
@@ -143,6 +208,7 @@ async def _watched(stuck_with: str, monkeypatch: pytest.MonkeyPatch) -> Any:
 
     c.crash = crash  # type: ignore[method-assign]
     c._exit_after = lambda seconds: crashed.append(TimeoutError(seconds))  # type: ignore[method-assign]
+    c._crash_task = None
     c._loop_task = asyncio.create_task(c._run())
     c._loop_task.add_done_callback(c._on_loop_done)
     watch = asyncio.create_task(c._watch())
@@ -168,7 +234,21 @@ async def test_a_retried_dependency_failure_is_not_a_stall(monkeypatch: pytest.M
     c, watch, crashed = await _watched("errors", monkeypatch)
     try:
         assert not watch.done() and not c._loop_task.done() and crashed == []
-        assert c._retries_open > 0
+        assert time.monotonic() - c._retry_failed_at < 1  # the retry loop's last failure
+    finally:
+        c._stopping.set()
+        watch.cancel()
+        c._loop_task.cancel()
+        await asyncio.gather(watch, c._loop_task, return_exceptions=True)
+
+
+async def test_no_broker_reachable_is_an_outage_not_a_stall(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Restarting would only trade a waiting worker for one blocked in its preflight."""
+    c, watch, crashed = await _watched("silence", monkeypatch, reachable=False)
+    try:
+        assert not watch.done() and not c._loop_task.done() and crashed == []
     finally:
         c._stopping.set()
         watch.cancel()

@@ -170,7 +170,8 @@ def _consumer(world: _World, stuck: bool = False) -> tuple[UsageConsumer, _Kafka
     c.settings = SimpleNamespace(batch_max_records=12, retry_backoff_max_s=0.001)  # type: ignore[assignment]
     c._stopping, c._redis_turn, c._turn_free = asyncio.Event(), asyncio.Lock(), asyncio.Event()
     c._turn_free.set()
-    c._applied, c._retries_open, c._stalled, c._watch_task = 0, 0, None, None
+    c._applied, c._retry_failed_at, c._stalled, c._watch_task = 0, -1e9, None, None
+    c._crash_task = None
     c.commits = DurableCommits(kafka, barrier, metrics)  # type: ignore[arg-type]
     c._observe_lag = lambda *args: None  # type: ignore[method-assign]
     return c, kafka

@@ -31,7 +31,14 @@ from simwatch_runtime.errors import component_of, is_transient, retrying
 from ..metrics import Metrics
 from ..settings import Settings
 from .commits import DurableCommits
-from .liveness import ConsumerStalledError, StallClock, await_chain, consumer_state
+from .liveness import (
+    ConsumerStalledError,
+    StallClock,
+    await_chain,
+    broker_reachable,
+    consumer_state,
+    current_assignment,
+)
 from .pipeline import Parsed, UsagePipeline
 
 log = logging.getLogger(__name__)
@@ -146,9 +153,10 @@ class UsageConsumer(Service):
         self._turn_free = asyncio.Event()
         self._turn_free.set()
         self._applied = 0  # batches recorded: the watchdog's sign of progress
-        self._retries_open = 0  # operations retrying a failed dependency right now
+        self._retry_failed_at = -1e9  # monotonic: the last failure a retry loop saw
         self._stalled: ConsumerStalledError | None = None
         self._watch_task: asyncio.Task[None] | None = None
+        self._flights: collections.deque[asyncio.Task[None]] = collections.deque()
 
     @property
     def group_id(self) -> str:
@@ -192,17 +200,16 @@ class UsageConsumer(Service):
         if self._stopping.is_set():
             return
         if task.cancelled():
-            if self._stalled is None:
-                return
-            exc: BaseException = self._stalled
-        else:
-            exc = task.exception() or RuntimeError("usage consumer loop ended")
+            return  # a stop, or the watchdog (which crashes the worker itself)
+        exc = task.exception() or RuntimeError("usage consumer loop ended")
         log.critical("usage consumer stopped unexpectedly: %r; stopping the worker", exc)
         self._crash_worker(exc)
 
     def _crash_worker(self, exc: BaseException) -> None:
         """Stop the worker for its supervisor to restart it; if the stop has not ended the
         process after `EXIT_GRACE_S`, end it anyway."""
+        if self._crash_task is not None:
+            return  # crashing already
         self._crash_task = asyncio.ensure_future(self.crash(exc))
         self._exit_after(EXIT_GRACE_S)
 
@@ -211,8 +218,8 @@ class UsageConsumer(Service):
         """End the process in `seconds`, from a thread: whatever the event loop waits on."""
 
         def exit_now() -> None:
-            log.critical("worker still stopping after %.0f s; exiting now", seconds)
-            logging.shutdown()
+            # No logging: its handlers' locks may be what the process is stuck on.
+            os.write(2, f"worker still stopping after {seconds:.0f} s; exiting now\n".encode())
             os._exit(70)  # EX_SOFTWARE
 
         timer = threading.Timer(seconds, exit_now)
@@ -221,29 +228,60 @@ class UsageConsumer(Service):
 
     async def _watch(self) -> None:
         """End the loop when it has stalled silently (`liveness.py`): records wait, no batch
-        was applied for `consumer_stall_s`, and nothing is being retried."""
+        was applied for `consumer_stall_s`, and no retry loop has seen a failure lately (a
+        retried failure is logged and counted, and a restart would not cure it; one that
+        failed once and then hangs is a stall again after `retry_window`)."""
         assert self.consumer is not None
-        clock = StallClock(self.settings.consumer_stall_s, time.monotonic())
+        clock = StallClock(
+            self.settings.consumer_stall_s, time.monotonic(), max(3.0, 3 * WATCH_EVERY_S)
+        )
+        retry_window = 2 * self.settings.retry_backoff_max_s + 15  # + a Redis socket timeout
         seen = self._applied
+        assignment: tuple[object | None, float] = (None, 0.0)
+        outage = False  # warned that no broker is reachable
         while self.running:
             await asyncio.sleep(WATCH_EVERY_S)
-            state = consumer_state(self.consumer, time.time() * 1000)
+            now_ms = time.time() * 1000
+            current = current_assignment(self.consumer)
+            if current is not assignment[0]:
+                assignment = (current, now_ms)
+            state = consumer_state(self.consumer, now_ms, assignment[1])
             applied, seen = self._applied != seen, self._applied
+            outage = outage and not applied
+            now = time.monotonic()
             reason = clock.observe(
-                time.monotonic(), applied=applied, retrying=self._retries_open > 0, state=state
+                now,
+                applied=applied,
+                retrying=now - self._retry_failed_at < retry_window,
+                state=state,
             )
             if reason is None or self._stopping.is_set():
                 continue
+            if not await broker_reachable(self.settings.kafka_bootstrap_servers):
+                if not outage:
+                    log.warning("usage consumer waiting: %s; no Kafka broker reachable", reason)
+                outage = True
+                clock.restart(time.monotonic())
+                continue
             self._stalled = ConsumerStalledError(f"usage consumer stalled: {reason}")
             log.critical(
-                "%s (%s); the loop waits at %s; stopping the worker so that its supervisor "
-                "restarts it (docs/reliability.md)",
+                "%s (%s); the loop waits at %s; batches in flight wait at %s; aiokafka's "
+                "fetch routine at %s, its coordination routine at %s; stopping the worker so "
+                "that its supervisor restarts it (docs/reliability.md)",
                 self._stalled,
                 state.detail,
                 await_chain(self._loop_task),
+                " | ".join(await_chain(t) for t in self._flights) or "none",
+                await_chain(getattr(getattr(self.consumer, "_fetcher", None), "_fetch_task", None)),
+                await_chain(
+                    getattr(
+                        getattr(self.consumer, "_coordinator", None), "_coordination_task", None
+                    )
+                ),
             )
             assert self._loop_task is not None
             self._loop_task.cancel()
+            self._crash_worker(self._stalled)  # not left to the cancellation to finish
             return
 
     async def on_stop(self) -> None:
@@ -261,9 +299,10 @@ class UsageConsumer(Service):
                     await asyncio.wait_for(self.consumer.stop(), EXIT_GRACE_S / 2)
             return
         if self._loop_task is not None:
-            try:
-                await asyncio.wait_for(asyncio.shield(self._loop_task), STOP_GRACE_S)
-            except TimeoutError:
+            # Not wait_for: it would raise a failed loop's exception here, and the consumer
+            # would not leave its group.
+            done, _ = await asyncio.wait({self._loop_task}, timeout=STOP_GRACE_S)
+            if not done:
                 self._loop_task.cancel()
         if self.commits is not None and not self._loop_task_failed():
             try:  # commit what the last barrier confirms; what it cannot is read again
@@ -311,6 +350,7 @@ class UsageConsumer(Service):
         consumer, commits = self.consumer, self.commits
         limit = self.settings.batch_max_records
         flights: collections.deque[asyncio.Task[None]] = collections.deque()
+        self._flights = flights  # for the watchdog's report
         pending: _Batch | None = None  # fetched and parsed, waiting for a slot
         try:
             while not self._stopping.is_set():
@@ -432,22 +472,13 @@ class UsageConsumer(Service):
                 )
 
     async def _retrying(self, op: Callable[[], Awaitable[T]], what: str) -> T:
-        failing = False
-
         def on_error(exc: BaseException) -> None:
-            nonlocal failing
             self.metrics.transient_errors.labels(component_of(exc)).inc()
-            if not failing:
-                failing = True
-                self._retries_open += 1
+            self._retry_failed_at = time.monotonic()
 
-        try:
-            return await retrying(
-                op, what=what, on_error=on_error, max_backoff_s=self.settings.retry_backoff_max_s
-            )
-        finally:
-            if failing:
-                self._retries_open -= 1
+        return await retrying(
+            op, what=what, on_error=on_error, max_backoff_s=self.settings.retry_backoff_max_s
+        )
 
     async def _handle(self, batch: _Batch) -> None:
         """Apply a parsed batch and publish its dead letters; safe to run again after a
