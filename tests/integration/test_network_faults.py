@@ -56,10 +56,12 @@ def kafka_behind_proxy(tmp_path: Path) -> Iterator[tuple[PrivateKafka, FaultProx
         pytest.skip("needs the Apache Kafka jars (scripts/stack.sh fetch)")
     port = free_port()
     broker = PrivateKafka(tmp_path / "kafka", advertised=port).start()
-    proxy = FaultProxy(broker.external, port=port).start()
-    yield broker, proxy
-    proxy.stop()
-    broker.stop()
+    try:
+        proxy = FaultProxy(broker.external, port=port).start()
+        yield broker, proxy
+        proxy.stop()
+    finally:
+        broker.stop()  # even when the proxy's stop failed: a broker left running competes
 
 
 @pytest.fixture
