@@ -16,6 +16,8 @@ import pytest
 from redis.asyncio import Redis
 
 from simwatch_runtime.redis_client import AnyRedis
+from usage_monitor.entrypoints.liveness import QUIET_S
+from usage_monitor.entrypoints.usage_consumer import EXIT_GRACE_S
 
 from ..conftest import KafkaIO
 from ..faultproxy import FaultProxy
@@ -224,6 +226,19 @@ async def test_webhook_link_delayed_reset_and_blackholed_past_the_request_timeou
         proxy.stop()
 
 
+STALL_S = 5
+"""The watchdog's stall timeout in the two tests of it below."""
+
+
+async def _watched_worker(start_worker: Any, proxy: FaultProxy) -> Any:
+    """A worker reaching Kafka through `proxy`, with a short stall timeout."""
+    return await asyncio.to_thread(
+        start_worker,
+        KAFKA_BOOTSTRAP_SERVERS=proxy.address,
+        **{**WORKER, "USAGE_MONITOR_CONSUMER_STALL_S": str(STALL_S)},
+    )
+
+
 async def test_a_worker_cut_off_from_kafka_stops_by_itself_and_its_restart_counts_the_rest(
     kafka_behind_proxy: tuple[PrivateKafka, FaultProxy],
     kafka_io: KafkaIO,
@@ -237,12 +252,7 @@ async def test_a_worker_cut_off_from_kafka_stops_by_itself_and_its_restart_count
     the worker stops on its own, and a restart counts every record exactly once."""
     _, proxy = kafka_behind_proxy
     w = Workload.build(33, cards=50, batches=20)
-    stall_s = 5
-    worker = await asyncio.to_thread(
-        start_worker,
-        KAFKA_BOOTSTRAP_SERVERS=proxy.address,
-        **{**SUPERVISED, "USAGE_MONITOR_CONSUMER_STALL_S": str(stall_s)},
-    )
+    worker = await _watched_worker(start_worker, proxy)
     assert worker.proc is not None
     proxy.blackhole()
     producing = begin(w, kafka_io, names)  # straight to the broker: the records wait
@@ -258,10 +268,10 @@ async def test_a_worker_cut_off_from_kafka_stops_by_itself_and_its_restart_count
     assert worker.proc.poll() is not None, "the cut-off worker should have stopped by itself"
     log_text = (tmp_path / "worker-0.log").read_text()
     assert "usage consumer stalled" in log_text, log_text[-3000:]
-    # No fetch response for QUIET_S (10 s) makes the records waiting, then the stall
-    # timeout; the stop waits on the unreachable broker until the exit grace (20 s) ends it.
+    # No fetch response for QUIET_S makes the records waiting, then the stall timeout; the
+    # stop waits on the unreachable broker until the exit grace ends it.
     assert worker.proc.returncode != 0, "a stall is a failure, for the supervisor to see"
-    assert stopped_after < 10 + stall_s + 20 + 25, stopped_after
+    assert stopped_after < QUIET_S + STALL_S + EXIT_GRACE_S + 25, stopped_after
     await asyncio.to_thread(start_worker, KAFKA_BOOTSTRAP_SERVERS=proxy.address, **WORKER)
     await check(w, redis=redis, names=names, kafka=kafka_io)
 
@@ -278,16 +288,11 @@ async def test_a_worker_with_no_broker_reachable_waits_instead_of_restarting(
     and retries, not a stall; the worker keeps its card API up and counts when it is back."""
     broker, proxy = kafka_behind_proxy
     w = Workload.build(34, cards=50, batches=20)
-    stall_s = 5
-    worker = await asyncio.to_thread(
-        start_worker,
-        KAFKA_BOOTSTRAP_SERVERS=proxy.address,
-        **{**SUPERVISED, "USAGE_MONITOR_CONSUMER_STALL_S": str(stall_s)},
-    )
+    worker = await _watched_worker(start_worker, proxy)
     assert worker.proc is not None
     proxy.stop()  # every connection reset, and the port refuses new ones
     producing = begin(w, kafka_io, names)
-    await asyncio.sleep(10 + stall_s + 10)  # the quiet rule, a stall timeout, and some
+    await asyncio.sleep(QUIET_S + STALL_S + 10)  # the quiet rule, a stall timeout, and some
     await producing
     assert worker.proc.poll() is None, "an outage must not restart the worker"
     log_text = (tmp_path / "worker-0.log").read_text()

@@ -171,9 +171,6 @@ def await_chain(task: asyncio.Task[Any] | None) -> str:
         frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "gi_frame", None)
         if frame is not None:
             steps.append(f"{frame.f_code.co_name}:{frame.f_lineno}")
-        elif isinstance(awaited, asyncio.Future):
-            steps.append(repr(awaited)[:120])
-            break
         awaited = _next_awaited(awaited)
     return " > ".join(steps) or "unknown"
 
