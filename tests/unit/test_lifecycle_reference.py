@@ -3,7 +3,8 @@
 production code). Random one-card scenarios (tests/reference/strategies.py) must decide the
 same commands, alerts and charges at the same instants, and end in the same state.
 
-CI runs `SIMWATCH_REFERENCE_EXAMPLES` examples (default 8000, about a minute here); `-m deep`
+CI runs `SIMWATCH_REFERENCE_EXAMPLES` examples (default 8000: about a minute on a fast
+machine, three and a half on a slower one, so it has a 15-minute timeout of its own); `-m deep`
 runs the deep profile (30 000) for releases: `make test-deep`. Under CI (`CI=true`) the
 examples are the same every run (derandomized): a red build names a change, never luck;
 every other run, and the deep one, explores anew (it found two real disagreements in
@@ -47,6 +48,7 @@ def check(scenario: Scenario) -> None:
     assert ending == (end["status"], end["reasons"]), f"{ending} != {end}"
 
 
+@pytest.mark.timeout(900)  # 8000 examples: ~1 min on a fast machine, over 3 min on a slower one
 @settings(max_examples=EXAMPLES, **_SETTINGS, **_CI)  # type: ignore[arg-type]
 @given(scenarios())
 def test_production_decides_what_the_reference_decides(scenario: Scenario) -> None:
