@@ -44,6 +44,9 @@ ALL_SECTIONS = ("decisions", "boundary", "notifier", "durability", "pools")
 _CHOSEN = os.environ.get("BENCH_SECTIONS")
 SECTIONS = tuple(_CHOSEN.split(",")) if _CHOSEN else (() if QUICK else ALL_SECTIONS)
 SAT_RATE = 100_000
+SAT_S = 4 if QUICK else LOAD_S
+"""Saturation shows the queue growing; a slower machine's generator offers at most ~50 000
+records/s, so 8 s of 100 000/s took it 16 s to offer, and as long again to drain."""
 NAIVE_S = 8 if QUICK else 20
 
 
@@ -78,6 +81,7 @@ def main() -> int:
 
 
 def _run() -> int:
+    started = time.monotonic()
     names = Names()
     now = utc_now()
     topics = {k: f"{names.usage}.{k}" for k in ("w1", "w2", "lat", "sat", "idle")}
@@ -114,7 +118,11 @@ def _run() -> int:
     results["getmany"] = asyncio.run(
         ceilings.getmany_rate(topics["w1"], W1_SHARE * RECORDS, f"{names.prefix}-raw")
     )
-    results["script"] = asyncio.run(ceilings.script_rate(names, [v for _, v in data["w1"]]))
+    # Over the first `RECORDS` (6 s here at ~34 000/s): all of a quick run's 600 000 took
+    # another 20 s of a slower machine for the same figure.
+    results["script"] = asyncio.run(
+        ceilings.script_rate(names, [v for _, v in data["w1"][:RECORDS]])
+    )
     say(
         f"ceilings: aiokafka getmany {results['getmany']:,.0f} records/s; "
         f"ingest.lua driven directly {results['script']:,.0f} records/s"
@@ -142,10 +150,10 @@ def _run() -> int:
         f"latency at half capacity ({half:,}/s offered): record -> suspend p50 "
         f"{p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms ({PROBES} probes over {LOAD_S} s)"
     )
-    s50, s99 = _latency(names, topics, data["w2"], probes[PROBES:], SAT_RATE, "sat")
+    s50, s99 = _latency(names, topics, data["w2"], probes[PROBES:], SAT_RATE, "sat", SAT_S)
     say(
-        f"latency at saturation ({SAT_RATE:,}/s offered): p50 {s50 * 1000:.0f} ms, "
-        f"p99 {s99 * 1000:.0f} ms"
+        f"latency at saturation ({SAT_RATE:,}/s offered for {SAT_S} s): p50 "
+        f"{s50 * 1000:.0f} ms, p99 {s99 * 1000:.0f} ms"
     )
 
     mem = asyncio.run(memory.per_card(MEMORY_CARDS))
@@ -170,6 +178,7 @@ def _run() -> int:
     for section in SECTIONS:  # each prints its own lines; the summary stays the last line
         for line in importlib.import_module(f"bench.{section}").run(QUICK):
             say(line)
+    say(f"bench time: {time.monotonic() - started:.0f} s{' [quick]' if QUICK else ''}")
     say(
         f"bench: {results['one']:,.0f} records/s ({results['one'] / ceiling:.0%} of ceiling "
         f"{ceiling:,.0f}/s), 2 workers {results['two'] / ceiling:.0%} of ceiling, "
@@ -194,6 +203,16 @@ def _json(doc: object) -> bytes:
     return json.dumps(doc).encode()
 
 
+def _run_names(names: Names, key: str) -> Names:
+    """One run's names: its own Redis prefix (app id), and for the latency runs their own
+    commands topic (each listens for its own probes' suspends)."""
+    run = Names.__new__(Names)
+    run.__dict__.update(names.__dict__, prefix=f"{names.prefix}-{key}")
+    if key in ("lat", "sat"):
+        run.commands = f"{names.commands}.{key}"
+    return run
+
+
 def _workers(
     names: Names,
     key: str,
@@ -204,8 +223,7 @@ def _workers(
 ) -> float:
     """`n` workers on the records of `topics[key]`, or on `later` produced once all joined."""
     app = f"{names.prefix}-{key}"
-    run = Names.__new__(Names)
-    run.__dict__.update(names.__dict__, prefix=f"{names.prefix}-{key}")
+    run = _run_names(names, key)
     throughput.apply_profiles(run, app, CARDS + 2 * PROBES, topics["idle"])
     if later is None:
         return throughput.run_workers(run, app, n, topics[key], total)
@@ -219,19 +237,17 @@ def _latency(
     probes: list[str],
     rate: int,
     key: str,
+    seconds: int = LOAD_S,
 ) -> tuple[float, float]:
     app = f"{names.prefix}-{key}"
-    run = Names.__new__(Names)
-    run.__dict__.update(
-        names.__dict__, prefix=f"{names.prefix}-{key}", commands=f"{names.commands}.{key}"
-    )
+    run = _run_names(names, key)
     throughput.apply_profiles(run, app, CARDS + 2 * PROBES, topics["idle"])
     workers = throughput.start_workers(run, app, 1, topics[key])
     try:
         time.sleep(2)  # joined and positioned
         rewrites = asyncio.run(_aof_rewrites())
         lat = asyncio.run(
-            latency.probe_latencies(topics[key], run.commands, background, probes, rate, LOAD_S)
+            latency.probe_latencies(topics[key], run.commands, background, probes, rate, seconds)
         )
         rewrites = asyncio.run(_aof_rewrites()) - rewrites
     finally:

@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,6 +44,27 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def free_ports(n: int, besides: Iterable[int] = ()) -> list[int]:
+    """`n` free ports, all different and none of `besides`: each socket stays bound until all
+    are picked (picked one at a time, the system may hand out a port it just released)."""
+    avoid = set(besides)
+    held: list[socket.socket] = []
+    ports: list[int] = []
+    try:
+        while len(ports) < n:
+            s = socket.socket()
+            held.append(s)
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+            if port not in avoid:
+                avoid.add(port)
+                ports.append(port)
+        return ports
+    finally:
+        for s in held:
+            s.close()
+
+
 def _redis_cli(port: int, *args: str, timeout: float = 10, password: str | None = None) -> str:
     auth = ["--no-auth-warning", "-a", password] if password else []
     done = subprocess.run(
@@ -62,11 +84,10 @@ class PrivateRedis:
     def __init__(
         self, workdir: Path, *, cluster: bool = False, password: str | None = None
     ) -> None:
-        self.port = free_port()
+        self.port, self.bus_port = free_ports(2)
         self.workdir = workdir
         self.cluster = cluster
         self.password = password
-        self.bus_port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         workdir.mkdir(parents=True, exist_ok=True)
 
@@ -274,9 +295,10 @@ class PrivateKafka:
 
     def __init__(self, workdir: Path, advertised: int | None = None) -> None:
         self.workdir = workdir
-        self.internal = free_port()
-        self.external = free_port()
-        self.controller = free_port()
+        # Distinct, and none the advertised port (a proxy's, picked before): a listener
+        # sharing a port with another fails the broker's start.
+        besides = () if advertised is None else (advertised,)
+        self.internal, self.external, self.controller = free_ports(3, besides)
         self.advertised = advertised or self.external
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -322,7 +344,7 @@ class PrivateKafka:
                 text=True,
                 check=True,
             ).stdout.strip()
-            subprocess.run(
+            formatted = subprocess.run(
                 [
                     *self._java(),
                     "kafka.tools.StorageTool",
@@ -333,8 +355,16 @@ class PrivateKafka:
                     str(config),
                 ],
                 capture_output=True,
-                check=True,
+                text=True,
             )
+            if formatted.returncode:
+                # Its own words: a CalledProcessError alone named only the exit status.
+                raise RuntimeError(
+                    f"kafka storage format failed ({formatted.returncode}), cluster id "
+                    f"{cluster_id!r}, ports {self.internal}/{self.external}/{self.controller} "
+                    f"advertised {self.advertised}:\n{formatted.stdout[-2000:]}"
+                    f"{formatted.stderr[-2000:]}"
+                )
         log = (self.workdir / "stdout.log").open("ab")
         self.proc = subprocess.Popen(
             [*self._java(), "kafka.Kafka", str(config)], stdout=log, stderr=subprocess.STDOUT
