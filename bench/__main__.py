@@ -3,9 +3,9 @@ stated as ratios measured in the same run (machines here differ about 3x in abso
 one and two workers against the counting script's own ceiling, latency at half the measured
 capacity, Redis CPU per record against a pipelined SET.
 
-BENCH_QUICK=1 keeps the run under three minutes on a slow machine (smaller fleet and windows,
-the usage path only); BENCH_SECTIONS=decisions,boundary,notifier,durability,pools adds those
-sections to it.
+BENCH_QUICK=1 keeps the run to about three minutes on a fast machine and five on a slower one
+(smaller fleet and windows, the usage path only; `bench time:` says how long it took);
+BENCH_SECTIONS=decisions,boundary,notifier,durability,pools adds those sections to it.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ LOAD_S = 8 if QUICK else 20
 MEMORY_CARDS = 20_000 if QUICK else 100_000
 # Sections measured after the usage path, each a module with `run(quick) -> lines` that also
 # runs alone (`python -m bench.boundary`). The full run has them all; the quick run keeps to
-# the usage path (about three minutes on a slow machine) unless BENCH_SECTIONS names some.
+# the usage path (about five minutes on a slower machine) unless BENCH_SECTIONS names some.
 ALL_SECTIONS = ("decisions", "boundary", "notifier", "durability", "pools")
 _CHOSEN = os.environ.get("BENCH_SECTIONS")
 SECTIONS = tuple(_CHOSEN.split(",")) if _CHOSEN else (() if QUICK else ALL_SECTIONS)
