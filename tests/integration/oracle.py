@@ -148,6 +148,17 @@ async def pool_total(redis: AnyRedis, prefix: str, shards: int) -> int:
     return total
 
 
+async def check_totals(
+    w: Workload, *, redis: AnyRedis, names: dict[str, str], shards: int = 4, timeout_s: float = 120
+) -> None:
+    """Every card's counter equals the bytes of its distinct records (each counted once)."""
+    got = await wait_for_totals(
+        redis, names["USAGE_MONITOR_REDIS_PREFIX"], w.expected, timeout_s, shards=shards
+    )
+    wrong = {c: (got[c], w.expected[c]) for c in w.expected if got[c] != w.expected[c]}
+    assert not wrong, f"{len(wrong)} cards' totals differ from their distinct records: {wrong}"
+
+
 async def check(
     w: Workload,
     *,
@@ -161,12 +172,8 @@ async def check(
     timeout_s: float = 120,
 ) -> None:
     started = time.monotonic()
-    got = await wait_for_totals(
-        redis, names["USAGE_MONITOR_REDIS_PREFIX"], w.expected, timeout_s, shards=shards
-    )
+    await check_totals(w, redis=redis, names=names, shards=shards, timeout_s=timeout_s)
     settled_s = time.monotonic() - started
-    wrong = {c: (got[c], w.expected[c]) for c in w.expected if got[c] != w.expected[c]}
-    assert not wrong, f"{len(wrong)} cards' totals differ from their distinct records: {wrong}"
     # Records counted before a card's profile arrived join the pool with the profile.
     want, deadline = sum(w.expected.values()), time.monotonic() + 30
     pooled = await pool_total(redis, names["USAGE_MONITOR_REDIS_PREFIX"], shards)
