@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from prometheus_client import CollectorRegistry
@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry
 from simwatch_runtime.dead_letters import DeadLetters
 from simwatch_runtime.durability import Barrier
 from simwatch_runtime.kafka_publisher import KafkaPublisher
+from simwatch_runtime.progress import Progress
 from simwatch_runtime.redis_client import AnyRedis, connect
 
 from .adapters.keys import Keys
@@ -48,6 +49,9 @@ class Components:
     event_dead_letters: DeadLetters
     result_dead_letters: DeadLetters
     barrier: Barrier
+    agents: Progress = field(default_factory=Progress)
+    """What faust's agents (`card.events`, `card.command_results`, `pool.events`) tell the
+    watchdog on faust's consumer (`entrypoints/liveness.py`)."""
 
     async def close(self) -> None:
         await self.publisher.close()

@@ -6,10 +6,13 @@ import asyncio
 import os
 import subprocess
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+
+from usage_monitor.entrypoints.liveness import QUIET_S
 
 from ..conftest import BIN, KafkaIO, worker_env
 from .helpers import card_event, iccid, record, upsert, wait_for
@@ -151,3 +154,25 @@ def test_bad_configuration_exits_with_one_line(names: dict[str, str]) -> None:
     assert os.environ.get("USAGE_MONITOR_WEB_PORT") != "http"
     ok = run()
     assert ok.returncode == 0, ok.stderr
+
+
+async def test_an_idle_worker_is_not_taken_for_stalled(
+    start_worker: Any, kafka: KafkaIO, names: dict[str, str], tmp_path: Path
+) -> None:
+    """Both stall watchdogs (`entrypoints/liveness.py`), with a 2 s stall timeout, on a worker
+    that applied events and records and then has nothing to do for longer than the quiet
+    rule and the timeout together: nothing waits, so nothing is a stall."""
+    worker = start_worker(USAGE_MONITOR_CONSUMER_STALL_S="2")
+    card = iccid(3)
+    await kafka.send(names["USAGE_MONITOR_TOPIC_EVENTS"], upsert(card, 1000), key=card)
+    await kafka.send(
+        names["USAGE_MONITOR_TOPIC_EVENTS"], card_event("card.suspend_requested", card), key=card
+    )
+    await kafka.send_many(
+        names["USAGE_MONITOR_TOPIC_USAGE"], [(card, record(card, f"i{i}", 100)) for i in range(5)]
+    )
+    await kafka.read(names["USAGE_MONITOR_TOPIC_COMMANDS"], lambda ms: len(ms) >= 1)
+    await asyncio.sleep(QUIET_S + 2 + 5)
+    log_text = (tmp_path / "worker-0.log").read_text()
+    assert "stalled" not in log_text, log_text[-3000:]
+    assert worker.proc is not None and worker.proc.poll() is None

@@ -14,6 +14,9 @@ import pytest
 from aiokafka import TopicPartition
 from aiokafka.consumer.subscription_state import SubscriptionState
 
+from simwatch_runtime.progress import Progress
+from usage_monitor.entrypoints import app as app_module
+from usage_monitor.entrypoints import liveness
 from usage_monitor.entrypoints import usage_consumer as uc
 from usage_monitor.entrypoints.liveness import (
     QUIET_S,
@@ -192,22 +195,23 @@ async def _watched(stuck_with: str, monkeypatch: pytest.MonkeyPatch, reachable: 
             raise ConnectionError("Redis refused")
 
         c.pipeline.apply = refused  # type: ignore[method-assign,assignment]
-    c.settings.consumer_stall_s = 0.2  # type: ignore[misc]
-    c.settings.kafka_bootstrap_servers = "127.0.0.1:1"  # type: ignore[misc]
-    monkeypatch.setattr(uc, "WATCH_EVERY_S", 0.02)
-    monkeypatch.setattr(uc, "consumer_state", lambda consumer, now_ms, assigned_ms=None: WAITING)
+    c._watchdog.stall_s = 0.2
+    c._watchdog.every_s = 0.02
+    monkeypatch.setattr(
+        liveness, "consumer_state", lambda consumer, now_ms, assigned_ms=None: WAITING
+    )
 
     async def probe(servers: str) -> bool:
         return reachable
 
-    monkeypatch.setattr(uc, "broker_reachable", probe)
+    monkeypatch.setattr(liveness, "broker_reachable", probe)
     crashed: list[BaseException] = []
 
     async def crash(reason: BaseException) -> None:
         crashed.append(reason)
 
     c.crash = crash  # type: ignore[method-assign]
-    c._exit_after = lambda seconds: crashed.append(TimeoutError(seconds))  # type: ignore[method-assign]
+    monkeypatch.setattr(uc, "exit_after", lambda seconds: crashed.append(TimeoutError(seconds)))
     c._crash_task = None
     c._loop_task = asyncio.create_task(c._run())
     c._loop_task.add_done_callback(c._on_loop_done)
@@ -234,7 +238,7 @@ async def test_a_retried_dependency_failure_is_not_a_stall(monkeypatch: pytest.M
     c, watch, crashed = await _watched("errors", monkeypatch)
     try:
         assert not watch.done() and not c._loop_task.done() and crashed == []
-        assert time.monotonic() - c._retry_failed_at < 1  # the retry loop's last failure
+        assert time.monotonic() - c._progress.failed_at < 1  # the retry loop's last failure
     finally:
         c._stopping.set()
         watch.cancel()
@@ -254,3 +258,70 @@ async def test_no_broker_reachable_is_an_outage_not_a_stall(
         watch.cancel()
         c._loop_task.cancel()
         await asyncio.gather(watch, c._loop_task, return_exceptions=True)
+
+
+def _faust_app(unacked: int) -> Any:
+    """An app as the faust watchdog reads it: its consumer thread's `AIOKafkaConsumer` (here
+    unreadable, so aiokafka's side reads healthy) and the messages faust holds unacked."""
+    consumer = SimpleNamespace(
+        _thread=SimpleNamespace(_consumer=object()),
+        _unacked_messages=set(range(unacked)),
+        flow_active=True,
+    )
+    return SimpleNamespace(_consumer=consumer, rebalancing=False)
+
+
+async def _faust_watched(
+    unacked: int, monkeypatch: pytest.MonkeyPatch, progressing: bool = False
+) -> list[BaseException]:
+    """faust's watchdog over 0.6 s, with a 0.2 s stall timeout; what it crashed with."""
+    monkeypatch.setattr(app_module, "WATCH_EVERY_S", 0.02)
+
+    async def reachable(servers: str) -> bool:
+        return True
+
+    monkeypatch.setattr(liveness, "broker_reachable", reachable)
+    settings = SimpleNamespace(
+        consumer_stall_s=0.2, retry_backoff_max_s=0.01, kafka_bootstrap_servers="127.0.0.1:1"
+    )
+    c = SimpleNamespace(settings=settings, agents=Progress())
+    watchdog = app_module._AgentsWatchdog(_faust_app(unacked), c)  # type: ignore[arg-type]
+    crashed: list[BaseException] = []
+
+    async def crash(reason: BaseException) -> None:
+        crashed.append(reason)
+
+    watchdog.crash = crash  # type: ignore[method-assign]
+
+    async def progress() -> None:
+        while True:
+            await asyncio.sleep(0.05)
+            c.agents.note_applied()
+
+    ticking = asyncio.create_task(progress()) if progressing else None
+    await watchdog.start()
+    await asyncio.sleep(0.6)
+    await watchdog.stop()
+    if ticking is not None:
+        ticking.cancel()
+    return crashed
+
+
+async def test_faust_holding_messages_it_never_applies_is_a_stall(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """faust's consumer after an outage (docs/reliability.md): messages taken, none applied."""
+    crashed = await _faust_watched(3, monkeypatch)
+    assert len(crashed) == 1 and isinstance(crashed[0], ConsumerStalledError)
+    assert "faust consumer stalled: 3 messages taken by faust and not yet applied" in str(
+        crashed[0]
+    )
+
+
+@pytest.mark.parametrize(
+    ("unacked", "progressing"), [(0, False), (3, True)], ids=["idle", "applying"]
+)
+async def test_faust_idle_or_applying_is_no_stall(
+    unacked: int, progressing: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert await _faust_watched(unacked, monkeypatch, progressing) == []

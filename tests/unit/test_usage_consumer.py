@@ -15,8 +15,10 @@ from aiokafka import TopicPartition
 from prometheus_client import CollectorRegistry
 
 from simwatch_runtime.durability import Durability, Epoch, NotDurableError
+from simwatch_runtime.progress import Progress
 from usage_monitor.entrypoints import commits as commits_module
 from usage_monitor.entrypoints.commits import DurableCommits
+from usage_monitor.entrypoints.liveness import Watchdog
 from usage_monitor.entrypoints.usage_consumer import UsageConsumer, fetcher_failure
 from usage_monitor.metrics import Metrics
 
@@ -170,7 +172,16 @@ def _consumer(world: _World, stuck: bool = False) -> tuple[UsageConsumer, _Kafka
     c.settings = SimpleNamespace(batch_max_records=12, retry_backoff_max_s=0.001)  # type: ignore[assignment]
     c._stopping, c._redis_turn, c._turn_free = asyncio.Event(), asyncio.Lock(), asyncio.Event()
     c._turn_free.set()
-    c._applied, c._retry_failed_at, c._stalled, c._watch_task = 0, -1e9, None, None
+    c._progress, c._stalled, c._watch_task = Progress(), None, None
+    c._watchdog = Watchdog(
+        "usage consumer",
+        lambda: c.consumer,
+        c._progress,
+        stall_s=120,
+        retry_backoff_max_s=0.001,
+        bootstrap_servers="127.0.0.1:1",
+        report=c._where,
+    )
     c._crash_task = None
     c.commits = DurableCommits(kafka, barrier, metrics)  # type: ignore[arg-type]
     c._observe_lag = lambda *args: None  # type: ignore[method-assign]

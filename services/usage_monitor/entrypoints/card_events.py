@@ -32,34 +32,44 @@ async def handle_card_events(c: Components, messages: Sequence[RawMessage]) -> N
 async def apply_confirmed(
     c: Components,
     messages: Sequence[RawMessage],
-    handle: Callable[[Components, RawMessage], Awaitable[None]],
+    handle: Callable[[Components, RawMessage], Awaitable[int | None]],
     what: str,
 ) -> None:
-    """Apply a batch of messages one by one, then confirm it durable; if Redis cannot
-    confirm it (a failover, a restart), apply it again under the new primaries (each input
-    applies once: a repeat is a duplicate by its id) and confirm again. Shared by every
-    faust agent (`card.events`, `card.command_results`, `pool.events`)."""
+    """Apply a batch of messages one by one, publish the decisions they made (one outbox
+    drain per shard for the whole batch; `handle` returns the shard a message added
+    messages to, if any), then confirm the batch durable; if Redis cannot confirm it (a
+    failover, a restart), apply it again under the new primaries (each input applies once:
+    a repeat is a duplicate by its id) and confirm again. Shared by every faust agent
+    (`card.events`, `card.command_results`, `pool.events`)."""
+    outboxes: set[int] = set()  # across attempts: a repeat adds nothing to drain
 
     async def once() -> None:
         epoch = await c.barrier.epoch()
         for msg in messages:
-            await handle(c, msg)
+            shard = await handle(c, msg)
+            if shard is not None:
+                outboxes.add(shard)
+        for shard in sorted(outboxes):  # decisions are durable in the outbox already
+            await c.service.drain_soon(shard)
+        outboxes.clear()
         await c.barrier.confirm(epoch)
 
     await retry_op(c, once, what)
+    c.agents.note_applied()
 
 
-async def handle_card_event(c: Components, msg: RawMessage) -> None:
+async def handle_card_event(c: Components, msg: RawMessage) -> int | None:
+    """Apply one message; returns the shard whose outbox it added to (drained by the batch)."""
     limit = c.settings.max_message_bytes
     if msg.value is not None and len(msg.value) > limit:
         await _dead_letter(c, msg, oversized(len(msg.value), limit), "too_large")
-        return
+        return None
     try:
         event = parse_card_event(msg.value or b"")
     except ValidationError as exc:
         await _dead_letter(c, msg, describe_validation_error(exc), "malformed")
-        return
-    outcome = await retry_op(c, lambda: c.service.apply_event(event), f"{event.type}")
+        return None
+    outcome = await retry_op(c, lambda: c.service.apply_event(event, drain=False), f"{event.type}")
     if outcome.duplicate:
         result = "duplicate"
     elif outcome.decision is not None and outcome.decision.rejected:
@@ -68,6 +78,7 @@ async def handle_card_event(c: Components, msg: RawMessage) -> None:
     else:
         result = "applied"
     c.metrics.card_events.labels(event.type, result).inc()
+    return outcome.outbox
 
 
 async def _dead_letter(c: Components, msg: RawMessage, error: str, reason: str) -> None:
@@ -77,10 +88,13 @@ async def _dead_letter(c: Components, msg: RawMessage, error: str, reason: str) 
 
 
 async def retry_op(c: Components, op: Callable[[], Awaitable[T]], what: str) -> T:
-    """Retry a transient failure in place (faust acks a message whose handler raised)."""
+    """Retry a transient failure in place (faust acks a message whose handler raised); each
+    failure is counted, and tells the watchdog that the agents wait on a dependency."""
+
+    def on_error(exc: BaseException) -> None:
+        c.metrics.transient_errors.labels(component_of(exc)).inc()
+        c.agents.note_failure()
+
     return await retrying(
-        op,
-        what=what,
-        on_error=lambda exc: c.metrics.transient_errors.labels(component_of(exc)).inc(),
-        max_backoff_s=c.settings.retry_backoff_max_s,
+        op, what=what, on_error=on_error, max_backoff_s=c.settings.retry_backoff_max_s
     )

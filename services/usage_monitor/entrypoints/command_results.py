@@ -29,17 +29,21 @@ async def handle_command_results(c: Components, messages: Sequence[RawMessage]) 
     await apply_confirmed(c, messages, handle_command_result, "command results batch")
 
 
-async def handle_command_result(c: Components, msg: RawMessage) -> None:
+async def handle_command_result(c: Components, msg: RawMessage) -> int | None:
+    """Apply one result; returns the shard whose outbox it added to (drained by the batch)."""
     result = await _parse(c, msg)
     if result is None:
-        return
-    outcome = await retry_op(c, lambda: c.service.apply_result(result), "command result")
+        return None
+    outcome = await retry_op(
+        c, lambda: c.service.apply_result(result, drain=False), "command result"
+    )
     if outcome.outcome == Outcome.UNKNOWN.value:
         error = f"{outcome.error or 'unknown command'}: {result.command_id}"
         await _dead_letter(c, msg, error, "unknown_command", result.status.value)
         log.info("card %s: result for %s", mask_iccid(result.iccid), error)
     elif outcome.outcome == "duplicate":
         c.metrics.command_results.labels(result.status.value, "duplicate").inc()
+    return outcome.outbox
 
 
 async def _parse(c: Components, msg: RawMessage) -> CommandResult | None:

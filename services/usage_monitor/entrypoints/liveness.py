@@ -1,25 +1,38 @@
-"""A watchdog for the usage consumer: a worker whose counting has stopped without an error
-must not keep its partitions.
+"""Watchdogs for the worker's two Kafka consumers: a worker whose consuming has stopped
+without an error must not keep its partitions.
 
-Every failure the consumer loop sees ends the loop, and the worker with it, so that its
-supervisor restarts it (`usage_consumer.UsageConsumer._on_loop_done`). A *silent* stall
-does not: seen in CI after the Kafka link was black-holed past the group's session
+Every failure the usage consumer loop sees ends the loop, and the worker with it, so that
+its supervisor restarts it (`usage_consumer.UsageConsumer._on_loop_done`). A *silent*
+stall does not: seen in CI after the Kafka link was black-holed past the group's session
 timeout, a worker stayed up, logged nothing more, and counted nothing for two minutes
 while its partitions' records waited (aiokafka had re-joined nothing; the cause inside
-aiokafka is not known). The watchdog turns such a stall into a failure: when records wait
-and no batch has been applied for `stall_s`, and no dependency error is being retried
-(those are visible, logged and counted, and a restart does not cure them), the loop is
-ended with a `ConsumerStalledError` that says where it stood.
+aiokafka is not known). faust's own consumer (`card.events`, `card.command_results`,
+`pool.events`) did the same after an outage past the session timeout, in about one run in
+three on a slower machine: it rejoined its group and applied nothing more. A `Watchdog`
+turns such a stall into a failure: when records wait and no batch has been applied for
+`stall_s`, and no dependency error is being retried (those are visible, logged and
+counted, and a restart does not cure them), it says where the consumer stood and hands a
+`ConsumerStalledError` to its owner, which stops the worker (`exit_after` ends the
+process if the stop hangs).
 
 `StallClock` is the rule, with no I/O; `consumer_state` and `await_chain` read what is
-needed from aiokafka's (private) state and the loop's task, for the rule and the report.
+needed from aiokafka's (private) state and the tasks, for the rule and the report.
 """
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+import dataclasses
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
 from typing import Any
+
+from simwatch_runtime.progress import Progress
+
+log = logging.getLogger(__name__)
 
 QUIET_S = 10.0
 """A partition with no fetch response for this long is waiting: a fetch with nothing to
@@ -30,7 +43,7 @@ class ConsumerStalledError(RuntimeError):
     """Records waited and nothing was applied for longer than the stall timeout."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class ConsumerState:
     """What the watchdog needs of a Kafka consumer at one moment."""
 
@@ -93,7 +106,9 @@ def consumer_state(consumer: Any, now_ms: float, assigned_ms: float | None = Non
     waiting, so a change in aiokafka disables the watchdog instead of firing it."""
     try:
         return _read_state(consumer, now_ms, assigned_ms)
-    except (AttributeError, AssertionError, TypeError) as exc:
+    except (AttributeError, AssertionError, TypeError, RuntimeError) as exc:
+        # RuntimeError: a set or dict changed while read, from the thread that owns the
+        # consumer (faust runs its consumer in a thread of its own).
         return ConsumerState(member=True, waiting=None, detail=f"unreadable: {exc!r}")
 
 
@@ -182,3 +197,105 @@ def _next_awaited(awaited: Any) -> Any:
         if hasattr(awaited, attribute):
             return getattr(awaited, attribute)
     return None
+
+
+class Watchdog:
+    """Looks at one Kafka consumer every `every_s` and returns, with the error to stop the
+    worker with, once it has stalled silently (`StallClock`): records wait, no batch was
+    applied for `stall_s`, and no retry loop has seen a failure lately (one that failed once
+    and then hangs is a stall again after `2 * retry_backoff_max_s + 15` s, a Redis socket
+    timeout included). No broker reachable is an outage, logged once, not a stall.
+
+    `consumer` returns the `AIOKafkaConsumer` (None until there is one); `taken` says why
+    records the owner took from it wait unapplied (None if none do: aiokafka's positions
+    cannot tell, they are past every record handed out); `report` says where the owner's
+    own tasks wait, for the log line."""
+
+    def __init__(
+        self,
+        what: str,
+        consumer: Callable[[], Any],
+        progress: Progress,
+        *,
+        stall_s: float,
+        retry_backoff_max_s: float,
+        bootstrap_servers: str,
+        every_s: float = 1.0,
+        report: Callable[[], str] = lambda: "",
+        taken: Callable[[], str | None] = lambda: None,
+    ) -> None:
+        self.what = what
+        self._consumer = consumer
+        self.progress = progress
+        self.stall_s = stall_s
+        self.retry_window = 2 * retry_backoff_max_s + 15
+        self.bootstrap_servers = bootstrap_servers
+        self.every_s = every_s
+        self._report = report
+        self._taken = taken
+
+    async def run(self) -> ConsumerStalledError:
+        """Watch until the consumer has stalled; then log why and return the error."""
+        clock = StallClock(self.stall_s, time.monotonic(), max(3.0, 3 * self.every_s))
+        seen = self.progress.applied
+        assignment: tuple[object | None, float] = (None, 0.0)
+        outage = False  # warned that no broker is reachable
+        while True:
+            await asyncio.sleep(self.every_s)
+            consumer = self._consumer()
+            if consumer is None:
+                clock.restart(time.monotonic())
+                continue
+            now_ms = time.time() * 1000
+            current = current_assignment(consumer)
+            if current is not assignment[0]:
+                assignment = (current, now_ms)
+            state = consumer_state(consumer, now_ms, assignment[1])
+            if state.waiting is None:
+                state = dataclasses.replace(state, waiting=self._taken())
+            applied, seen = self.progress.applied != seen, self.progress.applied
+            outage = outage and not applied
+            now = time.monotonic()
+            reason = clock.observe(
+                now,
+                applied=applied,
+                retrying=now - self.progress.failed_at < self.retry_window,
+                state=state,
+            )
+            if reason is None:
+                continue
+            if not await broker_reachable(self.bootstrap_servers):
+                if not outage:
+                    log.warning("%s waiting: %s; no Kafka broker reachable", self.what, reason)
+                outage = True
+                clock.restart(time.monotonic())
+                continue
+            stalled = ConsumerStalledError(f"{self.what} stalled: {reason}")
+            log.critical(
+                "%s (%s); %saiokafka's fetch routine waits at %s, its coordination routine "
+                "at %s; stopping the worker so that its supervisor restarts it "
+                "(docs/reliability.md)",
+                stalled,
+                state.detail,
+                self._report(),
+                await_chain(getattr(getattr(consumer, "_fetcher", None), "_fetch_task", None)),
+                await_chain(
+                    getattr(getattr(consumer, "_coordinator", None), "_coordination_task", None)
+                ),
+            )
+            return stalled
+
+
+def exit_after(seconds: float) -> None:
+    """End the process in `seconds`, from a thread, whatever the event loop waits on: a
+    worker stopped after a stall or a crash waits on Kafka in its stop (leaving the group,
+    flushing producers), which with the broker unreachable took over a minute."""
+
+    def exit_now() -> None:
+        # No logging: its handlers' locks may be what the process is stuck on.
+        os.write(2, f"worker still stopping after {seconds:.0f} s; exiting now\n".encode())
+        os._exit(70)  # EX_SOFTWARE
+
+    timer = threading.Timer(seconds, exit_now)
+    timer.daemon = True
+    timer.start()

@@ -23,23 +23,25 @@ async def handle_pool_events(c: Components, messages: Sequence[RawMessage]) -> N
     await apply_confirmed(c, messages, handle_pool_event, "pool events batch")
 
 
-async def handle_pool_event(c: Components, msg: RawMessage) -> None:
+async def handle_pool_event(c: Components, msg: RawMessage) -> int | None:
+    """Define one pool (it publishes its own decisions: a pool's are few)."""
     limit = c.settings.max_message_bytes
     if msg.value is not None and len(msg.value) > limit:
         await _dead_letter(c, msg, oversized(len(msg.value), limit), "too_large")
-        return
+        return None
     try:
         event = parse_pool_event(msg.value or b"")
     except ValidationError as exc:
         await _dead_letter(c, msg, describe_validation_error(exc), "malformed")
-        return
+        return None
     key = (msg.key or b"").decode("utf-8", "replace")
     if key != event.pool_id:
         error = f"key {key!r} is not the event's pool_id (pool.events is keyed by pool id)"
         await _dead_letter(c, msg, error, "wrong_key")
-        return
+        return None
     await retry_op(c, lambda: c.pools.define(event), "pool.upserted")
     c.metrics.card_events.labels(event.type, "applied").inc()
+    return None
 
 
 async def _dead_letter(c: Components, msg: RawMessage, error: str, reason: str) -> None:

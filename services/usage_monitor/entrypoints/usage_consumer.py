@@ -13,8 +13,6 @@ import collections
 import contextlib
 import functools
 import logging
-import os
-import threading
 import time
 from asyncio import FIRST_COMPLETED
 from collections.abc import Awaitable, Callable
@@ -27,18 +25,12 @@ from mode import Service
 from simwatch_runtime.dead_letters import DeadLetters, RawMessage
 from simwatch_runtime.durability import Barrier
 from simwatch_runtime.errors import component_of, is_transient, retrying
+from simwatch_runtime.progress import Progress
 
 from ..metrics import Metrics
 from ..settings import Settings
 from .commits import DurableCommits
-from .liveness import (
-    ConsumerStalledError,
-    StallClock,
-    await_chain,
-    broker_reachable,
-    consumer_state,
-    current_assignment,
-)
+from .liveness import ConsumerStalledError, Watchdog, await_chain, exit_after
 from .pipeline import Parsed, UsagePipeline
 
 log = logging.getLogger(__name__)
@@ -152,8 +144,17 @@ class UsageConsumer(Service):
         # meanwhile waited for the batch after it; kept waiting, it takes them in.
         self._turn_free = asyncio.Event()
         self._turn_free.set()
-        self._applied = 0  # batches recorded: the watchdog's sign of progress
-        self._retry_failed_at = -1e9  # monotonic: the last failure a retry loop saw
+        self._progress = Progress()  # batches recorded, retried failures: for the watchdog
+        self._watchdog = Watchdog(
+            "usage consumer",
+            lambda: self.consumer,
+            self._progress,
+            stall_s=settings.consumer_stall_s,
+            retry_backoff_max_s=settings.retry_backoff_max_s,
+            bootstrap_servers=settings.kafka_bootstrap_servers,
+            every_s=WATCH_EVERY_S,
+            report=self._where,
+        )
         self._stalled: ConsumerStalledError | None = None
         self._watch_task: asyncio.Task[None] | None = None
         self._flights: collections.deque[asyncio.Task[None]] = collections.deque()
@@ -211,78 +212,22 @@ class UsageConsumer(Service):
         if self._crash_task is not None:
             return  # crashing already
         self._crash_task = asyncio.ensure_future(self.crash(exc))
-        self._exit_after(EXIT_GRACE_S)
-
-    @staticmethod
-    def _exit_after(seconds: float) -> None:
-        """End the process in `seconds`, from a thread: whatever the event loop waits on."""
-
-        def exit_now() -> None:
-            # No logging: its handlers' locks may be what the process is stuck on.
-            os.write(2, f"worker still stopping after {seconds:.0f} s; exiting now\n".encode())
-            os._exit(70)  # EX_SOFTWARE
-
-        timer = threading.Timer(seconds, exit_now)
-        timer.daemon = True
-        timer.start()
+        exit_after(EXIT_GRACE_S)
 
     async def _watch(self) -> None:
-        """End the loop when it has stalled silently (`liveness.py`): records wait, no batch
-        was applied for `consumer_stall_s`, and no retry loop has seen a failure lately (a
-        retried failure is logged and counted, and a restart would not cure it; one that
-        failed once and then hangs is a stall again after `retry_window`)."""
-        assert self.consumer is not None
-        clock = StallClock(
-            self.settings.consumer_stall_s, time.monotonic(), max(3.0, 3 * WATCH_EVERY_S)
-        )
-        retry_window = 2 * self.settings.retry_backoff_max_s + 15  # + a Redis socket timeout
-        seen = self._applied
-        assignment: tuple[object | None, float] = (None, 0.0)
-        outage = False  # warned that no broker is reachable
-        while self.running:
-            await asyncio.sleep(WATCH_EVERY_S)
-            now_ms = time.time() * 1000
-            current = current_assignment(self.consumer)
-            if current is not assignment[0]:
-                assignment = (current, now_ms)
-            state = consumer_state(self.consumer, now_ms, assignment[1])
-            applied, seen = self._applied != seen, self._applied
-            outage = outage and not applied
-            now = time.monotonic()
-            reason = clock.observe(
-                now,
-                applied=applied,
-                retrying=now - self._retry_failed_at < retry_window,
-                state=state,
-            )
-            if reason is None or self._stopping.is_set():
-                continue
-            if not await broker_reachable(self.settings.kafka_bootstrap_servers):
-                if not outage:
-                    log.warning("usage consumer waiting: %s; no Kafka broker reachable", reason)
-                outage = True
-                clock.restart(time.monotonic())
-                continue
-            self._stalled = ConsumerStalledError(f"usage consumer stalled: {reason}")
-            log.critical(
-                "%s (%s); the loop waits at %s; batches in flight wait at %s; aiokafka's "
-                "fetch routine at %s, its coordination routine at %s; stopping the worker so "
-                "that its supervisor restarts it (docs/reliability.md)",
-                self._stalled,
-                state.detail,
-                await_chain(self._loop_task),
-                " | ".join(await_chain(t) for t in self._flights) or "none",
-                await_chain(getattr(getattr(self.consumer, "_fetcher", None), "_fetch_task", None)),
-                await_chain(
-                    getattr(
-                        getattr(self.consumer, "_coordinator", None), "_coordination_task", None
-                    )
-                ),
-            )
-            assert self._loop_task is not None
-            self._loop_task.cancel()
-            self._crash_worker(self._stalled)  # not left to the cancellation to finish
+        """End the loop when it has stalled silently (`liveness.Watchdog`)."""
+        stalled = await self._watchdog.run()
+        if self._stopping.is_set():
             return
+        self._stalled = stalled
+        assert self._loop_task is not None
+        self._loop_task.cancel()
+        self._crash_worker(stalled)  # not left to the cancellation to finish
+
+    def _where(self) -> str:
+        """Where the loop and each batch in flight wait, for the watchdog's report."""
+        flights = " | ".join(await_chain(t) for t in self._flights) or "none"
+        return f"the loop waits at {await_chain(self._loop_task)}; batches in flight at {flights}; "
 
     async def on_stop(self) -> None:
         """Finish the batches in flight (their offsets get committed; a batch still waiting
@@ -448,7 +393,7 @@ class UsageConsumer(Service):
         )
         if not recorded:
             return
-        self._applied += 1
+        self._progress.note_applied()
         self.metrics.batch_seconds.observe(time.perf_counter() - batch.started)
         if batch.oldest_ms:
             self.metrics.record_latency.observe(max(0.0, time.time() - batch.oldest_ms / 1000))
@@ -474,7 +419,7 @@ class UsageConsumer(Service):
     async def _retrying(self, op: Callable[[], Awaitable[T]], what: str) -> T:
         def on_error(exc: BaseException) -> None:
             self.metrics.transient_errors.labels(component_of(exc)).inc()
-            self._retry_failed_at = time.monotonic()
+            self._progress.note_failure()
 
         return await retrying(
             op, what=what, on_error=on_error, max_backoff_s=self.settings.retry_backoff_max_s

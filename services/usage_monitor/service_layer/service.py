@@ -60,6 +60,9 @@ TICK_SLICE = 2000  # due cards read, decided and committed per round trip (a set
 class EventOutcome:
     decision: Decision | None
     duplicate: bool = False
+    outbox: int | None = None
+    """The shard whose outbox the event added messages to, when left to the caller to drain
+    (`apply_event(..., drain=False)`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +72,8 @@ class ResultOutcome:
 
     outcome: str
     error: str | None = None
+    outbox: int | None = None
+    """As `EventOutcome.outbox`."""
 
 
 def result_id(result: CommandResult) -> str:
@@ -94,8 +99,11 @@ class CardService:
         self.clock = clock
         self.policy = settings.policy
 
-    async def apply_event(self, event: CardEvent) -> EventOutcome:
-        """Apply one card event exactly once (de-duplicated by `event_id`), then publish."""
+    async def apply_event(self, event: CardEvent, *, drain: bool = True) -> EventOutcome:
+        """Apply one card event exactly once (de-duplicated by `event_id`), then publish; with
+        `drain=False` the caller publishes, once for a whole batch of events (`drain_soon` on
+        each `outbox` returned): a drain is two Redis round trips and a Kafka produce, most
+        of an event's cost when a fleet's profiles arrive at once."""
         pool = None
         if isinstance(event, CardUpserted) and event.plan.pool_id is not None:
             event, pool = await self._in_pool(event, event.plan.pool_id)
@@ -113,9 +121,12 @@ class CardService:
             if version != CONFLICT:
                 source = "observation" if isinstance(event, NetworkObserved) else ""
                 self._count(decision, snap, source)
-                if request.messages:
+                if not request.messages:
+                    return EventOutcome(decision)
+                if drain:
                     await self.drain_soon(self.store.shard(event.iccid))
-                return EventOutcome(decision)
+                    return EventOutcome(decision)
+                return EventOutcome(decision, outbox=self.store.shard(event.iccid))
             self.metrics.evaluations.labels("conflict").inc()
         raise RuntimeError(f"card {event.iccid[-4:]}: too many concurrent writers")
 
@@ -132,10 +143,10 @@ class CardService:
         event = event.model_copy(update={"cycle_day": pool.cycle_day, "timezone": pool.timezone})
         return event, pools.view(pool, record.state, self.clock())
 
-    async def apply_result(self, result: CommandResult) -> ResultOutcome:
+    async def apply_result(self, result: CommandResult, *, drain: bool = True) -> ResultOutcome:
         """Apply the network's result for a command exactly once (de-duplicated by
         `result_id`). A result for a card or command we never had is `unknown`: nothing is
-        written, and the caller dead-letters it."""
+        written, and the caller dead-letters it. `drain` as for `apply_event`."""
         event_id = result_id(result)
         for _ in range(MAX_CAS_ATTEMPTS):
             snap = (await self.store.load([result.iccid]))[result.iccid]
@@ -150,10 +161,12 @@ class CardService:
                 return ResultOutcome("duplicate")
             if version != CONFLICT:
                 self._count(decision, snap, "result")
-                if request.messages:
-                    await self.drain_soon(self.store.shard(result.iccid))
+                outbox = self.store.shard(result.iccid) if request.messages else None
+                if outbox is not None and drain:
+                    await self.drain_soon(outbox)
+                    outbox = None
                 note = decision.notes[0]
-                return ResultOutcome((note.outcome or Outcome.STALE).value)
+                return ResultOutcome((note.outcome or Outcome.STALE).value, outbox=outbox)
             self.metrics.evaluations.labels("conflict").inc()
         raise RuntimeError(f"card {result.iccid[-4:]}: too many concurrent writers")
 
