@@ -49,9 +49,9 @@ class Components:
     event_dead_letters: DeadLetters
     result_dead_letters: DeadLetters
     barrier: Barrier
-    agents: Progress = field(default_factory=Progress)
-    """What faust's agents (`card.events`, `card.command_results`, `pool.events`) tell the
-    watchdog on faust's consumer (`entrypoints/liveness.py`)."""
+    agents: dict[str, Progress] = field(default_factory=dict)
+    """What each of faust's agents tells the watchdog on its topic (`entrypoints/app.py`), by
+    topic (`card.events`, `card.command_results`, `pool.events`)."""
 
     async def close(self) -> None:
         await self.publisher.close()
@@ -102,6 +102,10 @@ def build(
         event_dead_letters=event_dlq,
         result_dead_letters=result_dlq,
         barrier=durability_barrier(redis, settings, keys),
+        agents={
+            t: Progress()
+            for t in (settings.topic_events, settings.topic_command_results, settings.topic_pools)
+        },
     )
 
 

@@ -198,7 +198,7 @@ async def _watched(stuck_with: str, monkeypatch: pytest.MonkeyPatch, reachable: 
     c._watchdog.stall_s = 0.2
     c._watchdog.every_s = 0.02
     monkeypatch.setattr(
-        liveness, "consumer_state", lambda consumer, now_ms, assigned_ms=None: WAITING
+        liveness, "consumer_state", lambda consumer, now_ms, assigned_ms=None, topics=None: WAITING
     )
 
     async def probe(servers: str) -> bool:
@@ -260,21 +260,23 @@ async def test_no_broker_reachable_is_an_outage_not_a_stall(
         await asyncio.gather(watch, c._loop_task, return_exceptions=True)
 
 
-def _faust_app(unacked: int) -> Any:
+def _faust_app(unacked: int, topic: str = "events") -> Any:
     """An app as the faust watchdog reads it: its consumer thread's `AIOKafkaConsumer` (here
     unreadable, so aiokafka's side reads healthy) and the messages faust holds unacked."""
     consumer = SimpleNamespace(
         _thread=SimpleNamespace(_consumer=object()),
-        _unacked_messages=set(range(unacked)),
+        _unacked_messages=[SimpleNamespace(topic=topic) for _ in range(unacked)],
         flow_active=True,
     )
     return SimpleNamespace(_consumer=consumer, rebalancing=False)
 
 
 async def _faust_watched(
-    unacked: int, monkeypatch: pytest.MonkeyPatch, progressing: bool = False
+    unacked: int, monkeypatch: pytest.MonkeyPatch, progressing: str | None = None
 ) -> list[BaseException]:
-    """faust's watchdog over 0.6 s, with a 0.2 s stall timeout; what it crashed with."""
+    """faust's watchdogs (topics `events` and `results`) over 0.6 s, with a 0.2 s stall
+    timeout, `unacked` messages of `events` held; `progressing`: a topic whose agent
+    applies a batch every 0.05 s. What the worker was crashed with."""
     monkeypatch.setattr(app_module, "WATCH_EVERY_S", 0.02)
 
     async def reachable(servers: str) -> bool:
@@ -284,7 +286,7 @@ async def _faust_watched(
     settings = SimpleNamespace(
         consumer_stall_s=0.2, retry_backoff_max_s=0.01, kafka_bootstrap_servers="127.0.0.1:1"
     )
-    c = SimpleNamespace(settings=settings, agents=Progress())
+    c = SimpleNamespace(settings=settings, agents={"events": Progress(), "results": Progress()})
     watchdog = app_module._AgentsWatchdog(_faust_app(unacked), c)  # type: ignore[arg-type]
     crashed: list[BaseException] = []
 
@@ -293,12 +295,12 @@ async def _faust_watched(
 
     watchdog.crash = crash  # type: ignore[method-assign]
 
-    async def progress() -> None:
+    async def progress(topic: str) -> None:
         while True:
             await asyncio.sleep(0.05)
-            c.agents.note_applied()
+            c.agents[topic].note_applied()
 
-    ticking = asyncio.create_task(progress()) if progressing else None
+    ticking = asyncio.create_task(progress(progressing)) if progressing else None
     await watchdog.start()
     await asyncio.sleep(0.6)
     await watchdog.stop()
@@ -307,21 +309,42 @@ async def _faust_watched(
     return crashed
 
 
+@pytest.mark.parametrize("other_applying", [False, True], ids=["alone", "beside-another"])
 async def test_faust_holding_messages_it_never_applies_is_a_stall(
-    monkeypatch: pytest.MonkeyPatch,
+    other_applying: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """faust's consumer after an outage (docs/reliability.md): messages taken, none applied."""
-    crashed = await _faust_watched(3, monkeypatch)
+    """faust's consumer after an outage (docs/reliability.md): messages taken, none applied;
+    another agent applying its own topic meanwhile does not hide it."""
+    crashed = await _faust_watched(3, monkeypatch, "results" if other_applying else None)
     assert len(crashed) == 1 and isinstance(crashed[0], ConsumerStalledError)
-    assert "faust consumer stalled: 3 messages taken by faust and not yet applied" in str(
-        crashed[0]
+    assert "faust consumer of events stalled: 3 messages taken by faust and not yet applied" in (
+        str(crashed[0])
     )
 
 
 @pytest.mark.parametrize(
-    ("unacked", "progressing"), [(0, False), (3, True)], ids=["idle", "applying"]
+    ("unacked", "progressing"), [(0, None), (3, "events")], ids=["idle", "applying"]
 )
 async def test_faust_idle_or_applying_is_no_stall(
-    unacked: int, progressing: bool, monkeypatch: pytest.MonkeyPatch
+    unacked: int, progressing: str | None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     assert await _faust_watched(unacked, monkeypatch, progressing) == []
+
+
+async def test_a_stopping_owner_is_never_reported_stalled(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker's stop can wait on Kafka for long: the watchdog stays quiet meanwhile."""
+    monkeypatch.setattr(
+        liveness, "consumer_state", lambda consumer, now_ms, assigned_ms=None, topics=None: WAITING
+    )
+    watchdog = liveness.Watchdog(
+        "test consumer",
+        lambda: object(),
+        Progress(),
+        stall_s=0.1,
+        retry_backoff_max_s=0.01,
+        bootstrap_servers="127.0.0.1:1",
+        every_s=0.02,
+        stopping=lambda: True,
+    )
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(watchdog.run(), 0.5)

@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 import os
 import tempfile
@@ -46,30 +48,43 @@ class _Resources(Service):
 
 
 class _AgentsWatchdog(Service):
-    """The stall watchdog on faust's own consumer (`liveness.Watchdog`): after an outage past
-    the session timeout it rejoined its group and applied none of the `card.events` and
-    `pool.events` waiting, without a word, in about one run in three on a slower machine.
-    A stall stops the worker, for its supervisor to restart it, as the usage consumer's
-    watchdog does."""
+    """The stall watchdogs on faust's own consumer (`liveness.Watchdog`), one per agent's
+    topic: after an outage past the session timeout it rejoined its group and applied none
+    of the `card.events` and `pool.events` waiting, without a word, in about one run in
+    three on a slower machine. A stall stops the worker, for its supervisor to restart it,
+    as the usage consumer's watchdog does. One watchdog per topic, not one for the
+    consumer: a `card.events` handler that hangs must not be hidden by command results
+    still being applied."""
 
     def __init__(self, app: faust.App, c: Components, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         s = c.settings
-        self._watchdog = Watchdog(
-            "faust consumer",
-            lambda: _faust_kafka_consumer(app),
-            c.agents,
-            stall_s=s.consumer_stall_s,
-            retry_backoff_max_s=s.retry_backoff_max_s,
-            bootstrap_servers=s.kafka_bootstrap_servers,
-            every_s=WATCH_EVERY_S,
-            report=lambda: _faust_report(app),
-            taken=lambda: _unacked(app),
-        )
+        self._watchdogs = [
+            Watchdog(
+                f"faust consumer of {topic}",
+                lambda: _faust_kafka_consumer(app),
+                progress,
+                stall_s=s.consumer_stall_s,
+                retry_backoff_max_s=s.retry_backoff_max_s,
+                bootstrap_servers=s.kafka_bootstrap_servers,
+                every_s=WATCH_EVERY_S,
+                report=lambda: _faust_report(app),
+                taken=functools.partial(_unacked, app, topic),
+                topics=frozenset({topic}),
+                stopping=lambda: self.should_stop,
+            )
+            for topic, progress in c.agents.items()
+        ]
 
     @Service.task
     async def _watch(self) -> None:
-        stalled = await self._watchdog.run()
+        watching = [asyncio.ensure_future(w.run()) for w in self._watchdogs]
+        try:
+            done, _ = await asyncio.wait(watching, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in watching:
+                task.cancel()
+        stalled = next(iter(done)).result()
         if self.should_stop:
             return
         exit_after(EXIT_GRACE_S)  # the stop waits on Kafka, which may not answer
@@ -83,13 +98,15 @@ def _faust_kafka_consumer(app: faust.App) -> Any:
     return getattr(getattr(consumer, "_thread", None), "_consumer", None)
 
 
-def _unacked(app: faust.App) -> str | None:
-    """Messages faust took from Kafka for the agents (buffered or being handled) and has not
-    acked: a handler that hangs holds them, while aiokafka's positions are past them."""
+def _unacked(app: faust.App, topic: str) -> str | None:
+    """Messages of `topic` faust took from Kafka for its agent (buffered or being handled)
+    and has not acked: a handler that hangs holds them, while aiokafka's positions are past
+    them."""
     try:
-        unacked = len(getattr(getattr(app, "_consumer", None), "_unacked_messages", ()))
+        held = list(getattr(getattr(app, "_consumer", None), "_unacked_messages", ()))
     except (TypeError, RuntimeError):  # not a collection; changed while read
         return None
+    unacked = sum(1 for m in held if getattr(m, "topic", None) == topic)
     return f"{unacked} messages taken by faust and not yet applied" if unacked else None
 
 
@@ -138,6 +155,8 @@ def create_app(c: Components) -> tuple[faust.App, UsageConsumer]:
     pipeline = UsagePipeline(c.service, c.usage_dead_letters, c.metrics, c.pools)
     consumer = UsageConsumer(pipeline, c.usage_dead_letters, s, c.metrics, c.barrier, loop=app.loop)
     c.pools.owned = consumer.owned_shards  # a pool decided here fans out to these at once
+    if (pool_progress := c.agents.get(s.topic_pools)) is not None:
+        c.pools.on_slice = pool_progress.note_applied  # a big pool's definition takes long
     _add_timers(app, c, consumer)
     # App.service is typed for classes; it starts instances just the same.
     app.service(consumer)  # type: ignore[arg-type]

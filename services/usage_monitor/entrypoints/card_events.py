@@ -49,13 +49,15 @@ async def apply_confirmed(
             shard = await handle(c, msg)
             if shard is not None:
                 outboxes.add(shard)
-        for shard in sorted(outboxes):  # decisions are durable in the outbox already
+        for shard in sorted(outboxes):  # in the outbox: a drain that fails is the sweeper's
             await c.service.drain_soon(shard)
         outboxes.clear()
         await c.barrier.confirm(epoch)
 
     await retry_op(c, once, what)
-    c.agents.note_applied()
+    for topic in {msg.topic for msg in messages}:
+        if (progress := c.agents.get(topic)) is not None:
+            progress.note_applied()
 
 
 async def handle_card_event(c: Components, msg: RawMessage) -> int | None:
@@ -93,7 +95,8 @@ async def retry_op(c: Components, op: Callable[[], Awaitable[T]], what: str) -> 
 
     def on_error(exc: BaseException) -> None:
         c.metrics.transient_errors.labels(component_of(exc)).inc()
-        c.agents.note_failure()
+        for progress in c.agents.values():  # Redis or Kafka: every agent waits on it
+            progress.note_failure()
 
     return await retrying(
         op, what=what, on_error=on_error, max_backoff_s=c.settings.retry_backoff_max_s

@@ -95,7 +95,12 @@ class StallClock:
         return f"{reason}; nothing applied for {now - self._healthy_at:.0f} s"
 
 
-def consumer_state(consumer: Any, now_ms: float, assigned_ms: float | None = None) -> ConsumerState:
+def consumer_state(
+    consumer: Any,
+    now_ms: float,
+    assigned_ms: float | None = None,
+    topics: frozenset[str] | None = None,
+) -> ConsumerState:
     """Read an `AIOKafkaConsumer`'s group membership, positions and last fetch responses
     (`now_ms`: wall clock, as aiokafka stamps them; `assigned_ms`: when the watchdog first
     saw the current assignment, standing in for a fetch response a partition of it has not
@@ -103,9 +108,10 @@ def consumer_state(consumer: Any, now_ms: float, assigned_ms: float | None = Non
     reported as healthy (see below). Uses aiokafka's private
     coordinator and subscription state: the consumer exposes no health of its own (as for
     `usage_consumer.fetcher_failure`); anything missing reads as a member with nothing
-    waiting, so a change in aiokafka disables the watchdog instead of firing it."""
+    waiting, so a change in aiokafka disables the watchdog instead of firing it. `topics`:
+    only their partitions count as waiting (None: all)."""
     try:
-        return _read_state(consumer, now_ms, assigned_ms)
+        return _read_state(consumer, now_ms, assigned_ms, topics)
     except (AttributeError, AssertionError, TypeError, RuntimeError) as exc:
         # RuntimeError: a set or dict changed while read, from the thread that owns the
         # consumer (faust runs its consumer in a thread of its own).
@@ -118,7 +124,9 @@ def current_assignment(consumer: Any) -> object | None:
     return getattr(subscription, "assignment", None)
 
 
-def _read_state(consumer: Any, now_ms: float, assigned_ms: float | None) -> ConsumerState:
+def _read_state(
+    consumer: Any, now_ms: float, assigned_ms: float | None, topics: frozenset[str] | None
+) -> ConsumerState:
     coordinator = getattr(consumer, "_coordinator", None)
     subscription = getattr(getattr(consumer, "_subscription", None), "subscription", None)
     if coordinator is None or subscription is None:
@@ -141,6 +149,8 @@ def _read_state(consumer: Any, now_ms: float, assigned_ms: float | None) -> Cons
     waiting = None
     if assignment is not None:
         for tp in sorted(assignment.tps):
+            if topics is not None and tp.topic not in topics:
+                continue
             state = assignment.state_value(tp)
             if state is None or not state.has_valid_position:
                 waiting = f"partition {tp.partition} has no position"
@@ -206,10 +216,13 @@ class Watchdog:
     and then hangs is a stall again after `2 * retry_backoff_max_s + 15` s, a Redis socket
     timeout included). No broker reachable is an outage, logged once, not a stall.
 
-    `consumer` returns the `AIOKafkaConsumer` (None until there is one); `taken` says why
-    records the owner took from it wait unapplied (None if none do: aiokafka's positions
-    cannot tell, they are past every record handed out); `report` says where the owner's
-    own tasks wait, for the log line."""
+    `consumer` returns the `AIOKafkaConsumer` (None until there is one); `topics` limits the
+    watch to their partitions (one consumer, several handlers: each is watched on its own,
+    or one handler applying would hide another that hangs); `taken` says why records the
+    owner took from it wait unapplied (None if none do: aiokafka's positions cannot tell,
+    they are past every record handed out); `report` says where the owner's own tasks
+    wait, for the log line. Nothing fires while `stopping()`: a worker's stop may wait on
+    Kafka for a long time, and is no stall."""
 
     def __init__(
         self,
@@ -223,6 +236,8 @@ class Watchdog:
         every_s: float = 1.0,
         report: Callable[[], str] = lambda: "",
         taken: Callable[[], str | None] = lambda: None,
+        topics: frozenset[str] | None = None,
+        stopping: Callable[[], bool] = lambda: False,
     ) -> None:
         self.what = what
         self._consumer = consumer
@@ -233,6 +248,8 @@ class Watchdog:
         self.every_s = every_s
         self._report = report
         self._taken = taken
+        self.topics = topics
+        self._stopping = stopping
 
     async def run(self) -> ConsumerStalledError:
         """Watch until the consumer has stalled; then log why and return the error."""
@@ -250,7 +267,7 @@ class Watchdog:
             current = current_assignment(consumer)
             if current is not assignment[0]:
                 assignment = (current, now_ms)
-            state = consumer_state(consumer, now_ms, assignment[1])
+            state = consumer_state(consumer, now_ms, assignment[1], self.topics)
             if state.waiting is None:
                 state = dataclasses.replace(state, waiting=self._taken())
             applied, seen = self.progress.applied != seen, self.progress.applied
@@ -262,7 +279,7 @@ class Watchdog:
                 retrying=now - self.progress.failed_at < self.retry_window,
                 state=state,
             )
-            if reason is None:
+            if reason is None or self._stopping():
                 continue
             if not await broker_reachable(self.bootstrap_servers):
                 if not outage:

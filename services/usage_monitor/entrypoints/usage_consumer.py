@@ -154,6 +154,7 @@ class UsageConsumer(Service):
             bootstrap_servers=settings.kafka_bootstrap_servers,
             every_s=WATCH_EVERY_S,
             report=self._where,
+            stopping=self._stopping.is_set,
         )
         self._stalled: ConsumerStalledError | None = None
         self._watch_task: asyncio.Task[None] | None = None

@@ -42,6 +42,10 @@ class PoolService:
         """Fan-outs in progress in this worker, by pool (the poll does not start them again)."""
         self.owned: Callable[[], Collection[int]] | None = None
         """The shards whose members this worker evaluates (the usage consumer's); None: all."""
+        self.on_slice: Callable[[], None] = lambda: None
+        """Called after each slice of members a fan-out evaluated: a pool's definition waits
+        for its fan-outs (`define`), which for a big pool can outlast the stall timeout of
+        the `pool.events` watchdog; each slice is progress (`entrypoints/app.py`)."""
 
     async def define(self, event: PoolUpserted) -> None:
         """A pool's definition (the latest holds), then its levels decided anew: a quota
@@ -208,6 +212,7 @@ class PoolService:
                     if not await self._current(pool_id, v):
                         raise _StaleViewError(pool_id)
                     await self.cards.evaluate(members[i : i + FAN_OUT_SLICE], pool=v)
+                    self.on_slice()
                 await self.store.pool_fanout_mark(pool_id, shard, seen)
                 return len(members)
 
