@@ -111,14 +111,11 @@ def _unacked(app: faust.App, topic: str) -> str | None:
 
 
 def _faust_report(app: faust.App) -> str:
-    """faust's side of a stall, for the log line: its flow (suspended during a rebalance),
-    and whether it is rebalancing."""
+    """faust's side of a stall, for the log line (the watchdog's name gives the topic): its
+    flow (suspended during a rebalance), and whether it is rebalancing."""
     consumer = getattr(app, "_consumer", None)
     flow = "active" if getattr(consumer, "flow_active", True) else "suspended"
-    return (
-        f"faust's topics card.events, card.command_results, pool.events; its flow {flow}, "
-        f"rebalancing {bool(getattr(app, 'rebalancing', False))}; "
-    )
+    return f"faust's flow {flow}, rebalancing {bool(getattr(app, 'rebalancing', False))}; "
 
 
 def create_app(c: Components) -> tuple[faust.App, UsageConsumer]:
