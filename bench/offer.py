@@ -9,23 +9,17 @@ runs, whose records are produced beforehand): "half capacity" was not half."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
 from simwatch_runtime.kafka_publisher import hand_over
 
-from .procs import KAFKA
-
 TICK_S = 0.01
 """How often the generators hand over what is due: every 10 ms, so each partition's batch
 holds tens of records. Every 2 ms made batches of five records, and the broker spent most of
 a core on 6 000 partition-batches a second; producers in front of a real system batch too."""
-
-
-OFFER_SLICE = 20_000
-"""Messages handed over at a time by `offer_all` (the producer's queue stays bounded)."""
 
 
 class Offer:
@@ -48,16 +42,3 @@ class Offer:
     async def flush(self) -> None:
         await asyncio.gather(*self._sent)
         self._sent = []
-
-
-async def offer_all(topic: str, messages: Sequence[tuple[bytes, bytes]]) -> None:
-    """Produce keyed messages at once, in record batches (acks=1), and wait for them all."""
-    producer = AIOKafkaProducer(bootstrap_servers=KAFKA, acks=1, max_batch_size=1024 * 1024)
-    await producer.start()
-    try:
-        offer = Offer(producer, topic)
-        for i in range(0, len(messages), OFFER_SLICE):
-            await offer.send(messages[i : i + OFFER_SLICE])
-        await offer.flush()
-    finally:
-        await producer.stop()

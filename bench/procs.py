@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import signal
@@ -17,6 +16,8 @@ from pathlib import Path
 import httpx
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from .offer import Offer
 
 KAFKA = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
@@ -101,21 +102,23 @@ async def drop_topics(prefix: str = "bench") -> int:
         await admin.close()
 
 
+OFFER_SLICE = 20_000
+"""Messages handed over at a time by `produce` (the producer's queue stays bounded)."""
+
+
 async def produce(topic: str, items: Sequence[tuple[bytes, bytes]]) -> float:
-    """Produce as fast as the broker takes it; returns seconds taken."""
-    producer = AIOKafkaProducer(
-        bootstrap_servers=KAFKA, linger_ms=20, acks=1, max_batch_size=1024 * 1024
-    )
+    """Produce keyed messages as fast as the broker takes them, appended straight into record
+    batches (`offer.Offer`: one `send` a message cost ~40 µs here, 25 s of a slower
+    machine's quick bench for its 600 000 records), and wait for them all (acks=1); returns
+    seconds taken."""
+    producer = AIOKafkaProducer(bootstrap_servers=KAFKA, acks=1, max_batch_size=1024 * 1024)
     await producer.start()
     started = time.perf_counter()
     try:
-        pending = []
-        for key, value in items:
-            pending.append(await producer.send(topic, value, key=key))
-            if len(pending) >= 20_000:
-                await asyncio.gather(*pending)
-                pending = []
-        await asyncio.gather(*pending)
+        offer = Offer(producer, topic)
+        for i in range(0, len(items), OFFER_SLICE):
+            await offer.send(items[i : i + OFFER_SLICE])
+        await offer.flush()
     finally:
         await producer.stop()
     return time.perf_counter() - started

@@ -14,8 +14,7 @@ from redis.asyncio import Redis
 
 from simwatch_contracts import UsageRecord
 
-from .offer import offer_all
-from .procs import KAFKA, PARTITIONS, REDIS_URL, Names, WorkerProc, free_port
+from .procs import KAFKA, PARTITIONS, REDIS_URL, Names, WorkerProc, free_port, produce
 
 
 def start_workers(names: Names, app_id: str, n: int, usage_topic: str) -> list[WorkerProc]:
@@ -132,7 +131,7 @@ def run_joined(
     workers = start_workers(names, app_id, n, usage_topic)
     try:
         asyncio.run(_joined(f"{app_id}-usage", n))
-        asyncio.run(offer_all(usage_topic, items))
+        asyncio.run(produce(usage_topic, items))
         return measure(workers, len(items))
     finally:
         for w in workers:

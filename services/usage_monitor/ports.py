@@ -244,6 +244,10 @@ class CardStore(Protocol):
         """What a customer owes from cards cancelled for debt, and the cards held for it."""
         ...
 
+    async def customer_debts(self, customer_ids: Iterable[str]) -> dict[str, CustomerDebt]:
+        """`customer_debt` of each customer, read at once."""
+        ...
+
     async def customer_view(self, customer_id: str) -> dict[bytes, bytes]:
         """The customer's blacklist record, field by field (read by `status.customer_status`)."""
         ...

@@ -393,6 +393,20 @@ async def test_customer_entries_are_idempotent(store: CardStore) -> None:
     assert await store.customer_apply("c1", [{"release": B}, {"release": B}]) == CustomerDebt(100)
 
 
+async def test_customer_debts_reads_many_customers_at_once(store: CardStore) -> None:
+    await store.customer_apply("c1", [{"i": A, "v": 1, "owed": 70}, {"hold": B}])
+    await store.customer_apply("c2", [{"i": B, "v": 1, "owed": 5}])
+    # Customers in different slots on a cluster, one unknown, one named twice.
+    debts = await store.customer_debts(["c2", "nobody", "c1", "c2"])
+    assert debts == {
+        "c1": CustomerDebt(70, (B,)),
+        "c2": CustomerDebt(5, ()),
+        "nobody": CustomerDebt(0, ()),
+    }
+    assert await store.customer_debts([]) == {}
+    assert await store.customer_view("nobody") == {}  # reading wrote nothing
+
+
 async def test_customer_debt_never_goes_below_zero(store: CardStore) -> None:
     entries: list[object] = [
         {"i": A, "v": 1, "owed": 30},

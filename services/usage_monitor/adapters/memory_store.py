@@ -305,6 +305,9 @@ class MemoryStore:
     async def customer_debt(self, customer_id: str) -> CustomerDebt:
         return await self.customer_apply(customer_id, [])
 
+    async def customer_debts(self, customer_ids: Iterable[str]) -> dict[str, CustomerDebt]:
+        return {c: await self.customer_apply(c, []) for c in dict.fromkeys(customer_ids)}
+
     async def customer_view(self, customer_id: str) -> dict[bytes, bytes]:
         h = self._customers.get(customer_id, {})
         return {k.encode(): v.encode() for k, v in h.items()}

@@ -416,6 +416,22 @@ class RedisStore:
         """What a customer owes from cards cancelled for debt, and the cards held for it."""
         return await self.customer_apply(customer_id, [])
 
+    async def customer_debts(self, customer_ids: Iterable[str]) -> dict[str, CustomerDebt]:
+        """`customer_debt` of many customers in one round trip (a batch of new cards)."""
+        ids = list(dict.fromkeys(customer_ids))
+        if not ids:
+            return {}
+
+        def queue(pipe: Any) -> None:
+            for customer in ids:
+                queue_script(pipe, self._customer, [self.keys.customer(customer)], [b"[]"])
+
+        replies = await run_pipeline(self.redis, queue, [self._customer])
+        return {
+            customer: CustomerDebt(int(raw[0]), tuple(i.decode() for i in raw[1:]))
+            for customer, raw in zip(ids, replies, strict=True)
+        }
+
     async def customer_view(self, customer_id: str) -> dict[bytes, bytes]:
         return cast(dict[bytes, bytes], await self.redis.hgetall(self.keys.customer(customer_id)))
 

@@ -6,12 +6,12 @@ faust may ack it (issue #16: a failover or a host crash must not lose an acked e
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import TypeVar
 
 from pydantic import ValidationError
 
-from simwatch_contracts import describe_validation_error, parse_card_event
+from simwatch_contracts import CardEvent, describe_validation_error, parse_card_event
 from simwatch_runtime.dead_letters import RawMessage
 from simwatch_runtime.errors import component_of, retrying
 from simwatch_runtime.redact import mask_iccid
@@ -26,29 +26,26 @@ EVENT_BATCH_WITHIN_S = 0.05
 
 
 async def handle_card_events(c: Components, messages: Sequence[RawMessage]) -> None:
-    await apply_confirmed(c, messages, handle_card_event, "card events batch")
+    await apply_confirmed(c, messages, apply_card_events, "card events batch")
+
+
+BatchHandler = Callable[[Components, Sequence[RawMessage]], Awaitable[Iterable[int]]]
+"""Applies a batch of messages; returns the shards whose outboxes it added to."""
 
 
 async def apply_confirmed(
-    c: Components,
-    messages: Sequence[RawMessage],
-    handle: Callable[[Components, RawMessage], Awaitable[int | None]],
-    what: str,
+    c: Components, messages: Sequence[RawMessage], handle: BatchHandler, what: str
 ) -> None:
-    """Apply a batch of messages one by one, publish the decisions they made (one outbox
-    drain per shard for the whole batch; `handle` returns the shard a message added
-    messages to, if any), then confirm the batch durable; if Redis cannot confirm it (a
-    failover, a restart), apply it again under the new primaries (each input applies once:
-    a repeat is a duplicate by its id) and confirm again. Shared by every faust agent
+    """Apply a batch of messages, publish the decisions they made (one outbox drain per
+    shard for the whole batch), then confirm the batch durable; if Redis cannot confirm it
+    (a failover, a restart), apply it again under the new primaries (each input applies
+    once: a repeat is a duplicate by its id) and confirm again. Shared by every faust agent
     (`card.events`, `card.command_results`, `pool.events`)."""
     outboxes: set[int] = set()  # across attempts: a repeat adds nothing to drain
 
     async def once() -> None:
         epoch = await c.barrier.epoch()
-        for msg in messages:
-            shard = await handle(c, msg)
-            if shard is not None:
-                outboxes.add(shard)
+        outboxes.update(await handle(c, messages))
         for shard in sorted(outboxes):  # in the outbox: a drain that fails is the sweeper's
             await c.service.drain_soon(shard)
         outboxes.clear()
@@ -60,27 +57,60 @@ async def apply_confirmed(
             progress.note_applied()
 
 
-async def handle_card_event(c: Components, msg: RawMessage) -> int | None:
-    """Apply one message; returns the shard whose outbox it added to (drained by the batch)."""
+def one_by_one(handle: Callable[[Components, RawMessage], Awaitable[int | None]]) -> BatchHandler:
+    """A batch handler applying each message in turn with `handle` (which returns the shard
+    whose outbox it added to, if any)."""
+
+    async def each(c: Components, messages: Sequence[RawMessage]) -> set[int]:
+        shards: set[int] = set()
+        for msg in messages:
+            if (shard := await handle(c, msg)) is not None:
+                shards.add(shard)
+        return shards
+
+    return each
+
+
+async def apply_card_events(c: Components, messages: Sequence[RawMessage]) -> set[int]:
+    """Parse each message (the malformed are dead-lettered), then apply the rest in order
+    with one load and one commit round trip per run of distinct cards
+    (`CardService.apply_events`); returns the shards whose outboxes they added to. A
+    transient failure applies them again: those already applied are duplicates by id
+    (their outboxes are still drained)."""
+    events: list[CardEvent] = []
+    for msg in messages:
+        if (event := await _parse(c, msg)) is not None:
+            events.append(event)
+    if not events:
+        return set()
+    outcomes = await retry_op(c, lambda: c.service.apply_events(events), "card events")
+    shards: set[int] = set()
+    for event, outcome in zip(events, outcomes, strict=True):
+        if outcome.duplicate:
+            result = "duplicate"
+        elif outcome.decision is not None and outcome.decision.rejected:
+            result = "rejected"
+            why = outcome.decision.rejected
+            log.info("card %s %s: %s", mask_iccid(event.iccid), event.type, why)
+        else:
+            result = "applied"
+        c.metrics.card_events.labels(event.type, result).inc()
+        if outcome.outbox is not None:
+            shards.add(outcome.outbox)
+    return shards
+
+
+async def _parse(c: Components, msg: RawMessage) -> CardEvent | None:
+    """The card event in `msg`, or None when it was dead-lettered (too large, malformed)."""
     limit = c.settings.max_message_bytes
     if msg.value is not None and len(msg.value) > limit:
         await _dead_letter(c, msg, oversized(len(msg.value), limit), "too_large")
         return None
     try:
-        event = parse_card_event(msg.value or b"")
+        return parse_card_event(msg.value or b"")
     except ValidationError as exc:
         await _dead_letter(c, msg, describe_validation_error(exc), "malformed")
         return None
-    outcome = await retry_op(c, lambda: c.service.apply_event(event, drain=False), f"{event.type}")
-    if outcome.duplicate:
-        result = "duplicate"
-    elif outcome.decision is not None and outcome.decision.rejected:
-        result = "rejected"
-        log.info("card %s %s: %s", mask_iccid(event.iccid), event.type, outcome.decision.rejected)
-    else:
-        result = "applied"
-    c.metrics.card_events.labels(event.type, result).inc()
-    return outcome.outbox
 
 
 async def _dead_letter(c: Components, msg: RawMessage, error: str, reason: str) -> None:

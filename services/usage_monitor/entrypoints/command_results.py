@@ -17,7 +17,7 @@ from simwatch_runtime.redact import mask_iccid
 
 from ..bootstrap import Components
 from ..domain.enforcement import Outcome
-from .card_events import apply_confirmed, retry_op
+from .card_events import apply_confirmed, one_by_one, retry_op
 from .pipeline import oversized
 
 log = logging.getLogger(__name__)
@@ -26,7 +26,7 @@ RESULT_BATCH_WITHIN_S = 0.05
 
 
 async def handle_command_results(c: Components, messages: Sequence[RawMessage]) -> None:
-    await apply_confirmed(c, messages, handle_command_result, "command results batch")
+    await apply_confirmed(c, messages, one_by_one(handle_command_result), "command results batch")
 
 
 async def handle_command_result(c: Components, msg: RawMessage) -> int | None:

@@ -12,7 +12,7 @@ from simwatch_contracts import describe_validation_error, parse_pool_event
 from simwatch_runtime.dead_letters import RawMessage
 
 from ..bootstrap import Components
-from .card_events import apply_confirmed, retry_op
+from .card_events import apply_confirmed, one_by_one, retry_op
 from .pipeline import oversized
 
 POOL_BATCH = 200
@@ -20,7 +20,7 @@ POOL_BATCH_WITHIN_S = 0.05
 
 
 async def handle_pool_events(c: Components, messages: Sequence[RawMessage]) -> None:
-    await apply_confirmed(c, messages, handle_pool_event, "pool events batch")
+    await apply_confirmed(c, messages, one_by_one(handle_pool_event), "pool events batch")
 
 
 async def handle_pool_event(c: Components, msg: RawMessage) -> int | None:

@@ -112,23 +112,94 @@ class CardService:
             debt = 0
             if isinstance(event, CardUpserted) and snap.state.profile is None:
                 debt = (await self.store.customer_debt(event.customer_id)).debt
-            now = self.clock()
-            decision = apply_event(snap.state, event, snap.usage, now, self.policy, debt, pool)
+            decision = apply_event(
+                snap.state, event, snap.usage, self.clock(), self.policy, debt, pool
+            )
             request = self._request(snap, decision, event.event_id)
             version = await self.store.commit(request)
-            if version == DUPLICATE_EVENT:
-                return EventOutcome(None, duplicate=True)
-            if version != CONFLICT:
-                source = "observation" if isinstance(event, NetworkObserved) else ""
-                self._count(decision, snap, source)
-                if not request.messages:
-                    return EventOutcome(decision)
-                if drain:
-                    await self.drain_soon(self.store.shard(event.iccid))
-                    return EventOutcome(decision)
-                return EventOutcome(decision, outbox=self.store.shard(event.iccid))
-            self.metrics.evaluations.labels("conflict").inc()
+            outcome = self._settled(event, snap, decision, request, version)
+            if outcome is None:
+                continue
+            if drain and outcome.outbox is not None:
+                await self.drain_soon(outcome.outbox)
+                return EventOutcome(outcome.decision, outcome.duplicate)
+            return outcome
         raise RuntimeError(f"card {event.iccid[-4:]}: too many concurrent writers")
+
+    async def apply_events(self, events: Sequence[CardEvent]) -> list[EventOutcome]:
+        """`apply_event(e, drain=False)` for each event in order, with one load and one commit
+        round trip for each run of events about distinct cards (a fleet's profiles are
+        thousands of events for different cards: one at a time, three round trips each, one
+        worker applied ~270 a second on two shared cores).
+
+        Deciding a run at once changes nothing an event sees: a card event reads only its own
+        card, and its customer's debt (changed only by the outbox drain, which the caller
+        runs after the batch either way). Two exceptions start a new run: a second event
+        for a card of the run (it must see the first's decision), and a pool member's
+        profile (it reads its pool, applied alone as `apply_event` does)."""
+        outcomes: list[EventOutcome | None] = [None] * len(events)
+        run: list[int] = []
+        cards: set[str] = set()
+        for n, event in enumerate(events):
+            pooled = isinstance(event, CardUpserted) and event.plan.pool_id is not None
+            if pooled or event.iccid in cards:
+                await self._apply_run(events, run, outcomes)
+                run, cards = [], set()
+            if pooled:
+                outcomes[n] = await self.apply_event(event, drain=False)
+            else:
+                run.append(n)
+                cards.add(event.iccid)
+        await self._apply_run(events, run, outcomes)
+        return [o for o in outcomes if o is not None]
+
+    async def _apply_run(
+        self, events: Sequence[CardEvent], run: Sequence[int], outcomes: list[EventOutcome | None]
+    ) -> None:
+        """Decide and commit events about distinct cards at once; a card written meanwhile
+        by another (a conflict) is applied again on its own."""
+        if not run:
+            return
+        snaps = await self.store.load([events[n].iccid for n in run])
+        new = [
+            e
+            for n in run
+            if isinstance(e := events[n], CardUpserted) and snaps[e.iccid].state.profile is None
+        ]
+        debts = await self.store.customer_debts(e.customer_id for e in new) if new else {}
+        now = self.clock()
+        decisions, requests = [], []
+        for n in run:
+            event, snap = events[n], snaps[events[n].iccid]
+            debt = 0
+            if isinstance(event, CardUpserted) and snap.state.profile is None:
+                debt = debts[event.customer_id].debt
+            decisions.append(apply_event(snap.state, event, snap.usage, now, self.policy, debt))
+            requests.append(self._request(snap, decisions[-1], event.event_id))
+        versions = await self.store.commit_many(requests)
+        for n, decision, request, version in zip(run, decisions, requests, versions, strict=True):
+            event = events[n]
+            outcome = self._settled(event, snaps[event.iccid], decision, request, version)
+            outcomes[n] = outcome or await self.apply_event(event, drain=False)
+
+    def _settled(
+        self,
+        event: CardEvent,
+        snap: Snapshot,
+        decision: Decision,
+        request: CommitRequest,
+        version: int,
+    ) -> EventOutcome | None:
+        """What a commit of `event`'s decision came to; None: a conflict (decide again)."""
+        shard = self.store.shard(event.iccid)
+        if version == DUPLICATE_EVENT:  # applied before: what it added may still wait
+            return EventOutcome(None, duplicate=True, outbox=shard)
+        if version == CONFLICT:
+            self.metrics.evaluations.labels("conflict").inc()
+            return None
+        source = "observation" if isinstance(event, NetworkObserved) else ""
+        self._count(decision, snap, source)
+        return EventOutcome(decision, outbox=shard if request.messages else None)
 
     async def _in_pool(
         self, event: CardUpserted, pool_id: str
