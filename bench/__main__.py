@@ -3,7 +3,7 @@ stated as ratios measured in the same run (machines here differ about 3x in abso
 one and two workers against the counting script's own ceiling, latency at half the measured
 capacity, Redis CPU per record against a pipelined SET.
 
-BENCH_QUICK=1 keeps the run to about three minutes on a fast machine and four on a slower one
+BENCH_QUICK=1 keeps the run under three minutes on a slower machine (2 min 46 s here)
 (smaller fleet and windows, the usage path only; `bench time:` says how long it took);
 BENCH_SECTIONS=decisions,boundary,notifier,durability,pools adds those sections to it.
 """
@@ -39,15 +39,17 @@ LOAD_S = 8 if QUICK else 20
 MEMORY_CARDS = 20_000 if QUICK else 100_000
 # Sections measured after the usage path, each a module with `run(quick) -> lines` that also
 # runs alone (`python -m bench.boundary`). The full run has them all; the quick run keeps to
-# the usage path (about five minutes on a slower machine) unless BENCH_SECTIONS names some.
+# the usage path (under three minutes on a slower machine) unless BENCH_SECTIONS names some.
 ALL_SECTIONS = ("decisions", "boundary", "notifier", "durability", "pools")
 _CHOSEN = os.environ.get("BENCH_SECTIONS")
 SECTIONS = tuple(_CHOSEN.split(",")) if _CHOSEN else (() if QUICK else ALL_SECTIONS)
 SAT_RATE = 100_000
-SAT_S = 4 if QUICK else LOAD_S
+SAT_S = 2 if QUICK else LOAD_S
 """Saturation shows the queue growing; a slower machine's generator offers at most ~50 000
 records/s, so 8 s of 100 000/s took it 16 s to offer, and as long again to drain."""
-NAIVE_S = 8 if QUICK else 20
+NAIVE_S = 4 if QUICK else 20
+"""The naive design's rate is steady within a second (one round trip a record): 8 s of it
+was 5 % of a quick run on a slower machine, for a figure the summary no longer shows."""
 
 
 def say(line: str) -> None:
@@ -261,7 +263,8 @@ def _latency(
     run, app = _cards_for(names, base, key)
     workers = throughput.start_workers(run, app, 1, topics[key])
     try:
-        time.sleep(2)  # joined and positioned
+        asyncio.run(throughput.joined(f"{app}-usage", 1))
+        time.sleep(0.5)  # positioned (its first fetch) before the first probe
         rewrites = asyncio.run(_aof_rewrites())
         lat = asyncio.run(
             latency.probe_latencies(topics[key], run.commands, background, probes, rate, seconds)

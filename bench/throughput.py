@@ -130,7 +130,7 @@ def run_joined(
     others joined, and two workers read anywhere from 0.12x to 1.9x one worker."""
     workers = start_workers(names, app_id, n, usage_topic)
     try:
-        asyncio.run(_joined(f"{app_id}-usage", n))
+        asyncio.run(joined(f"{app_id}-usage", n))
         asyncio.run(produce(usage_topic, items))
         return measure(workers, len(items))
     finally:
@@ -138,7 +138,8 @@ def run_joined(
             w.stop()
 
 
-async def _joined(group: str, n: int, timeout_s: float = 60) -> None:
+async def joined(group: str, n: int, timeout_s: float = 60) -> None:
+    """Wait until `n` members have joined the consumer group and it is stable."""
     admin = AIOKafkaAdminClient(bootstrap_servers=KAFKA)
     await admin.start()
     try:
