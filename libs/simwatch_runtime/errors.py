@@ -85,12 +85,16 @@ def component_of(exc: BaseException) -> str:
     return "kafka" if isinstance(exc, KafkaError) else "redis"
 
 
+MAX_BACKOFF_S = 10.0
+"""`retrying`'s longest wait between two attempts, unless its caller sets its own."""
+
+
 async def retrying(
     op: Callable[[], Awaitable[T]],
     *,
     what: str,
     on_error: Callable[[BaseException], None],
-    max_backoff_s: float = 10.0,
+    max_backoff_s: float = MAX_BACKOFF_S,
 ) -> T:
     """Run `op` until it succeeds, backing off (jittered, capped) on transient errors.
 

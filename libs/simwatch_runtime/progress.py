@@ -1,4 +1,4 @@
-"""What a consumer's handlers tell its stall watchdog (`usage_monitor.entrypoints.liveness`)."""
+"""What a consumer's handlers tell its stall watchdog (`simwatch_runtime.liveness`)."""
 
 from __future__ import annotations
 

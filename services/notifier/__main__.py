@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from simwatch_runtime import redact
 from simwatch_runtime.errors import ConfigError as MonitorConfigError
+from simwatch_runtime.liveness import ConsumerStalledError
 from simwatch_runtime.preflight import check_durability, check_redis, ensure_topics
 from simwatch_runtime.process import new_event_loop, settings_error
 
@@ -68,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     loop = new_event_loop()
     try:
         loop.run_until_complete(_run(settings))
+    except ConsumerStalledError:
+        return 70  # EX_SOFTWARE: logged (CRITICAL) by the watchdog; the supervisor restarts
     finally:
         loop.close()
     return 0

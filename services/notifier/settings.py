@@ -36,6 +36,13 @@ class Settings(RuntimeSettings):
         "before its offsets are committed: fsync, replica or memory (docs/operations.md)",
     )
     durability_timeout_s: float = Field(5.0, gt=0, le=60)
+    consumer_stall_s: float = Field(
+        120.0,
+        gt=0,
+        description="a notifier whose settings or alerts consumer has records waiting, applied "
+        "nothing for this long and retries nothing stops, for its supervisor to restart it "
+        "(docs/reliability.md)",
+    )
 
     allow_private_webhooks: bool = Field(
         False, description="allow http:// and loopback/private targets (local demo and tests)"

@@ -9,6 +9,7 @@ import os
 import re
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,13 +17,14 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
+from notifier.entrypoints.consumers import EXIT_GRACE_S as NOTIFIER_EXIT_GRACE_S
+from simwatch_runtime.liveness import QUIET_S
 from simwatch_runtime.redis_client import AnyRedis
-from usage_monitor.entrypoints.liveness import QUIET_S
 from usage_monitor.entrypoints.usage_consumer import EXIT_GRACE_S
 
 from ..conftest import KafkaIO
 from ..faultproxy import FaultProxy
-from ..receiver import Receiver
+from ..receiver import Receiver, customer
 from ..servers import PrivateKafka, PrivateRedis, free_port
 from .oracle import Workload, begin, check, start_notifier_for
 
@@ -265,7 +267,7 @@ async def test_a_worker_cut_off_from_kafka_stops_by_itself_and_its_restart_count
     redis: AnyRedis,
     tmp_path: Path,
 ) -> None:
-    """The stall watchdog (`entrypoints/liveness.py`), end to end: the worker's Kafka link
+    """The stall watchdog (`simwatch_runtime/liveness.py`), end to end: the worker's Kafka link
     goes silent (no error, no fetch response) while records wait; after its stall timeout
     the worker stops on its own, and a restart counts every record exactly once."""
     _, proxy = kafka_behind_proxy
@@ -293,6 +295,73 @@ async def test_a_worker_cut_off_from_kafka_stops_by_itself_and_its_restart_count
     assert stopped_after < QUIET_S + STALL_S + EXIT_GRACE_S + 25, stopped_after
     await asyncio.to_thread(start_worker, KAFKA_BOOTSTRAP_SERVERS=proxy.address, **WORKER)
     await check(w, redis=redis, names=names, kafka=kafka_io)
+
+
+async def test_a_notifier_cut_off_from_kafka_stops_by_itself_and_its_restart_delivers_the_rest(
+    kafka_behind_proxy: tuple[PrivateKafka, FaultProxy],
+    kafka_io: KafkaIO,
+    start_notifier: Any,
+    receiver: Receiver,
+    topics: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    """The notifier's stall watchdogs, end to end: its Kafka link goes silent (no error, no
+    fetch response) while alerts wait; after its stall timeout the notifier stops on its
+    own, and a restart delivers every alert, each once."""
+    _, proxy = kafka_behind_proxy
+    env = {"KAFKA_BOOTSTRAP_SERVERS": proxy.address, "NOTIFIER_CONSUMER_STALL_S": str(STALL_S)}
+    notifier = await asyncio.to_thread(start_notifier, **env)  # it creates the topics
+    assert notifier.proc is not None
+    settings = customer("acme", webhook=receiver.url("/hook"))
+    await kafka_io.send(topics["NOTIFIER_TOPIC_SETTINGS"], settings, key="acme")
+    stored = 'notifier_settings_total{outcome="stored"} 1.0'
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 30
+    while stored not in httpx.get(f"{notifier.url}/metrics", timeout=5).text:
+        assert loop.time() < deadline, "the customer's settings were not stored"
+        await asyncio.sleep(0.2)
+    cards = [f"8986040000000000{n:04d}" for n in range(20)]
+    await kafka_io.send(topics["NOTIFIER_TOPIC_ALERTS"], _alert(cards[0]), key=cards[0])
+    deadline = loop.time() + 60
+    while not receiver.hits["/hook"] and loop.time() < deadline:
+        await asyncio.sleep(0.1)
+    assert receiver.hits["/hook"], "the first alert was not delivered before the cut"
+    proxy.blackhole()
+    for card in cards[1:]:  # straight to the broker: the alerts wait
+        await kafka_io.send(topics["NOTIFIER_TOPIC_ALERTS"], _alert(card), key=card)
+    cut_at = loop.time()
+    try:
+        while notifier.proc.poll() is None and loop.time() - cut_at < 90:
+            await asyncio.sleep(0.5)
+        stopped_after = loop.time() - cut_at
+    finally:
+        proxy.heal()
+    assert notifier.proc.poll() is not None, "the cut-off notifier should have stopped by itself"
+    log_text = (tmp_path / "notifier-0.log").read_text()
+    assert "notifier consumer of" in log_text and " stalled: " in log_text, log_text[-3000:]
+    assert notifier.proc.returncode == 70, "a stall is a failure, for the supervisor to see"
+    assert stopped_after < QUIET_S + STALL_S + NOTIFIER_EXIT_GRACE_S + 25, stopped_after
+    await asyncio.to_thread(start_notifier, **env)
+    deadline = loop.time() + 60
+    while len(set(receiver.webhook_ids("/hook"))) < len(cards) and loop.time() < deadline:
+        await asyncio.sleep(0.2)
+    ids = receiver.webhook_ids("/hook")
+    assert sorted(set(ids)) == sorted(_alert(c)["alert_id"] for c in cards)
+    assert len(ids) == len(cards), f"each alert delivered once: {Counter(ids)}"
+
+
+def _alert(card: str) -> dict[str, Any]:
+    return {
+        "alert_id": f"alr-{card[-6:]}-usage_threshold-80",
+        "type": "usage_threshold",
+        "iccid": card,
+        "customer_id": "acme",
+        "cycle": "2026-11-01",
+        "occurred_at": datetime.now(UTC).isoformat(),
+        "percent": 80,
+        "used_bytes": 800,
+        "quota_bytes": 1000,
+    }
 
 
 async def test_a_worker_with_no_broker_reachable_waits_instead_of_restarting(

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from standardwebhooks import Webhook
 
+from simwatch_runtime.liveness import QUIET_S
 from simwatch_runtime.redis_client import AnyRedis
 
 from ..conftest import KafkaIO, Worker
@@ -289,3 +290,24 @@ async def test_a_pool_alert_keyed_by_the_pool_is_delivered_signed_once(
         "【simwatch】流量池 pool-sh-7 本周期已用 80%（400.00 GB/500.00 GB）"
     )
     assert f"用量最多的卡：{top[0]['iccid']}（5.00 GB）" in sms["text"]
+
+
+async def test_an_idle_notifier_is_not_taken_for_stalled(
+    start_notifier: Any, receiver: Receiver, kafka: KafkaIO, topics: dict[str, str], tmp_path: Any
+) -> None:
+    """The notifier's stall watchdogs (`simwatch_runtime/liveness.py`), with a 2 s stall
+    timeout, on a notifier that delivered an alert and then has nothing to do for longer
+    than the quiet rule and the timeout together: nothing waits, so nothing is a stall."""
+    await kafka.send(
+        topics["NOTIFIER_TOPIC_SETTINGS"],
+        customer("acme", webhook=receiver.url("/idle")),
+        key="acme",
+    )
+    notifier = start_notifier(NOTIFIER_CONSUMER_STALL_S="2")
+    card = iccid(7101)
+    await kafka.send(topics["NOTIFIER_TOPIC_ALERTS"], alert(card), key=card)
+    await eventually(lambda: len(receiver.hits["/idle"]) == 1)
+    await asyncio.sleep(QUIET_S + 2 + 5)
+    log_text = (tmp_path / "notifier-0.log").read_text()
+    assert "stalled" not in log_text, log_text[-3000:]
+    assert notifier.proc is not None and notifier.proc.poll() is None

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from usage_monitor.entrypoints.liveness import QUIET_S
+from simwatch_runtime.liveness import QUIET_S
 
 from ..conftest import BIN, KafkaIO, worker_env
 from .helpers import card_event, iccid, record, upsert, wait_for
@@ -159,7 +159,7 @@ def test_bad_configuration_exits_with_one_line(names: dict[str, str]) -> None:
 async def test_an_idle_worker_is_not_taken_for_stalled(
     start_worker: Any, kafka: KafkaIO, names: dict[str, str], tmp_path: Path
 ) -> None:
-    """Both stall watchdogs (`entrypoints/liveness.py`), with a 2 s stall timeout, on a worker
+    """Both stall watchdogs (`simwatch_runtime/liveness.py`), with a 2 s stall timeout, on a worker
     that applied events and records and then has nothing to do for longer than the quiet
     rule and the timeout together: nothing waits, so nothing is a stall."""
     worker = start_worker(USAGE_MONITOR_CONSUMER_STALL_S="2")

@@ -1,4 +1,4 @@
-"""The stall watchdog (`entrypoints/liveness.py`): a usage consumer that has records waiting
+"""The stall watchdog (`simwatch_runtime/liveness.py`): a usage consumer that has records waiting
 and applies nothing, with no retry under way, is stopped once the stall has lasted
 `consumer_stall_s`; progress, an idle member, and a visible retry keep it running."""
 
@@ -14,11 +14,8 @@ import pytest
 from aiokafka import TopicPartition
 from aiokafka.consumer.subscription_state import SubscriptionState
 
-from simwatch_runtime.progress import Progress
-from usage_monitor.entrypoints import app as app_module
-from usage_monitor.entrypoints import liveness
-from usage_monitor.entrypoints import usage_consumer as uc
-from usage_monitor.entrypoints.liveness import (
+from simwatch_runtime import liveness
+from simwatch_runtime.liveness import (
     QUIET_S,
     ConsumerStalledError,
     ConsumerState,
@@ -27,6 +24,9 @@ from usage_monitor.entrypoints.liveness import (
     broker_reachable,
     consumer_state,
 )
+from simwatch_runtime.progress import Progress
+from usage_monitor.entrypoints import app as app_module
+from usage_monitor.entrypoints import usage_consumer as uc
 
 from .test_usage_consumer import _consumer, _World
 

@@ -3,13 +3,16 @@ to the scheduler (malformed input goes to the dead-letter topic). An alert's off
 committed only after each of its deliveries is scheduled and Redis has confirmed those
 writes durable (NOTIFIER_DURABILITY; a batch Redis cannot confirm is scheduled again, under
 the new primaries after a failover); delivering is the dispatcher's job, so no endpoint can
-stall a partition."""
+stall a partition. A stall watchdog on each consumer (`simwatch_runtime.liveness`) stops
+the notifier, for its supervisor to restart it, if records wait and nothing is applied for
+NOTIFIER_CONSUMER_STALL_S without an error to show for it."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
+from asyncio import FIRST_COMPLETED
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
@@ -20,7 +23,9 @@ from pydantic import ValidationError
 from simwatch_contracts import CardAlert, CustomerSettings, describe_validation_error
 from simwatch_runtime.dead_letters import letter_of
 from simwatch_runtime.durability import Barrier
-from simwatch_runtime.errors import component_of, retrying
+from simwatch_runtime.errors import MAX_BACKOFF_S, component_of, retrying
+from simwatch_runtime.liveness import ConsumerStalledError, Watchdog, await_chain, exit_after
+from simwatch_runtime.progress import Progress
 
 from ..metrics import Metrics
 from ..ports import Publisher
@@ -31,6 +36,10 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[list[ConsumerRecord[bytes, bytes]]], Awaitable[None]]
 """Applies one fetched batch of records, in order."""
+INPUTS = ("settings", "alerts")
+EXIT_GRACE_S = 20.0
+"""After a stall, how long the notifier's stop may take before the process exits anyway (a
+stop waits on Kafka; nothing uncommitted is lost: it is read again)."""
 
 
 class Inputs:
@@ -50,6 +59,11 @@ class Inputs:
         self.publish = publish
         self.wake = wake
         self._stopping = asyncio.Event()
+        self.progress = {name: Progress() for name in INPUTS}
+        self._consumers: dict[str, AIOKafkaConsumer] = {}
+        self._loops: dict[str, asyncio.Task[None]] = {}
+        self._taken: dict[str, tuple[int, float]] = {}
+        """Records a batch took and has not applied yet (count, since when, monotonic)."""
 
     def _consumer(self, topic: str, group: str) -> AIOKafkaConsumer:
         return AIOKafkaConsumer(
@@ -64,20 +78,75 @@ class Inputs:
         )
 
     async def run(self) -> None:
+        """Consume both topics until `stop`; raises `ConsumerStalledError` when a watchdog
+        finds either consumer stalled (the process then ends, for its supervisor)."""
+        work = asyncio.create_task(self._consume(), name="notifier-inputs")
+        watchdogs = [
+            asyncio.create_task(self._watchdog(name).run(), name=f"notifier-{name}-watchdog")
+            for name in INPUTS
+        ]
+        try:
+            done, _ = await asyncio.wait([work, *watchdogs], return_when=FIRST_COMPLETED)
+            for task in done:
+                outcome = task.result()  # the inputs' own failure, raised as it is
+                if isinstance(outcome, ConsumerStalledError):
+                    exit_after(EXIT_GRACE_S)  # the stop below may wait on Kafka
+                    raise outcome
+        finally:
+            for task in (work, *watchdogs):
+                task.cancel()
+            await asyncio.gather(work, *watchdogs, return_exceptions=True)
+
+    def _watchdog(self, name: str) -> Watchdog:
+        def report() -> str:
+            return f"the {name} loop waits at {await_chain(self._loops.get(name))}; "
+
+        def taken() -> str | None:
+            held = self._taken.get(name)
+            if held is None:
+                return None
+            return f"{held[0]} records taken {time.monotonic() - held[1]:.0f} s ago, not applied"
+
+        topic = self.s.topic_settings if name == "settings" else self.s.topic_alerts
+        return Watchdog(
+            f"notifier consumer of {topic}",
+            lambda: self._consumers.get(name),
+            self.progress[name],
+            stall_s=self.s.consumer_stall_s,
+            retry_backoff_max_s=MAX_BACKOFF_S,
+            bootstrap_servers=self.s.kafka_bootstrap_servers,
+            report=report,
+            taken=taken,
+            stopping=self._stopping.is_set,
+        )
+
+    async def _consume(self) -> None:
         settings = self._consumer(self.s.topic_settings, f"{self.s.group_id}-settings")
         alerts = self._consumer(self.s.topic_alerts, self.s.group_id)
         await settings.start()
         try:
+            self._consumers["settings"] = settings
             await self._catch_up(settings)
             await alerts.start()
             try:
-                await asyncio.gather(
-                    self._loop(settings, self._on_settings_batch),
-                    self._loop(alerts, self._on_alerts),
-                )
+                self._consumers["alerts"] = alerts
+                self._loops = {
+                    "settings": asyncio.create_task(
+                        self._loop(settings, self._on_settings_batch, "settings")
+                    ),
+                    "alerts": asyncio.create_task(self._loop(alerts, self._on_alerts, "alerts")),
+                }
+                try:
+                    await asyncio.gather(*self._loops.values())
+                finally:
+                    for task in self._loops.values():
+                        task.cancel()
+                    await asyncio.gather(*self._loops.values(), return_exceptions=True)
             finally:
+                self._consumers.pop("alerts", None)
                 await alerts.stop()
         finally:
+            self._consumers.pop("settings", None)
             await settings.stop()
 
     def stop(self) -> None:
@@ -101,16 +170,17 @@ class Inputs:
             positions = [await consumer.position(tp) for tp in ends]
             if all(pos >= end for pos, end in zip(positions, ends.values(), strict=True)):
                 return
-            await self._batch(consumer, self._on_settings_batch)
+            await self._batch(consumer, self._on_settings_batch, "settings")
 
-    async def _loop(self, consumer: AIOKafkaConsumer, handle: Handler) -> None:
+    async def _loop(self, consumer: AIOKafkaConsumer, handle: Handler, name: str) -> None:
         while not self._stopping.is_set():
-            await self._batch(consumer, handle)
+            await self._batch(consumer, handle, name)
 
-    async def _batch(self, consumer: AIOKafkaConsumer, handle: Handler) -> None:
+    async def _batch(self, consumer: AIOKafkaConsumer, handle: Handler, name: str) -> None:
         fetched = await consumer.getmany(timeout_ms=200, max_records=500)
         if not fetched:
             return
+        progress = self.progress[name]
         offsets = {tp: msgs[-1].offset + 1 for tp, msgs in fetched.items()}
 
         async def apply() -> None:
@@ -124,12 +194,17 @@ class Inputs:
                 # The partitions moved: their new owner reads the batch again, harmlessly.
                 log.info("offset commit skipped after rebalance: %s", exc)
 
+        def on_error(exc: BaseException) -> None:
+            self.metrics.transient_errors.labels(component_of(exc)).inc()
+            progress.note_failure()  # waiting on a dependency, visibly: not a stall
+
         # Redis or Kafka away: retry the batch in place rather than crash the notifier.
-        await retrying(
-            apply,
-            what="notifier input batch",
-            on_error=lambda exc: self.metrics.transient_errors.labels(component_of(exc)).inc(),
-        )
+        self._taken[name] = (sum(len(m) for m in fetched.values()), time.monotonic())
+        try:
+            await retrying(apply, what="notifier input batch", on_error=on_error)
+        finally:
+            self._taken.pop(name, None)
+        progress.note_applied()
         self.wake.set()
 
     async def _on_settings(self, msg: ConsumerRecord[bytes, bytes]) -> None:

@@ -17,13 +17,13 @@ from mode import Service
 
 from simwatch_runtime.dead_letters import RawMessage
 from simwatch_runtime.errors import TRANSIENT
+from simwatch_runtime.liveness import Watchdog, exit_after
 
 from ..bootstrap import Components
 from ..settings import Settings
 from .api_auth import bearer_guard
 from .card_events import EVENT_BATCH, EVENT_BATCH_WITHIN_S, handle_card_events
 from .command_results import RESULT_BATCH, RESULT_BATCH_WITHIN_S, handle_command_results
-from .liveness import Watchdog, exit_after
 from .pipeline import UsagePipeline
 from .pool_events import POOL_BATCH, POOL_BATCH_WITHIN_S, handle_pool_events
 from .usage_consumer import EXIT_GRACE_S, WATCH_EVERY_S, UsageConsumer

@@ -25,12 +25,12 @@ from mode import Service
 from simwatch_runtime.dead_letters import DeadLetters, RawMessage
 from simwatch_runtime.durability import Barrier
 from simwatch_runtime.errors import component_of, is_transient, retrying
+from simwatch_runtime.liveness import ConsumerStalledError, Watchdog, await_chain, exit_after
 from simwatch_runtime.progress import Progress
 
 from ..metrics import Metrics
 from ..settings import Settings
 from .commits import DurableCommits
-from .liveness import ConsumerStalledError, Watchdog, await_chain, exit_after
 from .pipeline import Parsed, UsagePipeline
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,7 @@ the next and waits on Kafka for the one before (docs/benchmarks.md, sixth round)
 MERGE_EVERY_S = 0.005
 """While every slot is taken, how often the waiting batch takes in what was fetched."""
 WATCH_EVERY_S = 1.0
-"""How often the stall watchdog looks at the consumer (`liveness.py`)."""
+"""How often the stall watchdog looks at the consumer (`simwatch_runtime/liveness.py`)."""
 EXIT_GRACE_S = 20.0
 """After the consumer crashed the worker, how long its stop may take before the process
 exits anyway: a clean stop waits on Kafka (leaving the group, flushing the producers),

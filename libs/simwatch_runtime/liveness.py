@@ -1,5 +1,5 @@
-"""Watchdogs for the worker's two Kafka consumers: a worker whose consuming has stopped
-without an error must not keep its partitions.
+"""Watchdogs for the services' Kafka consumers: a process whose consuming has stopped without
+an error must not keep its partitions.
 
 Every failure the usage consumer loop sees ends the loop, and the worker with it, so that
 its supervisor restarts it (`usage_consumer.UsageConsumer._on_loop_done`). A *silent*
@@ -8,12 +8,13 @@ timeout, a worker stayed up, logged nothing more, and counted nothing for two mi
 while its partitions' records waited (aiokafka had re-joined nothing; the cause inside
 aiokafka is not known). faust's own consumer (`card.events`, `card.command_results`,
 `pool.events`) did the same after an outage past the session timeout, in about one run in
-three on a slower machine: it rejoined its group and applied nothing more. A `Watchdog`
-turns such a stall into a failure: when records wait and no batch has been applied for
-`stall_s`, and no dependency error is being retried (those are visible, logged and
-counted, and a restart does not cure them), it says where the consumer stood and hands a
-`ConsumerStalledError` to its owner, which stops the worker (`exit_after` ends the
-process if the stop hangs).
+three on a slower machine: it rejoined its group and applied nothing more. The notifier's
+two aiokafka consumers (`customer.settings`, `card.alerts`) are the same kind of consumer,
+with the same hazard. A `Watchdog` turns such a stall into a failure: when records wait and
+no batch has been applied for `stall_s`, and no dependency error is being retried (those
+are visible, logged and counted, and a restart does not cure them), it says where the
+consumer stood and hands a `ConsumerStalledError` to its owner, which stops the process
+(`exit_after` ends it if the stop hangs).
 
 `StallClock` is the rule, with no I/O; `consumer_state` and `await_chain` read what is
 needed from aiokafka's (private) state and the tasks, for the rule and the report.
@@ -290,8 +291,7 @@ class Watchdog:
             stalled = ConsumerStalledError(f"{self.what} stalled: {reason}")
             log.critical(
                 "%s (%s); %saiokafka's fetch routine waits at %s, its coordination routine "
-                "at %s; stopping the worker so that its supervisor restarts it "
-                "(docs/reliability.md)",
+                "at %s; stopping so that its supervisor restarts it (docs/reliability.md)",
                 stalled,
                 state.detail,
                 self._report(),
@@ -305,12 +305,12 @@ class Watchdog:
 
 def exit_after(seconds: float) -> None:
     """End the process in `seconds`, from a thread, whatever the event loop waits on: a
-    worker stopped after a stall or a crash waits on Kafka in its stop (leaving the group,
+    process stopped after a stall or a crash waits on Kafka in its stop (leaving the group,
     flushing producers), which with the broker unreachable took over a minute."""
 
     def exit_now() -> None:
         # No logging: its handlers' locks may be what the process is stuck on.
-        os.write(2, f"worker still stopping after {seconds:.0f} s; exiting now\n".encode())
+        os.write(2, f"still stopping after {seconds:.0f} s; exiting now\n".encode())
         os._exit(70)  # EX_SOFTWARE
 
     timer = threading.Timer(seconds, exit_now)
