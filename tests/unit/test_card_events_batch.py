@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry
 from simwatch_contracts import CardEvent
 from usage_monitor.adapters.keys import Keys
 from usage_monitor.adapters.memory_store import MemoryStore
+from usage_monitor.domain.pools import Pool, PoolState
 from usage_monitor.metrics import Metrics
 from usage_monitor.service_layer.service import CardService, EventOutcome
 from usage_monitor.settings import Settings
@@ -26,6 +27,8 @@ CARDS = [f"8986041234567890{n:04d}" for n in range(4)]
 KINDS = (
     "upsert",
     "upsert_postpaid",
+    "upsert_pooled",
+    "upsert_pool_unknown",
     "card.recharged",
     "card.renewed",
     "card.suspend_requested",
@@ -41,6 +44,11 @@ def build(kind: str, iccid: str, n: int) -> CardEvent:
         return upsert(quota=1000 + n, iccid=iccid)
     if kind == "upsert_postpaid":  # a customer who owes: held by the blacklist when new
         return upsert(quota=500, iccid=iccid, customer_id="owes", billing="postpaid")
+    if kind in ("upsert_pooled", "upsert_pool_unknown"):  # a pool defined, and one not yet
+        plan = {"plan_id": "p2", "quota_bytes": 800, "monthly_fee": 100, "auto_suspend": True}
+        plan["pool_id"] = "P" if kind == "upsert_pooled" else "Q"
+        doc = {"customer_id": "acme", "billing": "prepaid", "balance": 1000}
+        return event("card.upserted", iccid, **doc, expires_at=_EXPIRES, plan=plan)
     extra: dict[str, dict[str, Any]] = {
         "card.recharged": {"amount": 100 + n},
         "card.renewed": {"expires_at": "2028-01-01T00:00:00+08:00"},
@@ -62,8 +70,17 @@ class _NoPublisher:
         raise AssertionError("nothing is published: the outboxes are compared")
 
 
+_EXPIRES = "2027-11-25T00:00:00+08:00"
+
+
 async def _seed(s: CardService) -> None:
     await s.store.customer_apply("owes", [{"i": "89860400000000000000", "v": 1, "owed": 300}])
+    # Pool P stops its members (exhausted this cycle) and bills on its own calendar.
+    pool = Pool("P", "acme", 10_000, (80, 90), cycle_day=15, timezone="UTC")
+    await s.store.pool_define(pool)
+    record = (await s.store.pool_load(["P"]))["P"]
+    exhausted = PoolState(cycle=pool.cycle(NOW), fired=frozenset({100}), exhausted=True)
+    await s.store.pool_commit(record, exhausted, [], fan_out=False)
 
 
 async def _observed(s: CardService, outcomes: Sequence[EventOutcome]) -> tuple[object, ...]:

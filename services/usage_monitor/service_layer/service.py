@@ -39,6 +39,7 @@ from ..ports import (
     CardStore,
     CommitRequest,
     OutboxEntry,
+    PoolRecord,
     Publisher,
     Snapshot,
     new_token,
@@ -133,23 +134,19 @@ class CardService:
         worker applied ~270 a second on two shared cores).
 
         Deciding a run at once changes nothing an event sees: a card event reads only its own
-        card, and its customer's debt (changed only by the outbox drain, which the caller
-        runs after the batch either way). Two exceptions start a new run: a second event
-        for a card of the run (it must see the first's decision), and a pool member's
-        profile (it reads its pool, applied alone as `apply_event` does)."""
+        card, its customer's debt (changed only by the outbox drain, which the caller runs
+        after the batch either way) and, for a pool member's profile, its pool (changed by
+        usage and pool definitions, never by a member's profile). A second event for a card
+        of the run starts a new run: it must see the first's decision."""
         outcomes: list[EventOutcome | None] = [None] * len(events)
         run: list[int] = []
         cards: set[str] = set()
         for n, event in enumerate(events):
-            pooled = isinstance(event, CardUpserted) and event.plan.pool_id is not None
-            if pooled or event.iccid in cards:
+            if event.iccid in cards:
                 await self._apply_run(events, run, outcomes)
                 run, cards = [], set()
-            if pooled:
-                outcomes[n] = await self.apply_event(event, drain=False)
-            else:
-                run.append(n)
-                cards.add(event.iccid)
+            run.append(n)
+            cards.add(event.iccid)
         await self._apply_run(events, run, outcomes)
         return [o for o in outcomes if o is not None]
 
@@ -167,15 +164,25 @@ class CardService:
             if isinstance(e := events[n], CardUpserted) and snaps[e.iccid].state.profile is None
         ]
         debts = await self.store.customer_debts(e.customer_id for e in new) if new else {}
+        pool_ids = {
+            e.plan.pool_id
+            for n in run
+            if isinstance(e := events[n], CardUpserted) and e.plan.pool_id is not None
+        }
+        pool_records = await self.store.pool_load(pool_ids) if pool_ids else {}
         now = self.clock()
         decisions, requests = [], []
         for n in run:
             event, snap = events[n], snaps[events[n].iccid]
-            debt = 0
-            if isinstance(event, CardUpserted) and snap.state.profile is None:
-                debt = debts[event.customer_id].debt
-            decisions.append(apply_event(snap.state, event, snap.usage, now, self.policy, debt))
-            requests.append(self._request(snap, decisions[-1], event.event_id))
+            debt, pool = 0, None
+            if isinstance(event, CardUpserted):
+                if snap.state.profile is None:
+                    debt = debts[event.customer_id].debt
+                if event.plan.pool_id is not None:
+                    event, pool = self._member(event, pool_records[event.plan.pool_id])
+            decision = apply_event(snap.state, event, snap.usage, now, self.policy, debt, pool)
+            decisions.append(decision)
+            requests.append(self._request(snap, decision, event.event_id))
         versions = await self.store.commit_many(requests)
         for n, decision, request, version in zip(run, decisions, requests, versions, strict=True):
             event = events[n]
@@ -207,7 +214,12 @@ class CardService:
         """A member's profile takes its pool's calendar (members are counted in their pool's
         cycles), and the card is evaluated with the pool's view (joining an exhausted pool
         stops it with the others). A pool not defined yet: the card keeps its own calendar."""
-        record = (await self.store.pool_load([pool_id]))[pool_id]
+        return self._member(event, (await self.store.pool_load([pool_id]))[pool_id])
+
+    def _member(
+        self, event: CardUpserted, record: PoolRecord
+    ) -> tuple[CardUpserted, PoolView | None]:
+        """`_in_pool` with the pool as read."""
         pool = record.definition
         if pool is None:
             return event, None
