@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import os
 import re
+import subprocess
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
@@ -259,6 +260,18 @@ async def _watched_worker(start_worker: Any, proxy: FaultProxy, stall_s: float =
     )
 
 
+async def _stops_while_cut_off(proc: subprocess.Popen[bytes], proxy: FaultProxy) -> float:
+    """Seconds until `proc` exits (at most 90) while `proxy` is black-holed; then heals it."""
+    loop = asyncio.get_running_loop()
+    cut_at = loop.time()
+    try:
+        while proc.poll() is None and loop.time() - cut_at < 90:
+            await asyncio.sleep(0.5)
+        return loop.time() - cut_at
+    finally:
+        proxy.heal()
+
+
 async def test_a_worker_cut_off_from_kafka_stops_by_itself_and_its_restart_counts_the_rest(
     kafka_behind_proxy: tuple[PrivateKafka, FaultProxy],
     kafka_io: KafkaIO,
@@ -276,14 +289,7 @@ async def test_a_worker_cut_off_from_kafka_stops_by_itself_and_its_restart_count
     assert worker.proc is not None
     proxy.blackhole()
     producing = begin(w, kafka_io, names)  # straight to the broker: the records wait
-    loop = asyncio.get_running_loop()
-    cut_at = loop.time()
-    try:
-        while worker.proc.poll() is None and loop.time() - cut_at < 90:
-            await asyncio.sleep(0.5)
-        stopped_after = loop.time() - cut_at
-    finally:
-        proxy.heal()
+    stopped_after = await _stops_while_cut_off(worker.proc, proxy)
     await producing
     assert worker.proc.poll() is not None, "the cut-off worker should have stopped by itself"
     log_text = (tmp_path / "worker-0.log").read_text()
@@ -329,13 +335,7 @@ async def test_a_notifier_cut_off_from_kafka_stops_by_itself_and_its_restart_del
     proxy.blackhole()
     for card in cards[1:]:  # straight to the broker: the alerts wait
         await kafka_io.send(topics["NOTIFIER_TOPIC_ALERTS"], _alert(card), key=card)
-    cut_at = loop.time()
-    try:
-        while notifier.proc.poll() is None and loop.time() - cut_at < 90:
-            await asyncio.sleep(0.5)
-        stopped_after = loop.time() - cut_at
-    finally:
-        proxy.heal()
+    stopped_after = await _stops_while_cut_off(notifier.proc, proxy)
     assert notifier.proc.poll() is not None, "the cut-off notifier should have stopped by itself"
     log_text = (tmp_path / "notifier-0.log").read_text()
     assert "notifier consumer of" in log_text and " stalled: " in log_text, log_text[-3000:]
