@@ -9,6 +9,7 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
@@ -16,8 +17,10 @@ from prometheus_client import CollectorRegistry
 from simwatch_contracts import CardEvent
 from usage_monitor.adapters.keys import Keys
 from usage_monitor.adapters.memory_store import MemoryStore
+from usage_monitor.domain import lifecycle
 from usage_monitor.domain.pools import Pool, PoolState
 from usage_monitor.metrics import Metrics
+from usage_monitor.service_layer import service as service_module
 from usage_monitor.service_layer.service import CardService, EventOutcome
 from usage_monitor.settings import Settings
 
@@ -150,3 +153,70 @@ async def test_a_card_another_writer_wins_mid_batch_is_applied_again() -> None:
 
 def _conflicts(s: CardService) -> float:
     return s.metrics.evaluations.labels("conflict")._value.get()  # type: ignore[no-any-return]
+
+
+async def test_an_event_that_cannot_be_decided_leaves_those_before_it_applied(
+    monkeypatch: Any,
+) -> None:
+    """As one at a time: the events before a failing one apply, then the failure ends the
+    batch (faust acks it, so the run's earlier events must not go down with it)."""
+    s = service()
+    bad = CARDS[2]
+    decide = lifecycle.apply_event
+
+    def failing(state: Any, event: CardEvent, *args: Any) -> Any:
+        if event.iccid == bad:
+            raise ValueError("a card state this version cannot read")
+        return decide(state, event, *args)
+
+    monkeypatch.setattr(service_module, "apply_event", failing)
+    events = [upsert(iccid=c) for c in CARDS]
+    with pytest.raises(ValueError, match="cannot read"):
+        await s.apply_events(events)
+    snaps = await s.store.load(CARDS)
+    assert [snaps[c].version for c in CARDS] == [1, 1, 0, 0]
+
+
+async def test_a_batch_retried_after_a_transient_failure_counts_each_event_once() -> None:
+    s = service()
+    load = s.store.load
+    calls = 0
+
+    async def flaky(iccids: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 2:  # the second run's read: Redis away for a moment
+            raise ConnectionError("redis away")
+        return await load(iccids)
+
+    s.store.load = flaky  # type: ignore[method-assign]
+    # Two runs: the second event for the first card starts the second.
+    events = [
+        upsert(iccid=CARDS[0]),
+        upsert(iccid=CARDS[1]),
+        event("card.suspend_requested", CARDS[0]),
+    ]
+    settled: list[EventOutcome | None] = [None] * len(events)
+    with pytest.raises(ConnectionError):
+        await s.apply_events(events, settled)
+    assert [o is not None for o in settled] == [True, True, False]
+    outcomes = await s.apply_events(events, settled)  # the caller's retry
+    assert [o.duplicate for o in outcomes] == [False, False, False]
+    assert (await s.store.load([CARDS[0]]))[CARDS[0]].version == 2
+    # Counted as a batch that never failed counts them: each decision once.
+    calm = service()
+    await calm.apply_events(events)
+    assert _counted(s) == _counted(calm)
+    assert _counted(s)["commands"] == 1  # the manual stop's suspend
+
+
+def _counted(s: CardService) -> dict[str, float]:
+    """The decisions' counters: evaluations by result, and commands."""
+    out: dict[str, float] = {}
+    for metric in (s.metrics.evaluations, s.metrics.commands):
+        for family in metric.collect():
+            for sample in family.samples:
+                if sample.name.endswith("_total"):
+                    key = "commands" if metric is s.metrics.commands else str(sample.labels)
+                    out[key] = out.get(key, 0) + sample.value
+    return out

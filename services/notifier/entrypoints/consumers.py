@@ -24,7 +24,7 @@ from simwatch_contracts import CardAlert, CustomerSettings, describe_validation_
 from simwatch_runtime.dead_letters import letter_of
 from simwatch_runtime.durability import Barrier
 from simwatch_runtime.errors import MAX_BACKOFF_S, component_of, retrying
-from simwatch_runtime.liveness import ConsumerStalledError, Watchdog, await_chain, exit_after
+from simwatch_runtime.liveness import ConsumerStalledError, Watchdog, await_chain
 from simwatch_runtime.progress import Progress
 
 from ..metrics import Metrics
@@ -63,6 +63,7 @@ class Inputs:
         self._consumers: dict[str, AIOKafkaConsumer] = {}
         self._loops: dict[str, asyncio.Task[None]] = {}
         self._taken: dict[str, tuple[int, float]] = {}
+        self._work: asyncio.Task[None] | None = None
         """Records a batch took and has not applied yet (count, since when, monotonic)."""
 
     def _consumer(self, topic: str, group: str) -> AIOKafkaConsumer:
@@ -79,23 +80,34 @@ class Inputs:
 
     async def run(self) -> None:
         """Consume both topics until `stop`; raises `ConsumerStalledError` when a watchdog
-        finds either consumer stalled (the process then ends, for its supervisor)."""
-        work = asyncio.create_task(self._consume(), name="notifier-inputs")
+        finds either consumer stalled (the process then ends, for its supervisor). After a
+        stall the consumers are left to `close`: their stop waits on the Kafka that stalled,
+        and the dispatcher is to stop first (`run.serve`), its attempts in flight recorded."""
+        work = self._work = asyncio.create_task(self._consume(), name="notifier-inputs")
         watchdogs = [
             asyncio.create_task(self._watchdog(name).run(), name=f"notifier-{name}-watchdog")
             for name in INPUTS
         ]
+        stalled = False
         try:
             done, _ = await asyncio.wait([work, *watchdogs], return_when=FIRST_COMPLETED)
             for task in done:
                 outcome = task.result()  # the inputs' own failure, raised as it is
                 if isinstance(outcome, ConsumerStalledError):
-                    exit_after(EXIT_GRACE_S)  # the stop below may wait on Kafka
+                    stalled = True
                     raise outcome
         finally:
-            for task in (work, *watchdogs):
+            for task in watchdogs:
                 task.cancel()
-            await asyncio.gather(work, *watchdogs, return_exceptions=True)
+            await asyncio.gather(*watchdogs, return_exceptions=True)
+            if not stalled:
+                await self.close()
+
+    async def close(self) -> None:
+        """Stop the consumers (they leave their groups), if `run` left them running."""
+        if self._work is not None:
+            self._work.cancel()
+            await asyncio.gather(self._work, return_exceptions=True)
 
     def _watchdog(self, name: str) -> Watchdog:
         def report() -> str:
@@ -161,7 +173,8 @@ class Inputs:
         alerts of customers it has not heard of yet (bounded: a later setting still counts)."""
         deadline = time.monotonic() + limit_s
         while not consumer.assignment() and time.monotonic() < deadline:
-            await consumer.getmany(timeout_ms=100)
+            # The fetch that joins the group may already return records: applied, not lost.
+            await self._batch(consumer, self._on_settings_batch, "settings")
         parts = consumer.assignment()
         if not parts:
             return

@@ -11,13 +11,14 @@ from typing import Protocol
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from simwatch_runtime.liveness import ConsumerStalledError, exit_after
 from simwatch_runtime.redis_client import AnyRedis
 
 from ..metrics import Metrics
 from ..ports import DeliveryLedger
 from ..service_layer.dispatcher import Dispatcher
 from ..settings import Settings
-from .consumers import Inputs
+from .consumers import EXIT_GRACE_S, Inputs
 from .web import http_app
 
 log = logging.getLogger(__name__)
@@ -58,18 +59,23 @@ async def serve(c: Parts) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     log.info("notifier ready on %s:%d", c.settings.web_bind, c.settings.web_port)
+    failure: BaseException | None = None
     try:
         done, _ = await asyncio.wait(
             [*tasks, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED
         )
         for task in done:
-            if task in tasks and task.exception():
-                raise task.exception()  # type: ignore[misc]
+            if task in tasks and (failure := task.exception()):
+                raise failure
     finally:
         c.inputs.stop()
-        await c.dispatcher.stop()
+        await c.dispatcher.stop()  # first: its attempts in flight finish and are recorded
+        if isinstance(failure, ConsumerStalledError):
+            # What follows stops the consumers and producers, on the Kafka that stalled.
+            exit_after(EXIT_GRACE_S)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await c.inputs.close()
         await runner.cleanup()
         await c.close()

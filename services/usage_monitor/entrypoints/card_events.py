@@ -17,6 +17,7 @@ from simwatch_runtime.errors import component_of, retrying
 from simwatch_runtime.redact import mask_iccid
 
 from ..bootstrap import Components
+from ..service_layer.service import EventOutcome
 from .pipeline import oversized
 
 log = logging.getLogger(__name__)
@@ -75,15 +76,15 @@ async def apply_card_events(c: Components, messages: Sequence[RawMessage]) -> se
     """Parse each message (the malformed are dead-lettered), then apply the rest in order
     with one load and one commit round trip per run of distinct cards
     (`CardService.apply_events`); returns the shards whose outboxes they added to. A
-    transient failure applies them again: those already applied are duplicates by id
-    (their outboxes are still drained)."""
+    transient failure applies again those not settled yet (each is counted once)."""
     events: list[CardEvent] = []
     for msg in messages:
         if (event := await _parse(c, msg)) is not None:
             events.append(event)
     if not events:
         return set()
-    outcomes = await retry_op(c, lambda: c.service.apply_events(events), "card events")
+    settled: list[EventOutcome | None] = [None] * len(events)  # kept across attempts
+    outcomes = await retry_op(c, lambda: c.service.apply_events(events, settled), "card events")
     shards: set[int] = set()
     for event, outcome in zip(events, outcomes, strict=True):
         if outcome.duplicate:

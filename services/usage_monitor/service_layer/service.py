@@ -127,28 +127,57 @@ class CardService:
             return outcome
         raise RuntimeError(f"card {event.iccid[-4:]}: too many concurrent writers")
 
-    async def apply_events(self, events: Sequence[CardEvent]) -> list[EventOutcome]:
+    async def apply_events(
+        self, events: Sequence[CardEvent], outcomes: list[EventOutcome | None] | None = None
+    ) -> list[EventOutcome]:
         """`apply_event(e, drain=False)` for each event in order, with one load and one commit
         round trip for each run of events about distinct cards (a fleet's profiles are
         thousands of events for different cards: one at a time, three round trips each, one
         worker applied ~270 a second on two shared cores).
 
-        Deciding a run at once changes nothing an event sees: a card event reads only its own
-        card, its customer's debt (changed only by the outbox drain, which the caller runs
-        after the batch either way) and, for a pool member's profile, its pool (changed by
-        usage and pool definitions, never by a member's profile). A second event for a card
-        of the run starts a new run: it must see the first's decision."""
-        outcomes: list[EventOutcome | None] = [None] * len(events)
+        Deciding a run at once changes nothing an event sees but its timing: a card event
+        reads only its own card, its customer's debt and, for a pool member's profile, its
+        pool. None of them is written by the events of a run (a customer's debt changes when
+        an outbox is drained: this batch's own after it; one drained meanwhile by another
+        task or worker races with the run as it raced with one event), and a pool changes by
+        usage and definitions, never by a member's profile. A second event for a card of the
+        run starts a new run: it must see the first's decision.
+
+        `outcomes`, one slot per event, keeps what an attempt settled when a later part of
+        it fails: the caller's retry then skips those (counted once, as applied) instead of
+        finding them duplicates."""
+        if outcomes is None:
+            outcomes = [None] * len(events)
         run: list[int] = []
         cards: set[str] = set()
         for n, event in enumerate(events):
+            if outcomes[n] is not None:
+                continue
             if event.iccid in cards:
-                await self._apply_run(events, run, outcomes)
+                await self._apply_run_safely(events, run, outcomes)
                 run, cards = [], set()
             run.append(n)
             cards.add(event.iccid)
-        await self._apply_run(events, run, outcomes)
+        await self._apply_run_safely(events, run, outcomes)
         return [o for o in outcomes if o is not None]
+
+    async def _apply_run_safely(
+        self, events: Sequence[CardEvent], run: Sequence[int], outcomes: list[EventOutcome | None]
+    ) -> None:
+        """`_apply_run`; when it fails for good (an event that cannot be read or decided),
+        the run's events are applied one at a time, so that those before the failing one
+        still apply, as they did before runs: the failure then ends the batch as it did."""
+        try:
+            await self._apply_run(events, run, outcomes)
+        except Exception as exc:
+            if is_transient(exc):
+                raise  # the caller retries the batch; what settled stays in `outcomes`
+            log.warning(
+                "a run of %d card events failed (%r); applying them one by one", len(run), exc
+            )
+            for n in run:
+                if outcomes[n] is None:
+                    outcomes[n] = await self.apply_event(events[n], drain=False)
 
     async def _apply_run(
         self, events: Sequence[CardEvent], run: Sequence[int], outcomes: list[EventOutcome | None]
@@ -184,10 +213,14 @@ class CardService:
             decisions.append(decision)
             requests.append(self._request(snap, decision, event.event_id))
         versions = await self.store.commit_many(requests)
+        lost: list[int] = []  # conflicts: decided again once every commit is settled
         for n, decision, request, version in zip(run, decisions, requests, versions, strict=True):
             event = events[n]
-            outcome = self._settled(event, snaps[event.iccid], decision, request, version)
-            outcomes[n] = outcome or await self.apply_event(event, drain=False)
+            outcomes[n] = self._settled(event, snaps[event.iccid], decision, request, version)
+            if outcomes[n] is None:
+                lost.append(n)
+        for n in lost:
+            outcomes[n] = await self.apply_event(events[n], drain=False)
 
     def _settled(
         self,
@@ -240,8 +273,12 @@ class CardService:
                 return ResultOutcome(Outcome.UNKNOWN.value, decision.rejected)
             request = self._request(snap, decision, event_id)
             version = await self.store.commit(request)
-            if version == DUPLICATE_EVENT:
-                return ResultOutcome("duplicate")
+            if version == DUPLICATE_EVENT:  # applied before: what it added may still wait
+                shard = self.store.shard(result.iccid)
+                if drain:
+                    await self.drain_soon(shard)
+                    return ResultOutcome("duplicate")
+                return ResultOutcome("duplicate", outbox=shard)
             if version != CONFLICT:
                 self._count(decision, snap, "result")
                 outbox = self.store.shard(result.iccid) if request.messages else None
