@@ -13,7 +13,10 @@ def settings_error(exc: ValidationError, prefix: str) -> str:
     """One line naming the environment variable(s) at fault."""
     parts = []
     for err in exc.errors(include_url=False):
-        name = str(err["loc"][0]) if err["loc"] else "?"
+        if not err["loc"]:  # a rule across settings: its message names them
+            parts.append(str(err["msg"]).removeprefix("Value error, "))
+            continue
+        name = str(err["loc"][0])
         env = name.upper() if name.upper() in SHARED_SETTINGS else (f"{prefix}{name.upper()}")
         parts.append(f"{env}: {err['msg']}")
     return "; ".join(parts)

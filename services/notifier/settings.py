@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from simwatch_runtime.durability import Durability
@@ -55,7 +55,12 @@ class Settings(RuntimeSettings):
     retry_after_min_s: float = Field(
         1.0, ge=0, description="a shorter Retry-After (even 0) waits this long"
     )
-    lease_s: float = Field(60.0, gt=0, description="a claimed delivery returns after this")
+    lease_s: float = Field(
+        60.0,
+        gt=0,
+        description="a claimed delivery returns after this; at least twice the longest "
+        "attempt (NOTIFIER_WEBHOOK_TIMEOUT_S, NOTIFIER_SMS_TIMEOUT_S)",
+    )
     concurrency: int = Field(100, ge=1, le=1000, description="attempts in flight per replica")
     per_host_concurrency: int = Field(
         32,
@@ -98,3 +103,23 @@ class Settings(RuntimeSettings):
     aliyun_endpoint: str = Field(
         "https://dysmsapi.aliyuncs.com/", validation_alias=AliasChoices("ALIYUN_ENDPOINT")
     )
+
+    @model_validator(mode="after")
+    def _lease_outlasts_an_attempt(self) -> Settings:
+        """A lease that can end while its attempt still waits for an answer lets the next
+        claim send the same message again: every slow endpoint would get it twice."""
+        longest = self.longest_attempt_s
+        if self.lease_s < 2 * longest:
+            raise ValueError(
+                f"NOTIFIER_LEASE_S ({self.lease_s:g}) must be at least twice the longest "
+                f"attempt ({longest:g} s, NOTIFIER_WEBHOOK_TIMEOUT_S or NOTIFIER_SMS_TIMEOUT_S): "
+                "a lease that ends while its attempt waits for an answer lets the delivery be "
+                "claimed and sent again"
+            )
+        return self
+
+    @property
+    def longest_attempt_s(self) -> float:
+        """The longest one attempt may take, on the channels this notifier sends on."""
+        sms = self.sms_timeout_s if self.sms_provider != "none" else 0.0
+        return max(self.webhook_timeout_s, sms)

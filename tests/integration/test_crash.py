@@ -67,7 +67,14 @@ async def test_sigkill_at_a_random_moment_then_restart(
     at_kill = await asyncio.to_thread(kill_when_a_fifth_is_counted)
     assert 0 < at_kill < w.stats_records(), f"killed at {at_kill}: not mid-stream"
     restarted = await asyncio.to_thread(start_worker, USAGE_MONITOR_BATCH_MAX_RECORDS=BATCH)
-    await check(w, redis=redis, names=names, kafka=kafka, receiver=receiver)
+    await check(
+        w,
+        redis=redis,
+        names=names,
+        kafka=kafka,
+        receiver=receiver,
+        ledger=topics["NOTIFIER_REDIS_PREFIX"],
+    )
     assert restarted.card(w.cards[0]).status_code == 200
 
 
@@ -104,4 +111,11 @@ async def test_sigkill_at_a_crash_point_then_restart(
         pytest.fail(f"the worker never reached {point}")
     assert code == -signal.SIGKILL, f"the worker exited {code}, not killed at {point}"
     await asyncio.to_thread(start_worker, USAGE_MONITOR_BATCH_MAX_RECORDS="200")
-    await check(w, redis=redis, names=names, kafka=kafka, receiver=receiver)
+    await check(
+        w,
+        redis=redis,
+        names=names,
+        kafka=kafka,
+        receiver=receiver,
+        ledger=topics["NOTIFIER_REDIS_PREFIX"],
+    )

@@ -54,7 +54,13 @@ async def test_workers_join_and_leave_over_a_redis_cluster(
     client = connect(redis_cluster.url)
     try:
         await check(
-            w, redis=client, names=names, kafka=kafka, shards=int(PARTITIONS), receiver=receiver
+            w,
+            redis=client,
+            names=names,
+            kafka=kafka,
+            shards=int(PARTITIONS),
+            receiver=receiver,
+            ledger=topics["NOTIFIER_REDIS_PREFIX"],
         )
     finally:
         await client.aclose()

@@ -210,6 +210,26 @@ def test_missing_sms_provider_settings_are_named() -> None:
     validate_sms(Settings())
 
 
+def test_a_lease_shorter_than_twice_an_attempt_is_refused_by_name() -> None:
+    """A lease that ends while its attempt waits for an answer lets a second claim send the
+    same webhook or SMS again: refused at start-up, naming the variables to change."""
+    from pydantic import ValidationError
+
+    from notifier.settings import Settings
+    from simwatch_runtime.process import settings_error
+
+    Settings(lease_s=30, webhook_timeout_s=15)  # exactly twice: accepted
+    with pytest.raises(ValidationError) as refused:
+        Settings(lease_s=20, webhook_timeout_s=15)
+    line = settings_error(refused.value, "NOTIFIER_")
+    assert line.startswith("NOTIFIER_LEASE_S (20) must be at least twice"), line
+    assert "NOTIFIER_WEBHOOK_TIMEOUT_S" in line
+    # The SMS deadline counts only when SMS are sent.
+    Settings(lease_s=4, webhook_timeout_s=1, sms_timeout_s=15)
+    with pytest.raises(ValidationError, match="longest attempt \\(15 s"):
+        Settings(lease_s=4, webhook_timeout_s=1, sms_timeout_s=15, sms_provider="twilio")
+
+
 def test_a_suspended_alert_says_what_lifts_each_reason() -> None:
     """The usage_monitor decides `lifts` with explain's rules; the SMS says it concretely."""
     from datetime import UTC, datetime

@@ -143,6 +143,37 @@ async def test_a_trickled_answer_is_abandoned_at_the_deadline(
     assert elapsed < 1.0 + 0.5
 
 
+@pytest.mark.parametrize("status", [200, 410, 503])
+async def test_an_answer_cut_off_after_its_status_is_that_status(
+    make_sender: Callable[..., WebhookSender], status: int
+) -> None:
+    """The endpoint has answered once its status line is in: a connection that drops while
+    its body is read must not turn a 200 into a retry (the customer would get it twice)."""
+
+    async def cut(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_request(reader)
+        writer.write(b"HTTP/1.1 %d X\r\nContent-Length: 100\r\n\r\npartial" % status)
+        await writer.drain()
+        writer.transport.abort()  # reset mid-body
+
+    async with raw_server(cut) as port:
+        outcome = await make_sender().send(f"http://127.0.0.1:{port}/hook", SECRET, ALERT, NOW)
+    expected = {200: Result.DELIVERED, 410: Result.GONE, 503: Result.RETRY}[status]
+    assert outcome.result is expected, outcome
+
+
+async def test_a_connection_dropped_before_any_answer_is_retried(
+    make_sender: Callable[..., WebhookSender],
+) -> None:
+    async def drop(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_request(reader)
+        writer.transport.abort()
+
+    async with raw_server(drop) as port:
+        outcome = await make_sender().send(f"http://127.0.0.1:{port}/hook", SECRET, ALERT, NOW)
+    assert outcome.result is Result.RETRY, outcome
+
+
 async def test_slow_name_resolution_counts_against_the_deadline(
     make_sender: Callable[..., WebhookSender],
 ) -> None:

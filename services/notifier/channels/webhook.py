@@ -160,7 +160,11 @@ class WebhookSender:
             # An answer whose body is still trickling in has said what it had to say.
             return answered[0] if answered else Outcome(Result.RETRY, "timeout")
         except aiohttp.ClientError as exc:  # connection, TLS and protocol failures: try later
-            return Outcome(Result.RETRY, f"{type(exc).__name__}: {exc}")
+            # ... unless the status line was in: a 200 whose body was cut off is delivered
+            # (sent again, the customer would get it twice).
+            return (
+                answered[0] if answered else Outcome(Result.RETRY, f"{type(exc).__name__}: {exc}")
+            )
         return answered[0]
 
     async def _post(
