@@ -312,6 +312,7 @@ def start_notifier(topics: dict[str, str], tmp_path: Path) -> Iterator[Callable[
                 "NOTIFIER_ALLOW_PRIVATE_WEBHOOKS": "true",
                 "NOTIFIER_RETRY_SCHEDULE_S": "[0.3, 0.5, 0.8]",
                 "NOTIFIER_WEBHOOK_TIMEOUT_S": "1",
+                "NOTIFIER_SMS_TIMEOUT_S": "1",
                 "NOTIFIER_DISPATCH_INTERVAL_S": "0.05",
                 "NOTIFIER_LEASE_S": "3",
                 "NOTIFIER_PRODUCER_IDEMPOTENCE": str(os.environ.get("KAFKA_IMPL") != "tansu"),

@@ -14,12 +14,15 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from standardwebhooks import Webhook
 
+from notifier.adapters.keys import Keys as NotifierKeys
 from simwatch_runtime.liveness import QUIET_S
 from simwatch_runtime.redis_client import AnyRedis
 
-from ..conftest import KafkaIO, Worker
+from ..conftest import KAFKA, KafkaIO, Worker
 from ..receiver import SECRET, Receiver, customer, verified
 from .helpers import iccid, now_iso
 from .oracle import unexplained_repeats
@@ -203,6 +206,50 @@ async def test_two_replicas_deliver_each_alert_exactly_once(
     # as a recorded attempt of the same delivery: the two replicas never both sent one.
     twice = {i: n for i, n in counts.items() if n > 1}
     assert not await unexplained_repeats(twice, redis, topics["NOTIFIER_REDIS_PREFIX"])
+
+
+async def test_a_replica_with_no_settings_partition_goes_on_at_once(
+    start_notifier: Any,
+    receiver: Receiver,
+    kafka: KafkaIO,
+    topics: dict[str, str],
+    redis: AnyRedis,
+) -> None:
+    """More replicas than settings partitions: the replica assigned none has no settings to
+    catch up on, so it reads alerts at once rather than after the catch-up's 15 s bound."""
+    hook = customer("acme", webhook=receiver.url("/hook"))
+    # Stored by the replica that holds the one settings partition.
+    await redis.set(
+        NotifierKeys(topics["NOTIFIER_REDIS_PREFIX"]).customer("acme"), json.dumps(hook)
+    )
+    admin = AIOKafkaAdminClient(bootstrap_servers=KAFKA)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topics["NOTIFIER_TOPIC_SETTINGS"], 1, 1)])
+    finally:
+        await admin.close()
+    await kafka.send(topics["NOTIFIER_TOPIC_SETTINGS"], hook, key="acme")
+    holder = AIOKafkaConsumer(
+        topics["NOTIFIER_TOPIC_SETTINGS"],
+        bootstrap_servers=KAFKA,
+        group_id=f"{topics['NOTIFIER_GROUP_ID']}-settings",
+        client_id="0-holder",  # sorts before the notifier's member id: keeps the partition
+        heartbeat_interval_ms=500,
+    )
+    await holder.start()
+    try:
+        while not holder.assignment():
+            await holder.getmany(timeout_ms=200)
+        started = time.monotonic()
+        await asyncio.to_thread(start_notifier)
+        card = iccid(7500)
+        await kafka.send(topics["NOTIFIER_TOPIC_ALERTS"], alert(card), key=card)
+        await eventually(lambda: bool(receiver.webhook_ids("/hook")), 30)
+        elapsed = time.monotonic() - started
+        assert holder.assignment(), "the notifier took the settings partition: nothing shown"
+    finally:
+        await holder.stop()
+    assert elapsed < 12, f"first alert delivered {elapsed:.1f} s after the start"
 
 
 async def test_invalid_settings_are_dead_lettered_and_rotated_secrets_all_sign(
