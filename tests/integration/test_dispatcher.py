@@ -68,7 +68,7 @@ async def running(
         letters.append(json.loads(value))
 
     metrics = Metrics.create(CollectorRegistry())
-    config = Settings(dispatch_interval_s=0.02, lease_s=2, **settings)
+    config = Settings(dispatch_interval_s=0.02, lease_s=2, webhook_timeout_s=1, **settings)
     dispatcher = Dispatcher(ledger, sender, None, config, metrics, publish)
     card = iccid(61_001)
     alert = {

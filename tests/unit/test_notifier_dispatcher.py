@@ -5,6 +5,7 @@ the test moves: scheduling, then claim → send → finish."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -12,6 +13,7 @@ from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from notifier.adapters.memory_ledger import MemoryLedger
 from notifier.domain.delivery import Channel, DeliveryState, plan
@@ -263,3 +265,48 @@ async def test_each_attempt_parses_its_alert_once(monkeypatch: pytest.MonkeyPatc
     await w.step(10.0)  # the second attempt gives up and dead-letters
     assert len(parsed) == 2, parsed
     assert len(w.published) == 1
+
+
+def flaky_finishes(w: World, failures: int) -> list[int]:
+    """The ledger's `finish_many` fails `failures` times as if Redis were away (-1: until
+    the returned count is set to 0)."""
+    real = w.dispatcher.finishes.call
+    left = [failures]
+
+    async def call(batch: Sequence[Any]) -> list[bool]:
+        if left[0] != 0:
+            left[0] -= 1
+            raise RedisConnectionError("Error 111 connecting to 127.0.0.1:6379.")
+        return await real(batch)
+
+    w.dispatcher.finishes.call = call
+    return left
+
+
+async def test_an_answered_webhook_whose_outcome_redis_missed_is_not_sent_again() -> None:
+    """Redis away for a moment when the 200 is recorded: recorded again in place, not left to
+    the lease, whose end would make the delivery look like a dead attempt and send it again."""
+    w = world()
+    flaky_finishes(w, 2)
+    await w.scheduler.store_settings("acme", customer_settings())
+    await w.scheduler.alert(alert(), partition=2, offset=41)
+    await w.step()
+    assert await w.state() is DeliveryState.DELIVERED
+    await w.step(120.0)  # long after the lease
+    assert len(w.webhooks.sent) == 1
+    assert w.metrics.transient_errors.labels("redis")._value.get() == 2
+
+
+async def test_an_outcome_not_recorded_by_the_end_of_the_lease_is_left_to_the_next_claim() -> None:
+    w = world(lease_s=0.6, webhook_timeout_s=0.3)
+    failing = flaky_finishes(w, -1)
+    await w.scheduler.store_settings("acme", customer_settings())
+    await w.scheduler.alert(alert(), partition=2, offset=41)
+    started = time.monotonic()
+    await w.step()  # gives up recording as the lease ends
+    assert time.monotonic() - started < 0.6 + 0.2
+    assert await w.state() is DeliveryState.SENDING
+    failing[0] = 0  # Redis is back
+    await w.step(1.0)  # the lease has ended: claimed again, the outcome unknown, sent again
+    assert len(w.webhooks.sent) == 2
+    assert await w.state() is DeliveryState.DELIVERED

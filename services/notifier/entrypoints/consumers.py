@@ -16,7 +16,7 @@ from asyncio import FIRST_COMPLETED
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
 from pydantic import ValidationError
 
@@ -66,10 +66,9 @@ class Inputs:
         self._work: asyncio.Task[None] | None = None
         """Records a batch took and has not applied yet (count, since when, monotonic)."""
 
-    def _consumer(
-        self, topic: str, group: str, listener: ConsumerRebalanceListener | None = None
-    ) -> AIOKafkaConsumer:
-        consumer = AIOKafkaConsumer(
+    def _consumer(self, topic: str, group: str) -> AIOKafkaConsumer:
+        return AIOKafkaConsumer(
+            topic,
             bootstrap_servers=self.s.kafka_bootstrap_servers,
             group_id=group,
             enable_auto_commit=False,
@@ -78,8 +77,6 @@ class Inputs:
             session_timeout_ms=10_000,
             heartbeat_interval_ms=2_500,
         )
-        consumer.subscribe([topic], listener=listener)
-        return consumer
 
     async def run(self) -> None:
         """Consume both topics until `stop`; raises `ConsumerStalledError` when a watchdog
@@ -136,13 +133,12 @@ class Inputs:
         )
 
     async def _consume(self) -> None:
-        joined = Joined()
-        settings = self._consumer(self.s.topic_settings, f"{self.s.group_id}-settings", joined)
+        settings = self._consumer(self.s.topic_settings, f"{self.s.group_id}-settings")
         alerts = self._consumer(self.s.topic_alerts, self.s.group_id)
         await settings.start()
         try:
             self._consumers["settings"] = settings
-            await self._catch_up(settings, joined.first)
+            await self._catch_up(settings)
             await alerts.start()
             try:
                 self._consumers["alerts"] = alerts
@@ -172,23 +168,25 @@ class Inputs:
         for msg in messages:  # in order: the latest value per customer holds
             await self._on_settings(msg)
 
-    async def _catch_up(
-        self, consumer: AIOKafkaConsumer, joined: asyncio.Event, limit_s: float = 15.0
-    ) -> None:
+    async def _catch_up(self, consumer: AIOKafkaConsumer, limit_s: float = 15.0) -> None:
         """Read the settings that exist before the first alert, so a restart does not see
         alerts of customers it has not heard of yet (bounded: a later setting still counts).
-        A replica that joins its group with no settings partition (more replicas than
-        partitions) has nothing to catch up: it goes on at once."""
+        `start` returns once the consumer has joined its group, so an empty assignment means
+        this replica has no settings partition (more replicas than partitions): it has
+        nothing to catch up on and goes on at once."""
         deadline = time.monotonic() + limit_s
-        while not joined.is_set() and time.monotonic() < deadline:
-            # The fetch that joins the group may already return records: applied, not lost.
-            await self._batch(consumer, self._on_settings_batch, "settings")
-        parts = consumer.assignment()
-        if not parts:
-            return
-        ends = await consumer.end_offsets(list(parts))
+        ends: dict[TopicPartition, int] = {}  # where this replica's partitions ended at start
         while time.monotonic() < deadline:
-            positions = [await consumer.position(tp) for tp in ends]
+            parts = consumer.assignment()
+            if not parts:
+                return
+            try:
+                if set(ends) != parts:
+                    ends = await consumer.end_offsets(list(parts))
+                positions = [await consumer.position(tp) for tp in ends]
+            except IllegalStateError:  # a rebalance took a partition meanwhile: look again
+                await asyncio.sleep(0.1)
+                continue
             if all(pos >= end for pos, end in zip(positions, ends.values(), strict=True)):
                 return
             await self._batch(consumer, self._on_settings_batch, "settings")
@@ -271,21 +269,6 @@ class Inputs:
         letter = letter_of(msg, error, datetime.now(UTC), service="notifier")
         await self.publish(self.s.topic_dlq, msg.key, letter)
         self.metrics.dead_letters.labels(msg.topic, "malformed").inc()
-
-
-class Joined(ConsumerRebalanceListener):  # type: ignore[misc]
-    """`first` is set when the consumer has joined its group for the first time, whatever it
-    was assigned: an empty assignment then means "nothing for this replica", not "not yet"
-    (aiokafka's assignment is an empty set in both cases)."""
-
-    def __init__(self) -> None:
-        self.first = asyncio.Event()
-
-    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        return None
-
-    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        self.first.set()
 
 
 def _customer_key(raw: bytes | None) -> tuple[str | None, str]:

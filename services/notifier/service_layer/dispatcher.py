@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -32,7 +33,7 @@ from ..ports import DeliveryLedger, Publisher, SmsProvider, WebhookChannel
 from ..settings import Settings
 from .batching import Coalescer
 from .recording import Attempt, Recorder
-from .sending import Sender
+from .sending import Defer, Sender
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +93,7 @@ class Dispatcher:
         more calls, and start attempting them."""
         free = min(self.settings.concurrency - len(self._inflight), BATCH)
         if free > 0:
+            lease_end = time.monotonic() + self.settings.lease_s  # claimed no earlier than now
             claimed = await self.ledger.claim_due(
                 self.clock(),
                 self.settings.lease_s,
@@ -106,14 +108,14 @@ class Dispatcher:
             gone = await self.ledger.webhooks_gone(webhooks)
             for claim, delivery in loaded:
                 cid = delivery.customer_id
-                self._start(Attempt(claim, delivery, customers.get(cid), gone.get(cid)))
+                self._start(Attempt(claim, delivery, customers.get(cid), gone.get(cid)), lease_end)
             self.metrics.in_flight.set(len(self._inflight))
         self.metrics.retry_queue.set(await self.ledger.depth())
 
-    def _start(self, attempt: Attempt) -> None:
+    def _start(self, attempt: Attempt, lease_end: float) -> None:
         endpoint = endpoint_of(attempt.delivery.customer_id, attempt.delivery.channel)
         self._endpoints[endpoint] += 1
-        task = asyncio.create_task(self._attempt(attempt))
+        task = asyncio.create_task(self._attempt(attempt, lease_end))
         self._inflight.add(task)
 
         def done(task: asyncio.Task[None]) -> None:
@@ -135,7 +137,8 @@ class Dispatcher:
         self.wake.set()
         await self.settle(grace_s)
 
-    async def _attempt(self, attempt: Attempt) -> None:
+    async def _attempt(self, attempt: Attempt, lease_end: float) -> None:
+        """`lease_end`: when the claim's lease ends at the latest (monotonic)."""
         claim, delivery = attempt.claim, attempt.delivery
         try:
             try:
@@ -147,7 +150,7 @@ class Dispatcher:
                     raise  # Redis away: not this delivery's fault, the lease brings it back
                 attempt = Attempt(claim, delivery, None)
                 outcome = self._unexpected(delivery, exc)
-            await self.recorder.record(attempt, outcome, self.clock())
+            await self._record(attempt, outcome, lease_end)
         except Exception as exc:  # one delivery's failure must not stop the others:
             # the lease ends and the delivery is claimed again.
             if is_transient(exc):
@@ -155,6 +158,30 @@ class Dispatcher:
                 log.warning("delivery %s: %s: %s", claim.delivery_id, type(exc).__name__, exc)
             else:
                 log.exception("delivery %s failed unexpectedly", claim.delivery_id)
+
+    async def _record(self, attempt: Attempt, outcome: Outcome | Defer, lease_end: float) -> None:
+        """Record an attempt's outcome, again and again while Redis is away and the lease
+        lasts: a delivery whose outcome is not recorded when its lease ends is claimed again
+        as one whose attempt died, and a webhook the endpoint has answered would be sent a
+        second time for a Redis blip. After the lease, the next claim owns the delivery."""
+        delay = 0.1
+        while True:
+            try:
+                await self.recorder.record(attempt, outcome, self.clock())
+                return
+            except Exception as exc:
+                if not is_transient(exc) or time.monotonic() + delay >= lease_end:
+                    raise
+                self.metrics.transient_errors.labels(component_of(exc)).inc()
+                log.warning(
+                    "recording delivery %s: %s: %s (again in %.1f s)",
+                    attempt.claim.delivery_id,
+                    type(exc).__name__,
+                    exc,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
 
     def _unexpected(self, delivery: Delivery, exc: Exception) -> Outcome:
         """An attempt that raised is a failed attempt like any other: retried on the schedule,
