@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from aiokafka.errors import KafkaTimeoutError
 from prometheus_client import CollectorRegistry
 from redis.exceptions import ConnectionError as RedisConnectionError
 
@@ -310,3 +311,23 @@ async def test_an_outcome_not_recorded_by_the_end_of_the_lease_is_left_to_the_ne
     await w.step(1.0)  # the lease has ended: claimed again, the outcome unknown, sent again
     assert len(w.webhooks.sent) == 2
     assert await w.state() is DeliveryState.DELIVERED
+
+
+async def test_only_the_ledger_writes_are_repeated_not_the_metrics_or_the_dead_letter() -> None:
+    w = world()
+    w.webhooks.answers = [Outcome(Result.REFUSED, "not a global address")]
+    flaky_finishes(w, 1)
+    published: list[str] = []
+
+    async def publish(topic: str, key: bytes | None, value: bytes) -> None:
+        published.append(topic)
+        raise KafkaTimeoutError("the broker did not answer")
+
+    w.dispatcher.recorder.publish = publish
+    await w.scheduler.store_settings("acme", customer_settings())
+    await w.scheduler.alert(alert(), partition=2, offset=41)
+    await w.step()
+    assert await w.state() is DeliveryState.REFUSED
+    assert published == ["notifier.deliveries.dlq"]
+    assert w.count("webhook", "refused") == 1
+    assert w.metrics.transient_errors.labels("redis")._value.get() == 1

@@ -33,7 +33,7 @@ from ..ports import DeliveryLedger, Publisher, SmsProvider, WebhookChannel
 from ..settings import Settings
 from .batching import Coalescer
 from .recording import Attempt, Recorder
-from .sending import Defer, Sender
+from .sending import Sender
 
 log = logging.getLogger(__name__)
 
@@ -108,14 +108,15 @@ class Dispatcher:
             gone = await self.ledger.webhooks_gone(webhooks)
             for claim, delivery in loaded:
                 cid = delivery.customer_id
-                self._start(Attempt(claim, delivery, customers.get(cid), gone.get(cid)), lease_end)
+                attempt = Attempt(claim, delivery, customers.get(cid), gone.get(cid), lease_end)
+                self._start(attempt)
             self.metrics.in_flight.set(len(self._inflight))
         self.metrics.retry_queue.set(await self.ledger.depth())
 
-    def _start(self, attempt: Attempt, lease_end: float) -> None:
+    def _start(self, attempt: Attempt) -> None:
         endpoint = endpoint_of(attempt.delivery.customer_id, attempt.delivery.channel)
         self._endpoints[endpoint] += 1
-        task = asyncio.create_task(self._attempt(attempt, lease_end))
+        task = asyncio.create_task(self._attempt(attempt))
         self._inflight.add(task)
 
         def done(task: asyncio.Task[None]) -> None:
@@ -137,8 +138,7 @@ class Dispatcher:
         self.wake.set()
         await self.settle(grace_s)
 
-    async def _attempt(self, attempt: Attempt, lease_end: float) -> None:
-        """`lease_end`: when the claim's lease ends at the latest (monotonic)."""
+    async def _attempt(self, attempt: Attempt) -> None:
         claim, delivery = attempt.claim, attempt.delivery
         try:
             try:
@@ -150,7 +150,7 @@ class Dispatcher:
                     raise  # Redis away: not this delivery's fault, the lease brings it back
                 attempt = Attempt(claim, delivery, None)
                 outcome = self._unexpected(delivery, exc)
-            await self._record(attempt, outcome, lease_end)
+            await self.recorder.record(attempt, outcome, self.clock())
         except Exception as exc:  # one delivery's failure must not stop the others:
             # the lease ends and the delivery is claimed again.
             if is_transient(exc):
@@ -158,30 +158,6 @@ class Dispatcher:
                 log.warning("delivery %s: %s: %s", claim.delivery_id, type(exc).__name__, exc)
             else:
                 log.exception("delivery %s failed unexpectedly", claim.delivery_id)
-
-    async def _record(self, attempt: Attempt, outcome: Outcome | Defer, lease_end: float) -> None:
-        """Record an attempt's outcome, again and again while Redis is away and the lease
-        lasts: a delivery whose outcome is not recorded when its lease ends is claimed again
-        as one whose attempt died, and a webhook the endpoint has answered would be sent a
-        second time for a Redis blip. After the lease, the next claim owns the delivery."""
-        delay = 0.1
-        while True:
-            try:
-                await self.recorder.record(attempt, outcome, self.clock())
-                return
-            except Exception as exc:
-                if not is_transient(exc) or time.monotonic() + delay >= lease_end:
-                    raise
-                self.metrics.transient_errors.labels(component_of(exc)).inc()
-                log.warning(
-                    "recording delivery %s: %s: %s (again in %.1f s)",
-                    attempt.claim.delivery_id,
-                    type(exc).__name__,
-                    exc,
-                    delay,
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
 
     def _unexpected(self, delivery: Delivery, exc: Exception) -> Outcome:
         """An attempt that raised is a failed attempt like any other: retried on the schedule,

@@ -4,13 +4,18 @@ and, for the given up and refused, a dead letter."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import math
 import random
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from simwatch_contracts import CustomerSettings, DeadLetter
+from simwatch_runtime.errors import component_of, is_transient
 
 from ..domain import policy
 from ..domain.delivery import (
@@ -31,6 +36,7 @@ from ..settings import Settings
 from .sending import Defer
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +48,9 @@ class Attempt:
     customer: CustomerSettings | None
     gone: str | None = None
     """The customer's webhook URL that answered 410, if any (read with the settings)."""
+    lease_end: float = math.inf
+    """When the claim's lease ends at the latest (monotonic): until then, writing the outcome
+    is tried again while Redis is away."""
 
 
 class Recorder:
@@ -68,7 +77,9 @@ class Recorder:
         channel = attempt.delivery.channel.value
         if isinstance(got, Defer):
             progress = Progress(DeliveryState.PENDING, note=got.why)
-            await self.finish(Finish(attempt.claim, got.until, progress))
+            await self._ledger_write(
+                attempt, self.finish, Finish(attempt.claim, got.until, progress)
+            )
             self.metrics.deliveries.labels(channel, "deferred").inc()
             return
         result = got.result
@@ -80,12 +91,40 @@ class Recorder:
             delay = self._retry_delay(attempts, got, now)
             if delay is not None:
                 progress = Progress(DeliveryState.RETRY, attempts, last)
-                await self.finish(Finish(attempt.claim, now + timedelta(seconds=delay), progress))
+                retry = Finish(attempt.claim, now + timedelta(seconds=delay), progress)
+                await self._ledger_write(attempt, self.finish, retry)
                 self.metrics.deliveries.labels(channel, "retry").inc()
                 return
             result = Result.FAILED
             got = Outcome(Result.FAILED, f"gave up after {attempts} attempts: {got.detail}")
         await self._final(attempt, Progress(FINAL_STATE[result], attempts, last), got, now)
+
+    async def _ledger_write(
+        self, attempt: Attempt, write: Callable[..., Awaitable[T]], *args: object
+    ) -> T:
+        """`write(*args)`, again and again while Redis is away and the lease lasts: an outcome
+        not written when the lease ends makes the delivery look like a dead attempt, and a
+        webhook the endpoint has answered would be sent a second time for a Redis blip. Only
+        the ledger's writes are repeated (they are idempotent under the claim's token), never
+        the metrics or the dead letter that follow them. After the lease, the next claim owns
+        the delivery and the error is raised."""
+        delay = 0.1
+        while True:
+            try:
+                return await write(*args)
+            except Exception as exc:
+                if not is_transient(exc) or time.monotonic() + delay >= attempt.lease_end:
+                    raise
+                self.metrics.transient_errors.labels(component_of(exc)).inc()
+                log.warning(
+                    "recording delivery %s: %s: %s (again in %.1f s)",
+                    attempt.claim.delivery_id,
+                    type(exc).__name__,
+                    exc,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
 
     def _retry_delay(self, attempts: int, got: Outcome, now: datetime) -> float | None:
         return policy.next_delay(
@@ -108,8 +147,11 @@ class Recorder:
         delivery, customer, state = attempt.delivery, attempt.customer, progress.state
         gone = state is DeliveryState.DISABLED and delivery.channel is Channel.WEBHOOK
         if gone and customer is not None and customer.webhook is not None:
-            await self.ledger.mark_webhook_gone(customer.customer_id, customer.webhook.url)
-        if not await self.finish(Finish(attempt.claim, None, progress)):
+            mark = self.ledger.mark_webhook_gone
+            await self._ledger_write(attempt, mark, customer.customer_id, customer.webhook.url)
+        if not await self._ledger_write(
+            attempt, self.finish, Finish(attempt.claim, None, progress)
+        ):
             return  # a newer attempt owns the delivery now
         channel = delivery.channel.value
         self.metrics.deliveries.labels(channel, state.value).inc()
