@@ -8,6 +8,7 @@ another binary (e.g. Debian's `redis-server` 7.0)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -82,9 +83,15 @@ class PrivateRedis:
     `password` makes it require one (AUTH)."""
 
     def __init__(
-        self, workdir: Path, *, cluster: bool = False, password: str | None = None
+        self,
+        workdir: Path,
+        *,
+        cluster: bool = False,
+        password: str | None = None,
+        ports: tuple[int, int] | None = None,
     ) -> None:
-        self.port, self.bus_port = free_ports(2)
+        self.port, self.bus_port = ports or free_ports(2)
+        self.started = False
         self.workdir = workdir
         self.cluster = cluster
         self.password = password
@@ -96,6 +103,20 @@ class PrivateRedis:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> PrivateRedis:
+        """Start, or restart on the same ports. A first start whose port was taken meanwhile
+        (another process bound it between the pick and the start: the picked ports come from
+        the range outgoing connections use too) tries new ports, up to three times."""
+        for _ in range(3):
+            if self._start_once():
+                self.started = True
+                return self
+            if self.started:
+                break
+            self.port, self.bus_port = free_ports(2, besides=(self.port, self.bus_port))
+        log = (self.workdir / "server.log").read_text(errors="replace")[-2000:]
+        raise RuntimeError(f"redis on {self.port} did not start: {log}")
+
+    def _start_once(self) -> bool:
         args = [
             redis_server_binary(),
             "--bind",
@@ -113,14 +134,19 @@ class PrivateRedis:
             args += ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
             # The bus defaults to port + 10000, which overflows for high ephemeral ports.
             args += ["--cluster-node-timeout", "5000", "--cluster-port", str(self.bus_port)]
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        with (self.workdir / "server.log").open("ab") as log:
+            self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
+            if self.proc.poll() is not None:  # e.g. its port is in use
+                return False
             # PONG, not LOADING: the AOF is replayed
-            if _redis_cli(self.port, "ping", password=self.password) == "PONG":
-                return self
+            with contextlib.suppress(subprocess.TimeoutExpired):  # another server answers
+                if _redis_cli(self.port, "ping", password=self.password, timeout=2) == "PONG":
+                    return True
             time.sleep(0.1)
-        raise RuntimeError(f"redis on {self.port} did not start")
+        self.kill()
+        return False
 
     def stop(self) -> None:
         """SIGTERM: Redis flushes its AOF and exits (a graceful restart loses nothing)."""
@@ -148,7 +174,13 @@ class LocalRedisCluster:
     def __init__(self, workdir: Path, masters: int = 3, replicas: int = 0) -> None:
         count = masters * (1 + replicas)
         self.replicas = replicas
-        self.nodes = [PrivateRedis(workdir / f"node-{i}", cluster=True) for i in range(count)]
+        ports = free_ports(2 * count)  # picked together: no two nodes share one
+        self.nodes = [
+            PrivateRedis(
+                workdir / f"node-{i}", cluster=True, ports=(ports[2 * i], ports[2 * i + 1])
+            )
+            for i in range(count)
+        ]
 
     @property
     def url(self) -> str:
