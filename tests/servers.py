@@ -113,7 +113,8 @@ class PrivateRedis:
             if self.started:
                 break
             self.port, self.bus_port = free_ports(2, besides=(self.port, self.bus_port))
-        log = (self.workdir / "server.log").read_text(errors="replace")[-2000:]
+        path = self.workdir / "server.log"
+        log = path.read_text(errors="replace")[-2000:] if path.exists() else ""
         raise RuntimeError(f"redis on {self.port} did not start: {log}")
 
     def _start_once(self) -> bool:
@@ -187,6 +188,16 @@ class LocalRedisCluster:
         return f"redis+cluster://127.0.0.1:{self.nodes[0].port}"
 
     def start(self) -> LocalRedisCluster:
+        """Start every node and form the cluster; on failure, the nodes started are stopped
+        (a test that fails here leaves no server behind)."""
+        try:
+            return self._start()
+        except BaseException:
+            for node in self.nodes:
+                node.kill()
+            raise
+
+    def _start(self) -> LocalRedisCluster:
         for node in self.nodes:
             node.start()
         addresses = [f"127.0.0.1:{n.port}" for n in self.nodes]
