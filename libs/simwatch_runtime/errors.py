@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import random
+import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -95,18 +97,20 @@ async def retrying(
     what: str,
     on_error: Callable[[BaseException], None],
     max_backoff_s: float = MAX_BACKOFF_S,
+    until: float = math.inf,
 ) -> T:
     """Run `op` until it succeeds, backing off (jittered, capped) on transient errors.
 
     Used where giving up would lose data or stall a partition for good: the operation must
-    be idempotent. Anything not transient propagates.
+    be idempotent. Anything not transient propagates, and so does a transient error whose
+    next try would start after `until` (monotonic), for a caller whose right to retry ends.
     """
     delay = 0.05
     while True:
         try:
             return await op()
         except Exception as exc:
-            if not is_transient(exc):
+            if not is_transient(exc) or time.monotonic() + delay >= until:
                 raise
             on_error(exc)  # dependency down or slow: wait and do it again
             log.warning(

@@ -4,18 +4,16 @@ and, for the given up and refused, a dead letter."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import random
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TypeVar
 
 from simwatch_contracts import CustomerSettings, DeadLetter
-from simwatch_runtime.errors import component_of, is_transient
+from simwatch_runtime.errors import component_of, retrying
 
 from ..domain import policy
 from ..domain.delivery import (
@@ -108,23 +106,17 @@ class Recorder:
         the ledger's writes are repeated (they are idempotent under the claim's token), never
         the metrics or the dead letter that follow them. After the lease, the next claim owns
         the delivery and the error is raised."""
-        delay = 0.1
-        while True:
-            try:
-                return await write(*args)
-            except Exception as exc:
-                if not is_transient(exc) or time.monotonic() + delay >= attempt.lease_end:
-                    raise
-                self.metrics.transient_errors.labels(component_of(exc)).inc()
-                log.warning(
-                    "recording delivery %s: %s: %s (again in %.1f s)",
-                    attempt.claim.delivery_id,
-                    type(exc).__name__,
-                    exc,
-                    delay,
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
+
+        def on_error(exc: BaseException) -> None:
+            self.metrics.transient_errors.labels(component_of(exc)).inc()
+
+        return await retrying(
+            lambda: write(*args),
+            what=f"recording delivery {attempt.claim.delivery_id}",
+            on_error=on_error,
+            max_backoff_s=2.0,
+            until=attempt.lease_end,
+        )
 
     def _retry_delay(self, attempts: int, got: Outcome, now: datetime) -> float | None:
         return policy.next_delay(
