@@ -208,20 +208,18 @@ async def test_two_replicas_deliver_each_alert_exactly_once(
     assert not await unexplained_repeats(twice, redis, topics["NOTIFIER_REDIS_PREFIX"])
 
 
-async def test_a_replica_with_no_settings_partition_goes_on_at_once(
+async def test_a_replica_with_no_settings_partition_waits_for_their_holder(
     start_notifier: Any,
     receiver: Receiver,
     kafka: KafkaIO,
     topics: dict[str, str],
     redis: AnyRedis,
 ) -> None:
-    """More replicas than settings partitions: the replica assigned none has no settings to
-    catch up on, so it reads alerts at once rather than after the catch-up's 15 s bound."""
+    """More replicas than settings partitions: the replica assigned none reads no settings
+    itself, yet an alert it reads before the holder has stored them would find its customer
+    missing and reach no one. It waits for the holder's committed offset to pass the end it
+    saw at start, then goes on at once (not after the catch-up's 15 s bound)."""
     hook = customer("acme", webhook=receiver.url("/hook"))
-    # Stored by the replica that holds the one settings partition.
-    await redis.set(
-        NotifierKeys(topics["NOTIFIER_REDIS_PREFIX"]).customer("acme"), json.dumps(hook)
-    )
     admin = AIOKafkaAdminClient(bootstrap_servers=KAFKA)
     await admin.start()
     try:
@@ -235,21 +233,31 @@ async def test_a_replica_with_no_settings_partition_goes_on_at_once(
         group_id=f"{topics['NOTIFIER_GROUP_ID']}-settings",
         client_id="0-holder",  # sorts before the notifier's member id: keeps the partition
         heartbeat_interval_ms=500,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
     )
     await holder.start()
     try:
-        while not holder.assignment():
-            await holder.getmany(timeout_ms=200)
-        started = time.monotonic()
+        fetched: dict[Any, Any] = {}
+        while not fetched:
+            fetched = await holder.getmany(timeout_ms=200)
         await asyncio.to_thread(start_notifier)
         card = iccid(7500)
         await kafka.send(topics["NOTIFIER_TOPIC_ALERTS"], alert(card), key=card)
+        await asyncio.sleep(3)
+        assert not receiver.webhook_ids("/hook"), "an alert was read before its settings"
+        # The holder stores what it read, then commits: the waiting replica goes on.
+        await redis.set(
+            NotifierKeys(topics["NOTIFIER_REDIS_PREFIX"]).customer("acme"), json.dumps(hook)
+        )
+        await holder.commit({tp: msgs[-1].offset + 1 for tp, msgs in fetched.items()})
+        stored = time.monotonic()
         await eventually(lambda: bool(receiver.webhook_ids("/hook")), 30)
-        elapsed = time.monotonic() - started
+        elapsed = time.monotonic() - stored
         assert holder.assignment(), "the notifier took the settings partition: nothing shown"
     finally:
         await holder.stop()
-    assert elapsed < 12, f"first alert delivered {elapsed:.1f} s after the start"
+    assert elapsed < 8, f"first alert delivered {elapsed:.1f} s after the holder's commit"
 
 
 async def test_invalid_settings_are_dead_lettered_and_rotated_secrets_all_sign(

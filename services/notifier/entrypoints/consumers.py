@@ -169,27 +169,37 @@ class Inputs:
             await self._on_settings(msg)
 
     async def _catch_up(self, consumer: AIOKafkaConsumer, limit_s: float = 15.0) -> None:
-        """Read the settings that exist before the first alert, so a restart does not see
-        alerts of customers it has not heard of yet (bounded: a later setting still counts).
-        `start` returns once the consumer has joined its group, so an empty assignment means
-        this replica has no settings partition (more replicas than partitions): it has
-        nothing to catch up on and goes on at once."""
+        """Wait, before the first alert, until the settings that existed at this replica's
+        start are stored, whichever replica holds their partitions: an alert read earlier
+        would find its customer missing and reach no one. This replica reads the partitions
+        it holds; for the others it reads the group's committed offsets, which their holders
+        advance only once a batch is stored. Bounded: past `limit_s` it goes on (a setting
+        read later still counts for later alerts), and says which partitions lagged."""
         deadline = time.monotonic() + limit_s
-        ends: dict[TopicPartition, int] = {}  # where this replica's partitions ended at start
-        while time.monotonic() < deadline:
-            parts = consumer.assignment()
-            if not parts:
-                return
+        known = consumer.partitions_for_topic(self.s.topic_settings) or set()
+        targets = [TopicPartition(self.s.topic_settings, p) for p in sorted(known)]
+        if not targets:  # no settings topic yet: nothing to wait for
+            return
+        ends = {tp: end for tp, end in (await consumer.end_offsets(targets)).items() if end > 0}
+        while ends:
             try:
-                if set(ends) != parts:
-                    ends = await consumer.end_offsets(list(parts))
-                positions = [await consumer.position(tp) for tp in ends]
+                ends = {tp: end for tp, end in ends.items() if await _stored(consumer, tp) < end}
             except IllegalStateError:  # a rebalance took a partition meanwhile: look again
                 await asyncio.sleep(0.1)
                 continue
-            if all(pos >= end for pos, end in zip(positions, ends.values(), strict=True)):
+            if not ends:
                 return
-            await self._batch(consumer, self._on_settings_batch, "settings")
+            if time.monotonic() > deadline:
+                log.warning(
+                    "settings catch-up: going on after %.0f s with %s not yet stored",
+                    limit_s,
+                    ", ".join(f"partition {tp.partition} (up to {e})" for tp, e in ends.items()),
+                )
+                return
+            if consumer.assignment():
+                await self._batch(consumer, self._on_settings_batch, "settings")
+            else:  # another replica holds them all: its commits show its progress
+                await asyncio.sleep(0.1)
 
     async def _loop(self, consumer: AIOKafkaConsumer, handle: Handler, name: str) -> None:
         while not self._stopping.is_set():
@@ -279,3 +289,11 @@ def _customer_key(raw: bytes | None) -> tuple[str | None, str]:
         return raw.decode("utf-8"), ""
     except UnicodeDecodeError:  # bytes from a foreign producer: poison, not a crash loop
         return None, "key is not UTF-8 text: customer.settings is keyed by customer id"
+
+
+async def _stored(consumer: AIOKafkaConsumer, tp: TopicPartition) -> int:
+    """How far `tp`'s settings are stored: this replica's position if it holds the partition
+    (a batch is applied before the next is fetched), else the group's committed offset."""
+    held = await consumer.position(tp) if tp in consumer.assignment() else 0
+    committed = await consumer.committed(tp)
+    return max(held, committed or 0)
