@@ -15,9 +15,10 @@ import time
 from asyncio import FIRST_COMPLETED
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
-from aiokafka.errors import CommitFailedError, IllegalStateError
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from pydantic import ValidationError
 
 from simwatch_contracts import CardAlert, CustomerSettings, describe_validation_error
@@ -34,6 +35,7 @@ from ..settings import Settings
 
 log = logging.getLogger(__name__)
 
+_T = TypeVar("_T")
 Handler = Callable[[list[ConsumerRecord[bytes, bytes]]], Awaitable[None]]
 """Applies one fetched batch of records, in order."""
 INPUTS = ("settings", "alerts")
@@ -173,33 +175,49 @@ class Inputs:
         start are stored, whichever replica holds their partitions: an alert read earlier
         would find its customer missing and reach no one. This replica reads the partitions
         it holds; for the others it reads the group's committed offsets, which their holders
-        advance only once a batch is stored. Bounded: past `limit_s` it goes on (a setting
-        read later still counts for later alerts), and says which partitions lagged."""
+        advance only once a batch is stored. Bounded: every Kafka query is cut off at
+        `limit_s` from the start, and then the replica goes on (a setting read later still
+        counts for later alerts), saying which partitions lagged. Only a batch being
+        applied is not cut off (its records would be skipped until the next rebalance)."""
         deadline = time.monotonic() + limit_s
-        known = consumer.partitions_for_topic(self.s.topic_settings) or set()
-        targets = [TopicPartition(self.s.topic_settings, p) for p in sorted(known)]
-        if not targets:  # no settings topic yet: nothing to wait for
-            return
-        ends = {tp: end for tp, end in (await consumer.end_offsets(targets)).items() if end > 0}
-        while ends:
-            try:
-                ends = {tp: end for tp, end in ends.items() if await _stored(consumer, tp) < end}
-            except IllegalStateError:  # a rebalance took a partition meanwhile: look again
-                await asyncio.sleep(0.1)
-                continue
-            if not ends:
-                return
-            if time.monotonic() > deadline:
-                log.warning(
-                    "settings catch-up: going on after %.0f s with %s not yet stored",
-                    limit_s,
-                    ", ".join(f"partition {tp.partition} (up to {e})" for tp, e in ends.items()),
+        lagging: dict[TopicPartition, int] = {}  # partition -> its end offset at the start
+        try:
+            lagging = await _until(deadline, self._settings_ends(consumer))
+            while lagging:
+                if time.monotonic() > deadline:
+                    raise TimeoutError
+                try:
+                    stored = await _until(deadline, _stored(consumer, list(lagging)))
+                except IllegalStateError:  # a rebalance took a partition meanwhile: look again
+                    await asyncio.sleep(0.1)
+                    continue
+                lagging = {tp: end for tp, end in lagging.items() if stored[tp] < end}
+                if not lagging:
+                    return
+                if consumer.assignment():
+                    await self._batch(consumer, self._on_settings_batch, "settings")
+                else:  # other replicas hold them all: their commits show their progress
+                    await asyncio.sleep(0.25)
+        except (TimeoutError, KafkaError) as exc:
+            log.warning(
+                "settings catch-up: going on after %.1f s with %s (%s)",
+                limit_s - (deadline - time.monotonic()),
+                ", ".join(
+                    f"partition {tp.partition} not stored up to {e}" for tp, e in lagging.items()
                 )
-                return
-            if consumer.assignment():
-                await self._batch(consumer, self._on_settings_batch, "settings")
-            else:  # another replica holds them all: its commits show its progress
-                await asyncio.sleep(0.1)
+                or "the settings topic's end offsets unknown",
+                type(exc).__name__,
+            )
+
+    async def _settings_ends(self, consumer: AIOKafkaConsumer) -> dict[TopicPartition, int]:
+        """The end offset of each settings partition that holds records (none: no topic)."""
+        known = consumer.partitions_for_topic(self.s.topic_settings) or set()
+        parts = [TopicPartition(self.s.topic_settings, p) for p in sorted(known)]
+        if not parts:
+            return {}
+        ends = await consumer.end_offsets(parts)
+        starts = await consumer.beginning_offsets(parts)  # emptied by retention: nothing to read
+        return {tp: end for tp, end in ends.items() if end > starts.get(tp, 0)}
 
     async def _loop(self, consumer: AIOKafkaConsumer, handle: Handler, name: str) -> None:
         while not self._stopping.is_set():
@@ -291,9 +309,23 @@ def _customer_key(raw: bytes | None) -> tuple[str | None, str]:
         return None, "key is not UTF-8 text: customer.settings is keyed by customer id"
 
 
-async def _stored(consumer: AIOKafkaConsumer, tp: TopicPartition) -> int:
-    """How far `tp`'s settings are stored: this replica's position if it holds the partition
-    (a batch is applied before the next is fetched), else the group's committed offset."""
-    held = await consumer.position(tp) if tp in consumer.assignment() else 0
-    committed = await consumer.committed(tp)
-    return max(held, committed or 0)
+async def _stored(
+    consumer: AIOKafkaConsumer, parts: list[TopicPartition]
+) -> dict[TopicPartition, int]:
+    """How far each partition's settings are stored: this replica's position where it holds
+    the partition (a batch is applied before the next is fetched), else the group's
+    committed offset (a holder commits once a batch is stored)."""
+    held = consumer.assignment()
+
+    async def one(tp: TopicPartition) -> int:
+        if tp in held:
+            return int(await consumer.position(tp))
+        return int(await consumer.committed(tp) or 0)
+
+    return dict(zip(parts, await asyncio.gather(*(one(tp) for tp in parts)), strict=True))
+
+
+async def _until(deadline: float, work: Awaitable[_T]) -> _T:
+    """`work`, cut off (TimeoutError) at `deadline` (monotonic): aiokafka's offset queries
+    retry without a bound of their own while a coordinator or a leader is away."""
+    return await asyncio.wait_for(work, max(0.0, deadline - time.monotonic()))
