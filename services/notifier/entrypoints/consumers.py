@@ -184,13 +184,11 @@ class Inputs:
         try:
             lagging = await _until(deadline, self._settings_ends(consumer))
             while lagging:
+                if self._stopping.is_set():
+                    return
                 if time.monotonic() > deadline:
                     raise TimeoutError
-                try:
-                    stored = await _until(deadline, _stored(consumer, list(lagging)))
-                except IllegalStateError:  # a rebalance took a partition meanwhile: look again
-                    await asyncio.sleep(0.1)
-                    continue
+                stored = await _until(deadline, _stored(consumer, list(lagging)))
                 lagging = {tp: end for tp, end in lagging.items() if stored[tp] < end}
                 if not lagging:
                     return
@@ -319,13 +317,24 @@ async def _stored(
 
     async def one(tp: TopicPartition) -> int:
         if tp in held:
-            return int(await consumer.position(tp))
+            try:
+                return int(await consumer.position(tp))
+            except IllegalStateError:  # revoked since: its new holder's commits tell
+                pass
         return int(await consumer.committed(tp) or 0)
 
-    return dict(zip(parts, await asyncio.gather(*(one(tp) for tp in parts)), strict=True))
+    queries = [asyncio.ensure_future(one(tp)) for tp in parts]
+    try:
+        return dict(zip(parts, await asyncio.gather(*queries), strict=True))
+    finally:  # one failed, or the bound cut them off: none is left retrying on its own
+        for query in queries:
+            query.cancel()
 
 
 async def _until(deadline: float, work: Awaitable[_T]) -> _T:
-    """`work`, cut off (TimeoutError) at `deadline` (monotonic): aiokafka's offset queries
-    retry without a bound of their own while a coordinator or a leader is away."""
-    return await asyncio.wait_for(work, max(0.0, deadline - time.monotonic()))
+    """`work`, cut off (TimeoutError) at `deadline` (monotonic): aiokafka's `committed`
+    retries without a bound of its own while the group's coordinator is away, and its other
+    offset queries for up to the 40 s request timeout. (A relative timeout: the event
+    loop's clock, uvloop's for one, need not be `time.monotonic`.)"""
+    async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+        return await work
