@@ -7,7 +7,7 @@ import os
 import re
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -87,18 +87,25 @@ async def wait_for_totals(
     timeout_s: float = 120,
     shards: int = 4,
 ) -> dict[str, int]:
-    """Poll every card's counter for the current cycle (default calendar; `shards` as the
-    workers were given) until it equals `expected`; returns the last reading."""
+    """Poll every card's counters until they equal `expected`; returns the last reading
+    (default calendar; `shards` as the workers were given). A card's count is its current
+    cycle's plus that of ten minutes before the call, when that was another cycle: records
+    made just before a cycle boundary are counted in the cycle they were made in (a CI run
+    that crossed midnight of the 1st, Asia/Shanghai, read 0 for every card)."""
     keys = Keys(prefix, shards)
-    cycle = cycle_of(datetime.now(UTC), "Asia/Shanghai").isoformat()
+    called = datetime.now(UTC)
     cards = list(expected)
     deadline = time.monotonic() + timeout_s
     while True:
+        cycles = {
+            cycle_of(at, "Asia/Shanghai").isoformat()
+            for at in (called - timedelta(minutes=10), datetime.now(UTC))
+        }
         async with redis.pipeline(transaction=False) as pipe:
             for c in cards:
-                pipe.hget(keys.card(c), f"u:{cycle}")
+                pipe.hmget(keys.card(c), [f"u:{cycle}" for cycle in sorted(cycles)])
             values = await pipe.execute()
-        got = {c: int(v or 0) for c, v in zip(cards, values, strict=True)}
+        got = {c: sum(int(v or 0) for v in counts) for c, counts in zip(cards, values, strict=True)}
         if got == expected or time.monotonic() > deadline:
             return got
         await asyncio.sleep(0.5)
