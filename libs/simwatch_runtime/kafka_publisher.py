@@ -4,6 +4,8 @@ is acknowledged, in order per partition."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any, cast
@@ -11,6 +13,10 @@ from typing import Any, cast
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import murmur2
 from aiokafka.producer.message_accumulator import BatchBuilder
+
+from .aiokafka_tasks import sender_failure
+
+log = logging.getLogger(__name__)
 
 BATCHED_VALUE_MAX = 512 * 1024
 """Values up to this size go into record batches; larger ones take `send`'s size check."""
@@ -59,8 +65,21 @@ async def hand_over(
         sent.append(await producer.send_batch(batch, topic, partition=partition))
 
 
+STOP_DEAD_PRODUCER_S = 5.0
+"""How long a producer whose sender died may take to release its connections."""
+
+
 class KafkaPublisher:
-    """Starts its producer on first use, so it works whichever service calls it first."""
+    """Starts its producer on first use, so it works whichever service calls it first, and
+    a new one when aiokafka's sender has died.
+
+    The sender dies of an error it does not expect, e.g. uvloop's closed-transport
+    `RuntimeError` when a broker link is reset mid-write (MagicStack/uvloop#506; seen in CI
+    under the Kafka-link fault). aiokafka then fails every later message with "Unexpected
+    error during batch delivery" while the process looks healthy: the outbox would wait in
+    Redis for ever. Nothing is lost by renewing: whatever was not acknowledged stays in its
+    caller's outbox and is published again (at least once; every message carries its id).
+    """
 
     def __init__(self, bootstrap_servers: str, client_id: str, *, idempotence: bool = True) -> None:
         self._bootstrap = bootstrap_servers
@@ -68,9 +87,24 @@ class KafkaPublisher:
         self._idempotence = idempotence
         self._producer: AIOKafkaProducer | None = None
         self._lock = asyncio.Lock()
+        self.renewals = 0
+        """Producers replaced because their sender had died."""
 
     async def _started(self) -> AIOKafkaProducer:
         async with self._lock:
+            dead = None if self._producer is None else sender_failure(self._producer)
+            if dead is not None and self._producer is not None:
+                log.error(
+                    "Kafka producer %s: its sender stopped (%s: %s); a new producer takes over",
+                    self._client_id,
+                    type(dead).__name__,
+                    dead,
+                )
+                old, self._producer = self._producer, None
+                self.renewals += 1
+                with contextlib.suppress(Exception):
+                    async with asyncio.timeout(STOP_DEAD_PRODUCER_S):
+                        await old.stop()
             if self._producer is None:
                 producer = AIOKafkaProducer(
                     bootstrap_servers=self._bootstrap,

@@ -108,7 +108,7 @@ def consumer_state(
     had yet: a new assignment starts with none). Never raises: a layout it cannot read is
     reported as healthy (see below). Uses aiokafka's private
     coordinator and subscription state: the consumer exposes no health of its own (as for
-    `usage_consumer.fetcher_failure`); anything missing reads as a member with nothing
+    `aiokafka_tasks.fetcher_failure`); anything missing reads as a member with nothing
     waiting, so a change in aiokafka disables the watchdog instead of firing it. `topics`:
     only their partitions count as waiting (None: all)."""
     try:

@@ -10,8 +10,10 @@ import uuid
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 
+from simwatch_runtime.aiokafka_tasks import sender_failure
 from simwatch_runtime.kafka_publisher import KafkaPublisher
 
 from ..conftest import KAFKA
@@ -81,3 +83,34 @@ async def test_messages_land_on_the_default_partition_in_order(with_slow_path: b
                 assert partition == partitioner(key, list(range(count)), list(range(count)))
         for key in keys[:50]:  # order per key, as published
             assert [v for _, k, v in got if k == key] == [v for _, k, v in sent if k == key]
+
+
+async def test_a_producer_whose_sender_died_is_replaced() -> None:
+    """aiokafka's sender task dies of an error it does not expect (in CI: uvloop's
+    closed-transport RuntimeError when the broker link was reset mid-write); that producer
+    then fails every later message. The publisher's next publish starts a new producer."""
+    topic = await _topic(1)
+    idempotence = os.environ.get("KAFKA_IMPL") != "tansu"
+    publisher = KafkaPublisher(KAFKA, client_id="test-publisher", idempotence=idempotence)
+    try:
+        await publisher.publish([(topic, b"k", b"before")])
+        producer = publisher._producer
+        assert producer is not None and sender_failure(producer) is None
+
+        async def broken_link(*_: object) -> None:
+            raise RuntimeError(
+                "unable to perform operation on <TCPTransport closed=True>; the handler is closed"
+            )
+
+        producer._sender._send_produce_req = broken_link  # type: ignore[method-assign]
+        with pytest.raises(KafkaError, match="Unexpected error during batch delivery"):
+            await publisher.publish([(topic, b"k", b"lost-in-flight")])
+        assert isinstance(sender_failure(producer), KafkaError)
+
+        # The outbox publishes what was not acknowledged again, on a new producer.
+        await publisher.publish([(topic, b"k", b"lost-in-flight"), (topic, b"k", b"after")])
+        assert publisher.renewals == 1 and publisher._producer is not producer
+    finally:
+        await publisher.close()
+    got = [v for _, _, v in await _read(topic, 3)]
+    assert got == [b"before", b"lost-in-flight", b"after"]

@@ -174,3 +174,26 @@ async def test_stopping_ends_the_wait_at_once() -> None:
     started = time.monotonic()
     await task
     assert time.monotonic() - started < 5
+
+
+async def test_a_dead_fetch_task_ends_the_input_loop() -> None:
+    """aiokafka's fetch task died (uvloop's closed-transport error): getmany returns nothing
+    for ever. The loop ends, with the cause, for the supervisor to restart the notifier."""
+
+    async def dies() -> None:
+        raise RuntimeError("unable to perform operation on <TCPTransport closed=True>")
+
+    class Fetcherless:
+        def __init__(self) -> None:
+            self._fetcher = type("Fetcher", (), {})()
+            self._fetcher._fetch_task = asyncio.create_task(dies())
+
+        async def getmany(self, **_: Any) -> dict[TopicPartition, list[Any]]:
+            await asyncio.sleep(0.01)
+            return {}
+
+    consumer = Fetcherless()
+    with pytest.raises(RuntimeError, match="fetcher of the alerts consumer") as caught:
+        async with asyncio.timeout(5):
+            await inputs()._loop(consumer, None, "alerts")  # type: ignore[arg-type]
+    assert "TCPTransport" in str(caught.value.__cause__)

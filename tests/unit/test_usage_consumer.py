@@ -14,12 +14,13 @@ import pytest
 from aiokafka import TopicPartition
 from prometheus_client import CollectorRegistry
 
+from simwatch_runtime.aiokafka_tasks import fetcher_failure
 from simwatch_runtime.durability import Durability, Epoch, NotDurableError
 from simwatch_runtime.liveness import Watchdog
 from simwatch_runtime.progress import Progress
 from usage_monitor.entrypoints import commits as commits_module
 from usage_monitor.entrypoints.commits import DurableCommits
-from usage_monitor.entrypoints.usage_consumer import UsageConsumer, fetcher_failure
+from usage_monitor.entrypoints.usage_consumer import UsageConsumer
 from usage_monitor.metrics import Metrics
 
 

@@ -22,6 +22,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from pydantic import ValidationError
 
 from simwatch_contracts import CardAlert, CustomerSettings, describe_validation_error
+from simwatch_runtime.aiokafka_tasks import fetcher_failure
 from simwatch_runtime.dead_letters import letter_of
 from simwatch_runtime.durability import Barrier
 from simwatch_runtime.errors import MAX_BACKOFF_S, component_of, retrying
@@ -224,6 +225,11 @@ class Inputs:
     async def _batch(self, consumer: AIOKafkaConsumer, handle: Handler, name: str) -> None:
         fetched = await consumer.getmany(timeout_ms=200, max_records=500)
         if not fetched:
+            failure = fetcher_failure(consumer)
+            if failure is not None:
+                # aiokafka's fetch task died (see `aiokafka_tasks`): getmany would return
+                # nothing for ever. End the notifier, for its supervisor to restart it.
+                raise RuntimeError(f"Kafka fetcher of the {name} consumer stopped") from failure
             return
         progress = self.progress[name]
         offsets = {tp: msgs[-1].offset + 1 for tp, msgs in fetched.items()}

@@ -17,11 +17,12 @@ import time
 from asyncio import FIRST_COMPLETED
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from mode import Service
 
+from simwatch_runtime.aiokafka_tasks import fetcher_failure
 from simwatch_runtime.dead_letters import DeadLetters, RawMessage
 from simwatch_runtime.durability import Barrier
 from simwatch_runtime.errors import component_of, is_transient, retrying
@@ -99,15 +100,6 @@ def _cover(
         following[tp] = batch[-1].offset + 1
     oldest = min((b[0].timestamp for b in fetched.values() if b[0].timestamp), default=0)
     return [m for batch in fetched.values() for m in batch], oldest
-
-
-def fetcher_failure(consumer: Any) -> BaseException | None:
-    """Why aiokafka's background fetch task ended, if it did (it must run for ever). Read
-    from aiokafka's private fetcher: the consumer exposes no health of its own."""
-    task = getattr(getattr(consumer, "_fetcher", None), "_fetch_task", None)
-    if task is None or not task.done() or task.cancelled():
-        return None
-    return cast(BaseException | None, task.exception())
 
 
 class UsageConsumer(Service):
