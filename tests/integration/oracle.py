@@ -197,7 +197,12 @@ async def check(
     for c in commands:
         assert (c["type"], c["trigger"]) == ("suspend", "over_quota"), c
         suspend_ids[c["iccid"]].add(c["command_id"])
-    assert set(suspend_ids) == over, "suspended cards differ from the over-quota cards"
+    suspended = set(suspend_ids)
+    assert suspended == over, (
+        f"suspended cards differ from the over-quota cards: {len(over - suspended)} never "
+        f"suspended {sorted(over - suspended)[:5]}, {len(suspended - over)} suspended under "
+        f"quota {sorted(suspended - over)[:5]}"
+    )
     assert all(len(ids) == 1 for ids in suspend_ids.values()), "a card was suspended twice"
 
     wanted = sum(len(w.expected_alerts(c)) for c in w.cards)
