@@ -6,11 +6,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, cast
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import (
+    InvalidProducerEpoch,
+    InvalidProducerIdMapping,
+    OutOfOrderSequenceNumber,
+    ProducerFenced,
+    UnknownProducerId,
+)
 from aiokafka.partitioner import murmur2
 from aiokafka.producer.message_accumulator import BatchBuilder
 
@@ -65,47 +73,81 @@ async def hand_over(
         sent.append(await producer.send_batch(batch, topic, partition=partition))
 
 
-STOP_DEAD_PRODUCER_S = 5.0
-"""How long a producer whose sender died may take to release its connections."""
+STOP_OLD_PRODUCER_S = 5.0
+"""How long a replaced producer may take to release its connections."""
+
+SPENT: tuple[type[BaseException], ...] = (
+    OutOfOrderSequenceNumber,
+    UnknownProducerId,
+    InvalidProducerEpoch,
+    InvalidProducerIdMapping,
+    ProducerFenced,
+)
+"""Errors after which an idempotent producer's sequence for a partition is broken for good:
+aiokafka 0.14 never resets it (a batch failed after taking its sequence number, e.g. one
+that outlived its timeout with no partition leader, fails every later batch of that
+partition with `OutOfOrderSequenceNumber`). The producer is replaced."""
+
+
+@dataclass(eq=False)
+class _Lease:
+    """A producer and the publishes using it: a replaced producer is stopped only once the
+    last of them is done. Stopping closes its client, and a publish still waiting there for
+    a topic's metadata would then wait for ever."""
+
+    producer: AIOKafkaProducer
+    users: int = 0
+    spent: BaseException | None = None
+    retired: bool = False
 
 
 class KafkaPublisher:
     """Starts its producer on first use, so it works whichever service calls it first, and
-    a new one when aiokafka's sender has died.
+    a new one when the current one can no longer deliver.
 
-    The sender dies of an error it does not expect, e.g. uvloop's closed-transport
-    `RuntimeError` when a broker link is reset mid-write (MagicStack/uvloop#506; seen in CI
-    under the Kafka-link fault). aiokafka then fails every later message with "Unexpected
-    error during batch delivery" while the process looks healthy: the outbox would wait in
-    Redis for ever. Nothing is lost by renewing: whatever was not acknowledged stays in its
-    caller's outbox and is published again (at least once; every message carries its id).
+    That happens when aiokafka's sender task dies of an error it does not expect, e.g.
+    uvloop's closed-transport `RuntimeError` when a broker link is reset mid-write
+    (MagicStack/uvloop#506; seen in CI under the Kafka-link fault): aiokafka then fails
+    every later message with "Unexpected error during batch delivery" while the process
+    looks healthy, and the outbox would wait in Redis for ever. It also happens after an
+    idempotence error (`SPENT`). Nothing is lost by renewing: whatever was not acknowledged
+    stays in its caller's outbox and is published again (at least once; every message
+    carries its id; the new producer's id is new, so the broker does not drop a copy the old
+    one had written).
     """
 
-    def __init__(self, bootstrap_servers: str, client_id: str, *, idempotence: bool = True) -> None:
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        client_id: str,
+        *,
+        idempotence: bool = True,
+        on_renew: Callable[[], None] | None = None,
+    ) -> None:
         self._bootstrap = bootstrap_servers
         self._client_id = client_id
         self._idempotence = idempotence
-        self._producer: AIOKafkaProducer | None = None
+        self._on_renew = on_renew
+        self._lease: _Lease | None = None
         self._lock = asyncio.Lock()
+        self._retiring: set[asyncio.Task[None]] = set()
         self.renewals = 0
-        """Producers replaced because their sender had died."""
+        """Producers replaced because they could no longer deliver."""
 
-    async def _started(self) -> AIOKafkaProducer:
+    @property
+    def _producer(self) -> AIOKafkaProducer | None:
+        """The current producer (tests)."""
+        return None if self._lease is None else self._lease.producer
+
+    async def _acquire(self) -> _Lease:
         async with self._lock:
-            dead = None if self._producer is None else sender_failure(self._producer)
-            if dead is not None and self._producer is not None:
-                log.error(
-                    "Kafka producer %s: its sender stopped (%s: %s); a new producer takes over",
-                    self._client_id,
-                    type(dead).__name__,
-                    dead,
-                )
-                old, self._producer = self._producer, None
-                self.renewals += 1
-                with contextlib.suppress(Exception):
-                    async with asyncio.timeout(STOP_DEAD_PRODUCER_S):
-                        await old.stop()
-            if self._producer is None:
+            lease = self._lease
+            if lease is not None:
+                why = lease.spent or sender_failure(lease.producer)
+                if why is not None:
+                    self._retire(lease, why)
+                    lease = self._lease = None
+            if lease is None:
                 producer = AIOKafkaProducer(
                     bootstrap_servers=self._bootstrap,
                     client_id=self._client_id,
@@ -120,8 +162,46 @@ class KafkaPublisher:
                 except BaseException:
                     await producer.stop()  # release its connections before the next attempt
                     raise
-                self._producer = producer
-            return self._producer
+                lease = self._lease = _Lease(producer)
+            lease.users += 1
+            return lease
+
+    def _release(self, lease: _Lease) -> None:
+        lease.users -= 1
+        if lease.retired and lease.users == 0:
+            self._stop_later(lease.producer)
+
+    def _retire(self, lease: _Lease, why: BaseException) -> None:
+        """Replace `lease`'s producer: its queued batches fail now (a sender that returned
+        instead of failing left them waiting for ever), and it stops once its last user
+        is done."""
+        log.error(
+            "Kafka producer %s can no longer deliver (%s: %s; cause: %r); a new producer "
+            "takes over",
+            self._client_id,
+            type(why).__name__,
+            why,
+            why.__cause__,
+        )
+        self.renewals += 1
+        if self._on_renew is not None:
+            self._on_renew()
+        lease.retired = True
+        accumulator = getattr(lease.producer, "_message_accumulator", None)
+        if accumulator is not None and getattr(accumulator, "_exception", None) is None:
+            accumulator.fail_all(why)
+        if lease.users == 0:
+            self._stop_later(lease.producer)
+
+    def _stop_later(self, producer: AIOKafkaProducer) -> None:
+        async def stop() -> None:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(STOP_OLD_PRODUCER_S):
+                    await producer.stop()
+
+        task = asyncio.create_task(stop(), name=f"stop retired producer {self._client_id}")
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
 
     async def publish(self, messages: Sequence[tuple[str, bytes | None, bytes]]) -> None:
         """Send (topic, key, value) messages and wait for all acknowledgements.
@@ -133,7 +213,19 @@ class KafkaPublisher:
         outsized message takes the per-message path, so order per partition is kept."""
         if not messages:
             return
-        producer = await self._started()
+        lease = await self._acquire()
+        try:
+            await self._send(lease.producer, messages)
+        except SPENT as exc:
+            lease.spent = lease.spent or exc  # replaced at the next publish
+            raise
+        finally:
+            self._release(lease)
+
+    @staticmethod
+    async def _send(
+        producer: AIOKafkaProducer, messages: Sequence[tuple[str, bytes | None, bytes]]
+    ) -> None:
         if any(k is None or len(v) > BATCHED_VALUE_MAX for _, k, v in messages):
             await _acknowledged([await producer.send(t, value=v, key=k) for t, k, v in messages])
             return
@@ -149,6 +241,7 @@ class KafkaPublisher:
 
     async def close(self) -> None:
         async with self._lock:
-            if self._producer is not None:
-                await self._producer.stop()
-                self._producer = None
+            if self._lease is not None:
+                await self._lease.producer.stop()
+                self._lease = None
+        await asyncio.gather(*self._retiring, return_exceptions=True)

@@ -116,6 +116,7 @@ def build(settings: Settings, registry: CollectorRegistry | None = None) -> Comp
         settings.kafka_bootstrap_servers,
         client_id=settings.group_id,
         idempotence=settings.producer_idempotence,
+        on_renew=metrics.producer_renewals.inc,
     )
     ledger = RedisLedger(redis, settings.redis_prefix)
     provider = sms_provider(settings, http)

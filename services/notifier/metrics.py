@@ -20,6 +20,7 @@ class Metrics:
     latency: Histogram
     dead_letters: Counter
     transient_errors: Counter
+    producer_renewals: Counter
     delivery_errors: Counter
 
     @classmethod
@@ -66,6 +67,11 @@ class Metrics:
                 "transient_errors",
                 "Redis or Kafka failures retried in place, by component",
                 "component",
+            ),
+            producer_renewals=counter(
+                "kafka_producer_renewals",
+                "Kafka producers replaced because they could no longer deliver (their sender "
+                "task died, or an idempotence error)",
             ),
             delivery_errors=counter(
                 "delivery_errors",

@@ -84,6 +84,7 @@ def build(
         settings.kafka_bootstrap_servers,
         client_id=settings.app_id,
         idempotence=settings.producer_idempotence,
+        on_renew=metrics.producer_renewals.inc,
     )
     service = CardService(store, publisher, settings, metrics, clock)
     usage_dlq = DeadLetters(publisher, settings.topic_dlq, metrics.count_dead_letter, clock)

@@ -32,6 +32,7 @@ class Metrics:
     outbox_published: Counter
     outbox_depth: Gauge
     transient_errors: Counter
+    producer_renewals: Counter
     card_transitions: Counter
     scheduled: Counter
     consumer_lag: Gauge
@@ -139,6 +140,12 @@ class Metrics:
                 f"{p}_transient_errors",
                 "Retried errors by component (redis, kafka)",
                 ["component"],
+                registry=registry,
+            ),
+            producer_renewals=Counter(
+                f"{p}_kafka_producer_renewals",
+                "Kafka producers replaced because they could no longer deliver (their sender "
+                "task died, or an idempotence error); the outbox publishes again",
                 registry=registry,
             ),
             scheduled=Counter(

@@ -44,6 +44,20 @@ EXIT_GRACE_S = 20.0
 """After a stall, how long the notifier's stop may take before the process exits anyway (a
 stop waits on Kafka; nothing uncommitted is lost: it is read again)."""
 
+CONSUMER_STOP_S = 8.0
+"""How long one consumer's stop (leaving its group) may take: over a broken link it waits on
+Kafka, and the failure that ended the loop must still reach `serve` within its grace."""
+
+
+async def _stop(consumer: AIOKafkaConsumer, name: str) -> None:
+    """Stop a consumer, bounded; its failure is logged, not raised: aiokafka re-raises a dead
+    fetch task's error from `stop`, which would hide why the loop ended."""
+    try:
+        async with asyncio.timeout(CONSUMER_STOP_S):
+            await consumer.stop()
+    except Exception as exc:  # nothing uncommitted is lost: it is read again
+        log.warning("the %s consumer did not stop cleanly: %s: %s", name, type(exc).__name__, exc)
+
 
 class Inputs:
     def __init__(
@@ -159,10 +173,10 @@ class Inputs:
                     await asyncio.gather(*self._loops.values(), return_exceptions=True)
             finally:
                 self._consumers.pop("alerts", None)
-                await alerts.stop()
+                await _stop(alerts, "alerts")
         finally:
             self._consumers.pop("settings", None)
-            await settings.stop()
+            await _stop(settings, "settings")
 
     def stop(self) -> None:
         self._stopping.set()

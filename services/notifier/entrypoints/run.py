@@ -11,7 +11,7 @@ from typing import Protocol
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from simwatch_runtime.liveness import ConsumerStalledError, exit_after
+from simwatch_runtime.liveness import exit_after
 from simwatch_runtime.redis_client import AnyRedis
 
 from ..metrics import Metrics
@@ -70,8 +70,9 @@ async def serve(c: Parts) -> None:
     finally:
         c.inputs.stop()
         await c.dispatcher.stop()  # first: its attempts in flight finish and are recorded
-        if isinstance(failure, ConsumerStalledError):
-            # What follows stops the consumers and producers, on the Kafka that stalled.
+        if failure is not None:
+            # What follows stops the consumers and producers, on a Kafka that stalled or
+            # whose link broke (a dead fetch task): their stop can wait on it for minutes.
             exit_after(EXIT_GRACE_S)
         for task in tasks:
             task.cancel()
