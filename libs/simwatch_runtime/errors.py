@@ -57,13 +57,19 @@ def is_transient(exc: BaseException) -> bool:
         return True
     # uvloop raises this, not ConnectionResetError, when a client writes to a socket the peer
     # has reset (MagicStack/uvloop#506); redis-py drops the connection and the retry reconnects.
-    if isinstance(exc, RuntimeError) and "the handler is closed" in str(exc):
+    if is_closed_transport(exc):
         return True
     # redis-py 8.1, reconnecting to a Redis Cluster node that is restarting: the node closes
     # the socket during the connection handshake and the next handshake command finds no
     # writer (`'NoneType' object has no attribute 'writelines'`). redis-py has disconnected
     # by then, so a retry opens a fresh connection.
     return isinstance(exc, AttributeError) and _raised_in(exc, _REDIS_CONNECTION)
+
+
+def is_closed_transport(exc: BaseException) -> bool:
+    """uvloop's error for a write to a transport the peer has reset (MagicStack/uvloop#506):
+    a broken connection, though not an `OSError`."""
+    return isinstance(exc, RuntimeError) and "the handler is closed" in str(exc)
 
 
 _REDIS_CONNECTION = os.path.join("redis", "asyncio", "connection.py")

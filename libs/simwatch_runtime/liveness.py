@@ -31,6 +31,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from simwatch_runtime.aiokafka_tasks import fetcher_failure
 from simwatch_runtime.progress import Progress
 
 log = logging.getLogger(__name__)
@@ -264,6 +265,19 @@ class Watchdog:
             if consumer is None:
                 clock.restart(time.monotonic())
                 continue
+            dead = fetcher_failure(consumer)
+            if dead is not None and not self._stopping():
+                # Nothing will ever be fetched again: no need to wait out the stall timeout.
+                stalled = ConsumerStalledError(
+                    f"{self.what} stalled: an aiokafka background task died "
+                    f"({type(dead).__name__}: {dead})"
+                )
+                log.critical(
+                    "%s; stopping so that its supervisor restarts it (docs/reliability.md)",
+                    stalled,
+                    exc_info=dead,
+                )
+                return stalled
             now_ms = time.time() * 1000
             current = current_assignment(consumer)
             if current is not assignment[0]:

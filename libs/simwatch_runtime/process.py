@@ -6,6 +6,8 @@ import asyncio
 
 from pydantic import ValidationError
 
+from . import aiokafka_patch
+
 SHARED_SETTINGS = frozenset({"KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL"})
 
 
@@ -24,7 +26,9 @@ def settings_error(exc: ValidationError, prefix: str) -> str:
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
     """uvloop where installed. faust's `--loop` option does not switch loops when the worker is
-    started programmatically, so the loop is made here, before faust asks for one."""
+    started programmatically, so the loop is made here, before faust asks for one. aiokafka
+    is patched here too, to survive uvloop's closed-transport error (`aiokafka_patch`)."""
+    aiokafka_patch.install()
     try:
         import uvloop
     except ImportError:  # optional: plain asyncio works, somewhat slower

@@ -348,3 +348,39 @@ async def test_a_stopping_owner_is_never_reported_stalled(monkeypatch: pytest.Mo
     )
     with pytest.raises(TimeoutError):
         await asyncio.wait_for(watchdog.run(), 0.5)
+
+
+async def test_a_dead_aiokafka_task_is_a_stall_at_once() -> None:
+    """The client's metadata synchroniser died (uvloop's closed-transport error, in CI): the
+    consumer will never find its coordinator or fetch again. No need to wait `stall_s`."""
+
+    async def dies() -> None:
+        raise RuntimeError("unable to perform operation on <TCPTransport closed=True>")
+
+    synchroniser = asyncio.create_task(dies())
+    await asyncio.sleep(0)
+    consumer = SimpleNamespace(_client=SimpleNamespace(_sync_task=synchroniser))
+    watchdog = liveness.Watchdog(
+        "test consumer",
+        lambda: consumer,
+        Progress(),
+        stall_s=3600,
+        retry_backoff_max_s=0.01,
+        bootstrap_servers="127.0.0.1:1",
+        every_s=0.02,
+    )
+    stalled = await asyncio.wait_for(watchdog.run(), 2)
+    assert "background task died" in str(stalled) and "TCPTransport" in str(stalled)
+
+    stopping = liveness.Watchdog(
+        "test consumer",
+        lambda: consumer,
+        Progress(),
+        stall_s=3600,
+        retry_backoff_max_s=0.01,
+        bootstrap_servers="127.0.0.1:1",
+        every_s=0.02,
+        stopping=lambda: True,  # a stop ends the tasks: not a stall
+    )
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(stopping.run(), 0.3)
