@@ -35,6 +35,7 @@ from datetime import UTC, datetime, timedelta
 from prometheus_client import CollectorRegistry
 
 from simwatch_contracts import PoolUpserted, parse_card_event
+from simwatch_runtime.process import new_event_loop
 from simwatch_runtime.redis_client import AnyRedis
 from usage_monitor.bootstrap import build
 from usage_monitor.domain.card import CardState
@@ -252,12 +253,9 @@ def run(quick: bool = False) -> list[str]:
         f"{roll:.1f} us per card"
     ]
     say(lines[-1])
-    try:
-        import uvloop  # the worker's loop (entrypoints/worker.py)
-
-        lines += uvloop.run(service_costs(MEMBERS))
-    except ImportError:  # pragma: no cover - uvloop is a dependency off Windows
-        lines += asyncio.run(service_costs(MEMBERS))
+    # The worker's loop, and its aiokafka patch (entrypoints/worker.py).
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
+        lines += runner.run(service_costs(MEMBERS))
     return lines
 
 

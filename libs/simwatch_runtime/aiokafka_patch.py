@@ -22,6 +22,7 @@ The checks in `aiokafka_tasks` remain for whatever else ends those tasks.
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -55,5 +56,8 @@ def install() -> None:
     """Idempotent; call before any Kafka client is made (`process.new_event_loop` does)."""
     for name in ("send", "_send_sasl_token"):
         method = getattr(AIOKafkaConnection, name)
+        # The wrapper catches what the write raises: it must run in the call (aiokafka
+        # 0.11-0.14 write first, then return a future to await).
+        assert not inspect.iscoroutinefunction(method), f"aiokafka's {name} is a coroutine"
         if not getattr(method, _PATCHED, False):
             setattr(AIOKafkaConnection, name, _broken_on_closed_transport(method))

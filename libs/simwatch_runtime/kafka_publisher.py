@@ -195,9 +195,15 @@ class KafkaPublisher:
 
     def _stop_later(self, producer: AIOKafkaProducer) -> None:
         async def stop() -> None:
-            with contextlib.suppress(Exception):
+            try:
                 async with asyncio.timeout(STOP_OLD_PRODUCER_S):
                     await producer.stop()
+            except Exception:
+                # A dead task's error is re-raised by the stop before the client closes its
+                # connections: close them here, or they stay open until collected.
+                for conn in list(getattr(producer.client, "_conns", {}).values()):
+                    with contextlib.suppress(Exception):
+                        conn.close()
 
         task = asyncio.create_task(stop(), name=f"stop retired producer {self._client_id}")
         self._retiring.add(task)

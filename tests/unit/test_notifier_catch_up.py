@@ -193,7 +193,7 @@ async def test_a_dead_fetch_task_ends_the_input_loop() -> None:
             return {}
 
     consumer = Fetcherless()
-    with pytest.raises(RuntimeError, match="fetcher of the alerts consumer") as caught:
+    with pytest.raises(RuntimeError, match="background task of the alerts consumer died") as caught:
         async with asyncio.timeout(5):
             await inputs()._loop(consumer, None, "alerts")  # type: ignore[arg-type]
     assert "TCPTransport" in str(caught.value.__cause__)

@@ -243,7 +243,9 @@ class Inputs:
             if failure is not None:
                 # aiokafka's fetch task died (see `aiokafka_tasks`): getmany would return
                 # nothing for ever. End the notifier, for its supervisor to restart it.
-                raise RuntimeError(f"Kafka fetcher of the {name} consumer stopped") from failure
+                raise RuntimeError(
+                    f"an aiokafka background task of the {name} consumer died"
+                ) from failure
             return
         progress = self.progress[name]
         offsets = {tp: msgs[-1].offset + 1 for tp, msgs in fetched.items()}

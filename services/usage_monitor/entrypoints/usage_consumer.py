@@ -233,8 +233,12 @@ class UsageConsumer(Service):
             self._watch_task.cancel()
         if self._stalled is not None:
             if self.consumer is not None:
-                with contextlib.suppress(TimeoutError):  # leaving the group may hang too
+                try:  # leaving the group may hang too
                     await asyncio.wait_for(self.consumer.stop(), EXIT_GRACE_S / 2)
+                except Exception as exc:  # e.g. a dead aiokafka task's error, re-raised
+                    log.warning(
+                        "usage consumer did not stop cleanly: %s: %s", type(exc).__name__, exc
+                    )
             return
         if self._loop_task is not None:
             # Not wait_for: it would raise a failed loop's exception here, and the consumer
@@ -310,7 +314,9 @@ class UsageConsumer(Service):
                         # aiokafka's fetch routine died (uvloop's closed-transport error after
                         # a broken broker link): getmany then returns nothing, for ever. End
                         # the loop, so the worker stops and its supervisor restarts it.
-                        raise RuntimeError("Kafka fetcher stopped") from failure
+                        raise RuntimeError(
+                            "an aiokafka background task of the usage consumer died"
+                        ) from failure
                     while flights:
                         await flights.popleft()
                     await commits.advance()  # a barrier that finished meanwhile: commit
