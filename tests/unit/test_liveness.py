@@ -360,27 +360,20 @@ async def test_a_dead_aiokafka_task_is_a_stall_at_once() -> None:
     synchroniser = asyncio.create_task(dies())
     await asyncio.sleep(0)
     consumer = SimpleNamespace(_client=SimpleNamespace(_sync_task=synchroniser))
-    watchdog = liveness.Watchdog(
-        "test consumer",
-        lambda: consumer,
-        Progress(),
-        stall_s=3600,
-        retry_backoff_max_s=0.01,
-        bootstrap_servers="127.0.0.1:1",
-        every_s=0.02,
-    )
-    stalled = await asyncio.wait_for(watchdog.run(), 2)
-    assert "background task died" in str(stalled) and "TCPTransport" in str(stalled)
 
-    stopping = liveness.Watchdog(
-        "test consumer",
-        lambda: consumer,
-        Progress(),
-        stall_s=3600,
-        retry_backoff_max_s=0.01,
-        bootstrap_servers="127.0.0.1:1",
-        every_s=0.02,
-        stopping=lambda: True,  # a stop ends the tasks: not a stall
-    )
-    with pytest.raises(TimeoutError):
-        await asyncio.wait_for(stopping.run(), 0.3)
+    def watching(stopping: bool) -> liveness.Watchdog:
+        return liveness.Watchdog(
+            "test consumer",
+            lambda: consumer,
+            Progress(),
+            stall_s=3600,
+            retry_backoff_max_s=0.01,
+            bootstrap_servers="127.0.0.1:1",
+            every_s=0.02,
+            stopping=lambda: stopping,
+        )
+
+    stalled = await asyncio.wait_for(watching(stopping=False).run(), 2)
+    assert "background task died" in str(stalled) and "TCPTransport" in str(stalled)
+    with pytest.raises(TimeoutError):  # a stop ends the tasks: not a stall
+        await asyncio.wait_for(watching(stopping=True).run(), 0.3)
