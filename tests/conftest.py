@@ -124,8 +124,11 @@ class KafkaIO:
         self.producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
 
     async def send(self, topic: str, value: Any, key: str | None = None) -> None:
+        """Returns once the broker has the message: a test that starts a service next must
+        not race its own input (the producer only buffers it, and a blocking start-up in the
+        test holds the loop that would send it)."""
         raw = value if isinstance(value, bytes) else json.dumps(value).encode()
-        await self.producer.send(topic, raw, key=key.encode() if key else None)
+        await (await self.producer.send(topic, raw, key=key.encode() if key else None))
 
     async def send_many(self, topic: str, items: list[tuple[str | None, Any]]) -> None:
         futures = []
