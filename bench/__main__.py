@@ -25,7 +25,7 @@ from usage_monitor.adapters.redis_store import DEFAULT_DEDUPE_BUCKETS
 
 from . import ceilings, latency, memory, redis_cost, throughput
 from .dataset import QUOTA, Mix, iccid, profile, records, utc_now
-from .procs import REDIS_URL, Names, create_topics, drop_topics, produce
+from .procs import REDIS_URL, Names, create_topics, drop_topics, flush_bench_db, produce
 
 QUICK = os.environ.get("BENCH_QUICK") == "1"
 CARDS = 10_000 if QUICK else 20_000
@@ -56,29 +56,14 @@ def say(line: str) -> None:
     print(line, flush=True)
 
 
-async def _flush_bench_db() -> None:
-    """The bench writes only to its own Redis DB (BENCH_REDIS_URL, db 14): start and end clean.
-    ASYNC: millions of keys are freed by Redis in the background; a blocking FLUSHDB of them
-    outlasted the client's timeout on a slower machine and failed the bench at its very end."""
-    from redis.asyncio import Redis
-
-    from .procs import REDIS_URL
-
-    client = Redis.from_url(REDIS_URL)
-    try:
-        await client.flushdb(asynchronous=True)
-    finally:
-        await client.aclose()
-
-
 def main() -> int:
-    asyncio.run(_flush_bench_db())
+    asyncio.run(flush_bench_db())
     asyncio.run(drop_topics())
     try:
         return _run()
     finally:
         if os.environ.get("BENCH_KEEP") != "1":  # BENCH_KEEP=1 leaves the data to inspect
-            asyncio.run(_flush_bench_db())
+            asyncio.run(flush_bench_db())
             asyncio.run(drop_topics())
 
 
@@ -266,8 +251,10 @@ def _latency(
         asyncio.run(throughput.joined(f"{app}-usage", 1))
         time.sleep(0.5)  # positioned (its first fetch) before the first probe
         rewrites = asyncio.run(_aof_rewrites())
-        lat = asyncio.run(
-            latency.probe_latencies(topics[key], run.commands, background, probes, rate, seconds)
+        lat = latency.latencies(
+            asyncio.run(
+                latency.probe_timeline(topics[key], run.commands, background, probes, rate, seconds)
+            )
         )
         rewrites = asyncio.run(_aof_rewrites()) - rewrites
     finally:

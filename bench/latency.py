@@ -47,23 +47,47 @@ async def _commands_listener(
         await consumer.stop()
 
 
-async def probe_latencies(
+async def probe_timeline(
     usage_topic: str,
     commands_topic: str,
     background: Sequence[tuple[bytes, bytes]],
     probes: Sequence[str],
     rate: float,
     duration_s: float,
-) -> list[float]:
-    """Offer `background` at `rate` records/s for `duration_s`, with probes spread evenly."""
+) -> list[tuple[float, float]]:
+    """Offer `background` at `rate` records/s for `duration_s`, with probes spread evenly:
+    each probe's latency with when it was sent (seconds into the run), to show where in the
+    run the slow ones were (`latencies` sorts them)."""
     seen: dict[str, float] = {}
     stop, ready = asyncio.Event(), asyncio.Event()
     listener = asyncio.create_task(_commands_listener(commands_topic, seen, stop, ready))
+    try:
+        await asyncio.wait_for(ready.wait(), 30)
+        started, sent_at = await _offer(usage_topic, background, probes, rate, duration_s)
+        deadline = time.perf_counter() + 30
+        # Background heavy users are suspended too: wait for the probes themselves.
+        while any(c not in seen for c in sent_at) and time.perf_counter() < deadline:
+            await asyncio.sleep(0.1)
+    finally:
+        stop.set()
+        await listener
+    return [(t - started, seen[c] - t) for c, t in sent_at.items() if c in seen]
+
+
+async def _offer(
+    usage_topic: str,
+    background: Sequence[tuple[bytes, bytes]],
+    probes: Sequence[str],
+    rate: float,
+    duration_s: float,
+) -> tuple[float, dict[str, float]]:
+    """Offer `background` at `rate` records/s for `duration_s` with the probes spread evenly;
+    when the offer started and when each probe was sent (`time.perf_counter`, one clock for
+    every process of the machine)."""
     producer = AIOKafkaProducer(bootstrap_servers=KAFKA, linger_ms=2, acks=1)
     await producer.start()
     sent_at: dict[str, float] = {}
     try:
-        await asyncio.wait_for(ready.wait(), 30)
         started = time.perf_counter()
         total = int(rate * duration_s)
         probe_every = max(1, total // max(1, len(probes)))
@@ -82,15 +106,9 @@ async def probe_latencies(
             await offer.send(chunk)
             await asyncio.sleep(TICK_S)
         await offer.flush()
-        deadline = time.perf_counter() + 30
-        # Background heavy users are suspended too: wait for the probes themselves.
-        while any(c not in seen for c in sent_at) and time.perf_counter() < deadline:
-            await asyncio.sleep(0.1)
     finally:
-        stop.set()
-        await listener
         await producer.stop()
-    return sorted(seen[c] - t for c, t in sent_at.items() if c in seen)
+    return started, sent_at
 
 
 def _probe(card: str) -> tuple[bytes, bytes]:
@@ -102,6 +120,11 @@ def _probe(card: str) -> tuple[bytes, bytes]:
         "bytes_down": 0,
     }
     return card.encode(), json.dumps(doc).encode()
+
+
+def latencies(timeline: Sequence[tuple[float, float]]) -> list[float]:
+    """The probes' latencies alone, sorted."""
+    return sorted(lat for _, lat in timeline)
 
 
 def percentile(values: Sequence[float], p: float) -> float:

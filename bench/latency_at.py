@@ -1,8 +1,10 @@
 """Record -> `suspend` latency of one worker at an offered rate of your choosing, outside the
 full bench: `python -m bench.latency_at 30000 [probes]`. It compares two commits at the same
 load (the full bench offers half of what the worker it measured can count, so a faster
-worker is measured under more load). Needs the stack (`scripts/stack.sh up`); writes only
-to the bench's Redis DB and its own topics."""
+worker is measured under more load). It prints the probes' p50 and maximum for each second
+of the run: where the slow ones were (the workload's decision storm is at 40-50 % of it).
+Needs the stack (`scripts/stack.sh up`); writes only to the bench's Redis DB and its own
+topics, and empties both at its start and end, as the full bench does."""
 
 from __future__ import annotations
 
@@ -13,13 +15,25 @@ import time
 
 from . import latency, throughput
 from .dataset import Mix, iccid, profile, records, utc_now
-from .procs import Names, create_topics, produce
+from .procs import Names, create_topics, drop_topics, flush_bench_db, produce
 
 CARDS = 10_000
 SECONDS = 8
 
 
 def main(rate: int, n_probes: int) -> str:
+    """Starts and ends, as the full bench does, with the bench's Redis DB emptied and its
+    topics deleted (a broker holding thousands of earlier runs' partitions answers slower)."""
+    asyncio.run(flush_bench_db())
+    asyncio.run(drop_topics())
+    try:
+        return _measure(rate, n_probes)
+    finally:
+        asyncio.run(flush_bench_db())
+        asyncio.run(drop_topics())
+
+
+def _measure(rate: int, n_probes: int) -> str:
     names, now = Names(), utc_now()
     usage, idle = f"{names.usage}.at", f"{names.usage}.idle"
     asyncio.run(create_topics([usage, idle, names.events, names.commands, names.alerts, names.dlq]))
@@ -33,12 +47,18 @@ def main(rate: int, n_probes: int) -> str:
     worker = throughput.start_workers(names, app, 1, usage)[0]
     try:
         time.sleep(2)  # joined and positioned
-        lat = asyncio.run(
-            latency.probe_latencies(usage, names.commands, background, probes, rate, SECONDS)
+        timeline = asyncio.run(
+            latency.probe_timeline(usage, names.commands, background, probes, rate, SECONDS)
         )
     finally:
         worker.stop()
-    p = latency.percentile
+    lat, p = latency.latencies(timeline), latency.percentile
+    for second in range(SECONDS):
+        here = [x for t, x in timeline if second <= t < second + 1]
+        print(
+            f"  probes sent in second {second}: p50 {p(here, 50) * 1000:.0f} ms, "
+            f"max {max(here, default=float('nan')) * 1000:.0f} ms ({len(here)})"
+        )
     return (
         f"latency at {rate:,}/s offered: record -> suspend p50 {p(lat, 50) * 1000:.0f} ms, "
         f"p90 {p(lat, 90) * 1000:.0f} ms, p99 {p(lat, 99) * 1000:.0f} ms "

@@ -102,6 +102,19 @@ async def drop_topics(prefix: str = "bench") -> int:
         await admin.close()
 
 
+async def flush_bench_db() -> None:
+    """The bench writes only to its own Redis DB (BENCH_REDIS_URL, db 14): start and end clean.
+    ASYNC: millions of keys are freed by Redis in the background; a blocking FLUSHDB of them
+    outlasted the client's timeout on a slower machine and failed the bench at its very end."""
+    from redis.asyncio import Redis
+
+    client = Redis.from_url(REDIS_URL)
+    try:
+        await client.flushdb(asynchronous=True)
+    finally:
+        await client.aclose()
+
+
 OFFER_SLICE = 20_000
 """Messages handed over at a time by `produce` (the producer's queue stays bounded)."""
 

@@ -128,6 +128,13 @@ class CardStore(Protocol):
         ``adapters/lua/ingest.lua`` for the outcome of each record and the wake levels."""
         ...
 
+    async def ingest_many(
+        self, batches: Mapping[int, Sequence[IngestRow]]
+    ) -> dict[int, IngestResult]:
+        """`ingest` for several shards' batches at once (in one round trip where the store
+        has round trips); each shard's batch is atomic on its own."""
+        ...
+
     async def load(self, iccids: Iterable[str]) -> dict[str, Snapshot]:
         """Read cards (state, version and usage counters); an unknown card is version 0."""
         ...

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from typing import Any, cast
@@ -124,6 +124,11 @@ class MemoryStore:
             if wake is None or 0 <= wake <= used:
                 result.due.append((iccid, cycle, used))
         return result
+
+    async def ingest_many(
+        self, batches: Mapping[int, Sequence[IngestRow]]
+    ) -> dict[int, IngestResult]:
+        return {shard: await self.ingest(shard, rows) for shard, rows in batches.items()}
 
     async def load(self, iccids: Iterable[str]) -> dict[str, Snapshot]:
         out = {}

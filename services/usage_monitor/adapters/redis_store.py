@@ -7,7 +7,7 @@ restart dropped (NOSCRIPT); inside a cluster pipeline ``run_pipeline`` does that
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime
 from typing import Any, cast
 
@@ -15,7 +15,7 @@ import orjson
 from redis.commands.core import AsyncScript
 
 from simwatch_runtime import lua
-from simwatch_runtime.redis_client import AnyRedis, queue_script, run_pipeline
+from simwatch_runtime.redis_client import AnyRedis, queue_script, run_pipeline, run_script_calls
 
 from ..domain.pools import TOP_MEMBERS, Pool, PoolState
 from ..ports import (
@@ -99,6 +99,22 @@ class RedisStore:
 
     async def ingest(self, shard: int, rows: Sequence[IngestRow]) -> IngestResult:
         """Count a batch of one shard's records once each; see ``lua/ingest.lua``."""
+        return (await self.ingest_many({shard: rows}))[shard]
+
+    async def ingest_many(
+        self, batches: Mapping[int, Sequence[IngestRow]]
+    ) -> dict[int, IngestResult]:
+        """As `ingest` for each shard's batch: one script call per shard, all of them in one
+        pipeline (one round trip)."""
+        shards = list(batches)
+        calls = [
+            ([self.keys.outbox(shard)], self._ingest_args(shard, batches[shard]))
+            for shard in shards
+        ]
+        replies = await run_script_calls(self.redis, self._ingest, calls)
+        return {shard: _ingest_result(reply) for shard, reply in zip(shards, replies, strict=True)}
+
+    def _ingest_args(self, shard: int, rows: Sequence[IngestRow]) -> list[str | int | bytes]:
         days: dict[str, int] = {}
         cycles: dict[date, str] = {}
         flat: list[str | int] = []
@@ -111,7 +127,7 @@ class RedisStore:
             flat += (day, bucket(value, buckets), str(value), r.iccid, r.calendar)
             flat += (cycle, r.nbytes, int(r.late))
         expiry = [x for d in days for x in (d, dedupe.expires_at(d, self.record_ttl_s))]
-        args: list[str | int | bytes] = [
+        return [
             self.keys.card_prefix(shard),
             self.keys.dedupe_prefix(shard),
             orjson.dumps(expiry),
@@ -119,19 +135,6 @@ class RedisStore:
             self.keys.tag(shard),
             POOL_TOP_KEPT,
         ]
-        applied, dups, due, recal, unknown, late, pools = await self._ingest(
-            keys=[self.keys.outbox(shard)], args=args
-        )
-        result = IngestResult(int(applied), int(dups), unknown=int(unknown), late=int(late))
-        for i in range(0, len(due), 3):
-            result.due.append(
-                (due[i].decode(), date.fromisoformat(due[i + 1].decode()), int(due[i + 2]))
-            )
-        for i in range(0, len(recal), 2):
-            result.recalendar.append((int(recal[i]) - 1, recal[i + 1].decode()))
-        for i in range(0, len(pools), 2):
-            result.pools.append((pools[i].decode(), date.fromisoformat(pools[i + 1].decode())))
-        return result
 
     async def load(self, iccids: Iterable[str]) -> dict[str, Snapshot]:
         """Read cards (state, version and usage counters) in one round trip: one
@@ -512,3 +515,18 @@ def _pending_op(r: CommitRequest) -> str | int:
         return 0
     raw = encode_pending(r.state)
     return "" if raw is None else raw.decode()
+
+
+def _ingest_result(reply: Any) -> IngestResult:
+    """``ingest.lua``'s reply: {applied, duplicates, due, recalendar, unknown, late, pools}."""
+    applied, dups, due, recal, unknown, late, pools = reply
+    result = IngestResult(int(applied), int(dups), unknown=int(unknown), late=int(late))
+    for i in range(0, len(due), 3):
+        result.due.append(
+            (due[i].decode(), date.fromisoformat(due[i + 1].decode()), int(due[i + 2]))
+        )
+    for i in range(0, len(recal), 2):
+        result.recalendar.append((int(recal[i]) - 1, recal[i + 1].decode()))
+    for i in range(0, len(pools), 2):
+        result.pools.append((pools[i].decode(), date.fromisoformat(pools[i + 1].decode())))
+    return result

@@ -131,8 +131,16 @@ class UsagePipeline:
         by_shard: dict[int, list[int]] = defaultdict(list)
         for i, row in enumerate(rows):
             by_shard[self.store.shard(row.iccid)].append(i)
+        # Every shard's script in one round trip; a shard whose records came back for their
+        # card's own billing calendar goes on alone (rare).
+        first = await self.store.ingest_many(
+            {shard: [rows[i] for i in idx] for shard, idx in by_shard.items()}
+        )
         results = await asyncio.gather(
-            *(self._ingest_shard(idx, rows, times, now) for idx in by_shard.values())
+            *(
+                self._recalendar_rounds(shard, first[shard], idx, rows, times, now)
+                for shard, idx in by_shard.items()
+            )
         )
         due: dict[str, None] = {}
         touched: dict[tuple[str, date], None] = {}
@@ -227,17 +235,23 @@ class UsagePipeline:
         reason = f"event_time is {ahead:.0f} s in the future (limit {limit} s)"
         self.dead_letters.add(msg, reason, "future_event")
 
-    async def _ingest_shard(
-        self, indices: list[int], rows: list[IngestRow], times: list[float], now: datetime
+    async def _recalendar_rounds(
+        self,
+        shard: int,
+        result: IngestResult,
+        indices: list[int],
+        rows: list[IngestRow],
+        times: list[float],
+        now: datetime,
     ) -> IngestResult:
-        """One script call for the shard; records of cards with their own billing calendar
-        come back and are sent again with the cycle named in that calendar."""
-        shard = self.store.shard(rows[indices[0]].iccid)
+        """The shard's first result, and the rounds after it: records of cards with their own
+        billing calendar come back and are sent again with the cycle named in that calendar."""
         total = IngestResult()
         batch = [rows[i] for i in indices]
         origin = list(indices)
-        for _ in range(MAX_RECALENDAR_ROUNDS):
-            result = await self.store.ingest(shard, batch)
+        for round_ in range(MAX_RECALENDAR_ROUNDS):
+            if round_:
+                result = await self.store.ingest(shard, batch)
             total.applied += result.applied
             total.duplicates += result.duplicates
             total.unknown += result.unknown
