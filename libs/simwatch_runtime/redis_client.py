@@ -82,10 +82,12 @@ async def run_script_calls(
 
     Unlike ``run_pipeline``, only a call that found its server without the script
     (``NOSCRIPT``: a restart, a failover, or the first call on a cluster node) runs again,
-    once the script is loaded: the others ran, and a script whose reply is not idempotent
-    (``ingest.lua`` reports a record it has already counted as a duplicate) must not run
-    twice. Any other error is raised (the calls before it ran; the caller's retry must
-    tolerate that, as it must for a connection lost mid-pipeline).
+    once the script is loaded: the others ran, and a script's reply need not be idempotent
+    (``ingest.lua`` reports a record it has already counted as a duplicate). Any other error
+    is raised; the calls that ran before it, or that ran and lost their reply (redis-py sends
+    a pipeline again after a broken connection), run again in the caller's retry, so every
+    script called this way must be safe to run twice (``ingest.lua`` counts nothing twice,
+    and reports the pools of duplicates as touched, for them to be settled all the same).
     """
     replies: list[Any] = [None] * len(calls)
     todo = list(range(len(calls)))

@@ -433,7 +433,23 @@ async def test_scripts_survive_a_script_cache_flush(redis_store: RedisStore) -> 
     assert await put(store, CardState(A)) == 1
 
 
-async def test_ingest_many_counts_a_shards_batch_as_ingest_does(store: CardStore) -> None:
+async def test_a_pool_is_reported_touched_by_its_members_duplicates_too(store: CardStore) -> None:
+    """A batch run again after a partial failure (its other shards' scripts had run) finds
+    its records counted: their pools must still be settled, so they are reported touched,
+    and nothing is added to them twice."""
+    plan = {"plan_id": "p1", "quota_bytes": None, "monthly_fee": 0, "auto_suspend": True}
+    plan |= {"pool_id": "P1"}
+    assert await put(store, profiled(A, plan=plan)) == 1
+    first = await store.ingest(0, [row("r1", 5)])
+    assert (first.applied, first.duplicates, first.pools) == (1, 0, [("P1", NOV)])
+    again = await store.ingest(0, [row("r1", 5), row("r1", 5)])
+    assert (again.applied, again.duplicates, again.pools) == (0, 2, [("P1", NOV)])
+    mixed = await store.ingest(0, [row("r1", 5), row("r2", 7)])
+    assert (mixed.applied, mixed.duplicates, mixed.pools) == (1, 1, [("P1", NOV)])
+    assert await store.pool_used([("P1", NOV)]) == {("P1", NOV): 12}
+
+
+async def test_ingest_many_reports_new_records_and_duplicates(store: CardStore) -> None:
     older = [row(f"r{i}", 1, f"898604{i:014d}") for i in range(30)]
     newer = [row(f"r{i}", 1, f"898604{i:014d}") for i in range(30, 60)]
     first = await store.ingest_many({0: older})

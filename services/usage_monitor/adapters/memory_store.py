@@ -100,6 +100,11 @@ class MemoryStore:
                 continue
             if (row.day, row.record_id) in seen:
                 result.duplicates += 1
+                # Its pool is reported as touched all the same: a batch run again after a
+                # partial failure must still have its pools settled.
+                pool = pool_of(card.state) if card is not None and card.state is not None else None
+                if pool is not None and (pool, row.cycle) not in result.pools:
+                    result.pools.append((pool, row.cycle))
             else:
                 seen.add((row.day, row.record_id))
                 card = self._cards.setdefault(row.iccid, _Card())

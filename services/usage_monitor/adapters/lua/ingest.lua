@@ -32,7 +32,10 @@
 --   due:        flat list of iccid, cycle, used for every (card, cycle) touched whose usage
 --               reached its wake level, or which has none yet: the caller evaluates those.
 --   recalendar: flat list of record index (1-based), calendar for records not applied.
---   pools:      flat list of pool, cycle for every pool count this batch added to.
+--   pools:      flat list of pool, cycle for every pool a record of this batch belongs to,
+--               added or a duplicate: a batch run again after a partial failure (its other
+--               shards' scripts had run) finds its records counted, and the pools they
+--               belong to must still be settled.
 local card_prefix, set_prefix = ARGV[1], ARGV[2]
 local tag, keep_top = ARGV[5], tonumber(ARGV[6])
 local pool_of, pooled, pools = {}, {}, {}
@@ -110,6 +113,15 @@ for _, entry in ipairs(order) do
   else
     local v = redis.call('HMGET', card, field, 'w:' .. entry[2])
     used, wake = tonumber(v[1]) or 0, tonumber(v[2])
+    local pool = pool_of[entry[1]]
+    if pool then  -- only duplicates: nothing to add, but the pool is reported as touched
+      local t = pool .. ' ' .. entry[2]
+      if not pooled[t] then
+        pooled[t] = {pool, entry[2], 0, {}}
+        pools[#pools + 1] = pool
+        pools[#pools + 1] = entry[2]
+      end
+    end
   end
   if wake == nil or (wake >= 0 and used >= wake) then
     due[#due + 1] = entry[1]
@@ -121,18 +133,21 @@ end
 -- Only this batch's own biggest can enter the shard's top: the others are not written.
 local function bigger(a, b) return a[1] > b[1] end
 for _, sum in pairs(pooled) do
-  local counts = tag .. 'pc:' .. sum[2]
-  redis.call('HINCRBY', counts, sum[1], sum[3])
-  redis.call('EXPIRE', counts, 8640000)  -- 100 days: read while its cycle is recent
-  local top, members = tag .. 'pt:' .. sum[1] .. ':' .. sum[2], sum[4]
-  table.sort(members, bigger)
-  local flat = {}
-  for i = 1, math.min(#members, keep_top) do
-    flat[#flat + 1] = members[i][1]
-    flat[#flat + 1] = members[i][2]
+  local members = sum[4]
+  if #members > 0 then  -- else only duplicates: nothing to write
+    local counts = tag .. 'pc:' .. sum[2]
+    redis.call('HINCRBY', counts, sum[1], sum[3])
+    redis.call('EXPIRE', counts, 8640000)  -- 100 days: read while its cycle is recent
+    local top = tag .. 'pt:' .. sum[1] .. ':' .. sum[2]
+    table.sort(members, bigger)
+    local flat = {}
+    for i = 1, math.min(#members, keep_top) do
+      flat[#flat + 1] = members[i][1]
+      flat[#flat + 1] = members[i][2]
+    end
+    redis.call('ZADD', top, unpack(flat))
+    redis.call('ZREMRANGEBYRANK', top, 0, -keep_top - 1)
+    redis.call('EXPIRE', top, 8640000)
   end
-  redis.call('ZADD', top, unpack(flat))
-  redis.call('ZREMRANGEBYRANK', top, 0, -keep_top - 1)
-  redis.call('EXPIRE', top, 8640000)
 end
 return {applied, dups, due, recal, unknown, late, pools}
