@@ -437,8 +437,13 @@ async def test_a_pool_is_reported_touched_by_its_members_duplicates_too(store: C
     """A batch run again after a partial failure (its other shards' scripts had run) finds
     its records counted: their pools must still be settled, so they are reported touched,
     and nothing is added to them twice."""
-    plan = {"plan_id": "p1", "quota_bytes": None, "monthly_fee": 0, "auto_suspend": True}
-    plan |= {"pool_id": "P1"}
+    plan = {
+        "plan_id": "p1",
+        "quota_bytes": None,
+        "monthly_fee": 0,
+        "auto_suspend": True,
+        "pool_id": "P1",
+    }
     assert await put(store, profiled(A, plan=plan)) == 1
     first = await store.ingest(0, [row("r1", 5)])
     assert (first.applied, first.duplicates, first.pools) == (1, 0, [("P1", NOV)])
@@ -463,7 +468,7 @@ async def test_a_node_that_lost_the_script_runs_again_only_its_own_calls(
 ) -> None:
     """After a failover or restart, one node may lack the script while the others ran their
     calls of the same pipeline: those must not run twice, or ingest.lua would report their
-    records as duplicates (outcomes and pool counts lost), though each is counted once."""
+    records as duplicates (their outcomes wrong), though each is counted once."""
     keys = Keys(names["USAGE_MONITOR_REDIS_PREFIX"], 12)
     store = RedisStore(any_redis, keys, record_ttl_s=3600, event_ttl_s=3600)
     cards = [f"898604{i:014d}" for i in range(120)]

@@ -133,12 +133,11 @@ class UsagePipeline:
             by_shard[self.store.shard(row.iccid)].append(i)
         # Every shard's script in one round trip; a shard whose records came back for their
         # card's own billing calendar goes on alone (rare).
-        first = await self.store.ingest_many(
-            {shard: [rows[i] for i in idx] for shard, idx in by_shard.items()}
-        )
+        batches = {shard: [rows[i] for i in idx] for shard, idx in by_shard.items()}
+        first = await self.store.ingest_many(batches)
         results = await asyncio.gather(
             *(
-                self._recalendar_rounds(shard, first[shard], idx, rows, times, now)
+                self._recalendar_rounds(shard, first[shard], batches[shard], idx, times, now)
                 for shard, idx in by_shard.items()
             )
         )
@@ -239,15 +238,15 @@ class UsagePipeline:
         self,
         shard: int,
         result: IngestResult,
+        batch: list[IngestRow],
         indices: list[int],
-        rows: list[IngestRow],
         times: list[float],
         now: datetime,
     ) -> IngestResult:
-        """The shard's first result, and the rounds after it: records of cards with their own
-        billing calendar come back and are sent again with the cycle named in that calendar."""
+        """The shard's first result (of `batch`, the rows at `indices`), and the rounds after
+        it: records of cards with their own billing calendar come back and are sent again with
+        the cycle named in that calendar."""
         total = IngestResult()
-        batch = [rows[i] for i in indices]
         origin = list(indices)
         for round_ in range(MAX_RECALENDAR_ROUNDS):
             if round_:
